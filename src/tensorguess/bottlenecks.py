@@ -1,0 +1,155 @@
+"""Bottleneck features: one batched, pipelined pass over the images, and their cache.
+
+The cache is keyed by each image's content hash inside a folder named after the
+module's identity: renaming or moving photos costs nothing, a changed module
+gets a fresh folder, and every entry is written to a temporary file and renamed
+into place, so a killed run never leaves a half-written entry behind.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .files import write_atomically
+from .images import Skipped, UnreadableImage, content_hash
+from .modules import ModuleSpec, feature_function, to_value_range
+from .pipeline import bounded_map, decoded_batches, default_workers, progress
+
+
+class BottleneckCache:
+    """Feature vectors of one module, one small .npy file per image content hash."""
+
+    def __init__(self, root: Path, spec: ModuleSpec):
+        self.dir = Path(root) / spec.cache_name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        about = self.dir / "module.json"
+        if not about.exists():
+            write_atomically(about, json.dumps(spec.describe(), indent=1).encode())
+
+    def _path(self, digest: str) -> Path:
+        return self.dir / digest[:2] / f"{digest}.npy"
+
+    def get(self, digest: str) -> np.ndarray | None:
+        path = self._path(digest)
+        try:
+            vector = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None  # missing, or damaged outside our control: recompute it
+        if vector.ndim != 1 or vector.dtype != np.float32 or not np.all(np.isfinite(vector)):
+            return None
+        return vector
+
+    def put(self, digest: str, vector: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(vector, dtype=np.float32), allow_pickle=False)
+        write_atomically(self._path(digest), buffer.getvalue())
+
+
+@dataclass
+class Extraction:
+    """What one pass produced: a vector per readable path and what was skipped."""
+
+    vectors: dict[Path, np.ndarray] = field(default_factory=dict)
+    skipped: list[Skipped] = field(default_factory=list)
+    computed: int = 0
+    from_cache: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        rate = f" ({self.computed / self.seconds:.1f} images/s)" if self.computed and self.seconds else ""
+        text = f"Bottlenecks: {self.computed} computed{rate}, {self.from_cache} read from cache"
+        if self.skipped:
+            text += f", {len(self.skipped)} unreadable file(s) skipped"
+        return text
+
+
+def compile_features(spec: ModuleSpec, loaded) -> Callable:
+    """A tf.function mapping float images in [0,1] [N,S,S,3] to features [N,D]."""
+    import tensorflow as tf
+
+    features = feature_function(loaded)
+    size = spec.input_size
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+    def run(images):
+        return features(to_value_range(images, spec.value_range))
+
+    return run
+
+
+def extract(
+    paths: list[Path],
+    spec: ModuleSpec,
+    loaded,
+    cache: BottleneckCache | None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> Extraction:
+    """Features for every readable path, computing only those not in the cache."""
+    workers = workers or default_workers()
+    result = Extraction()
+    by_digest: dict[str, list[Path]] = {}
+    for path, digest in zip(paths, bounded_map(_hash_or_error, paths, workers, 64), strict=True):
+        if isinstance(digest, UnreadableImage):
+            _skip(result, path, str(digest), warn)
+            continue
+        by_digest.setdefault(digest, []).append(path)
+
+    missing = []
+    for digest, same in by_digest.items():
+        vector = cache.get(digest) if cache else None
+        if vector is None:
+            missing.append(digest)
+        else:
+            result.from_cache += len(same)
+            result.vectors.update((p, vector) for p in same)
+    if not missing:
+        return result
+
+    run = compile_features(spec, loaded)
+    started = time.perf_counter()
+    first_paths = [by_digest[digest][0] for digest in missing]
+    digest_of = dict(zip(first_paths, missing, strict=True))
+    with progress(len(missing), "Bottlenecks") as bar:
+        for batch in decoded_batches(first_paths, spec.input_size, batch_size, workers):
+            good = []
+            for path, pixels in batch:
+                if isinstance(pixels, UnreadableImage):
+                    for same in by_digest[digest_of[path]]:
+                        _skip(result, same, str(pixels), warn)
+                else:
+                    good.append((digest_of[path], pixels))
+            if good:
+                vectors = run(np.stack([pixels for _, pixels in good])).numpy()
+                for (digest, _), vector in zip(good, vectors, strict=True):
+                    if cache:
+                        cache.put(digest, vector)
+                    result.vectors.update((p, vector) for p in by_digest[digest])
+                    result.computed += 1
+            bar.update(len(batch))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _hash_or_error(path: Path) -> str | UnreadableImage:
+    try:
+        if path.stat().st_size == 0:
+            return UnreadableImage("the file is empty (0 bytes)")
+        return content_hash(path)
+    except OSError as error:
+        return UnreadableImage(f"cannot read the file ({error.strerror or error})")
+
+
+def _skip(result: Extraction, path: Path, reason: str, warn: Callable[[str], None]) -> None:
+    skipped = Skipped(path, reason)
+    result.skipped.append(skipped)
+    warn(skipped.warning())

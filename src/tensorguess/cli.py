@@ -1,0 +1,235 @@
+"""Command line: parse arguments, delegate to the library, turn errors into one line.
+
+    python -m tensorguess train DIR [flags]
+    python -m tensorguess guess DIR IMAGE [IMAGE...] [--json]
+    python -m tensorguess sort DIR SRC DEST
+    python -m tensorguess fetch-module URL
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .config import TrainConfig
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+TRAIN_HELP = {
+    "image_dir": "folder of category folders of images (default: DIR/data)",
+    "tfhub_module": "TF Hub module URL or handle, or a local SavedModel folder "
+    "(default: $TFHUB_MODULE, else Inception v3)",
+    "input_size": "module input height and width in pixels (default: from the module)",
+    "input_range": "module input value range: 0,1 (TF Hub), -1,1 or 0,255 (default: 0,1)",
+    "bottleneck_dir": "bottleneck cache folder (default: DIR/bottlenecks)",
+    "bottleneck_batch_size": "images per batch when computing bottlenecks",
+    "how_many_training_steps": "training steps",
+    "learning_rate": "learning rate of the final layer",
+    "train_batch_size": "images per training step",
+    "validation_batch_size": "images per validation evaluation; -1 uses all",
+    "test_batch_size": "images for the final test; -1 uses all",
+    "eval_step_interval": "evaluate every this many steps",
+    "testing_percentage": "percentage of images kept for the final test",
+    "validation_percentage": "percentage of images kept for validation",
+    "random_seed": "seed for a reproducible run (default: random, written to train_log.json)",
+    "print_misclassified_test_images": "list the test images the classifier got wrong",
+    "output_graph": "frozen graph to write (default: DIR/retrained_graph.pb)",
+    "output_labels": "labels file to write (default: DIR/retrained_labels.txt)",
+    "saved_model_dir": "SavedModel folder to write (default: DIR/saved_model)",
+    "train_log": "training log to write (default: DIR/train_log.json)",
+    "final_tensor_name": "name of the output softmax in the graph",
+}
+
+IN_DIR = ("image_dir", "bottleneck_dir", "output_graph", "output_labels", "saved_model_dir",
+          "train_log")
+
+
+class UsageError(Exception):
+    pass
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> int:
+    print(f"tensor-guess: {message}", file=sys.stderr)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tensorguess", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train", help="retrain the final layer on DIR/data/<category>/ images",
+        description="Retrain a classifier on DIR/data/<category>/ images. Relative paths given "
+        "to flags are taken inside DIR.",
+    )
+    train.add_argument("dir", type=Path, help="the tf_files folder")
+    defaults = TrainConfig()
+    for item in fields(TrainConfig):
+        default = getattr(defaults, item.name)
+        flag = f"--{item.name}"
+        if isinstance(default, bool):
+            train.add_argument(flag, action="store_true", help=TRAIN_HELP[item.name])
+            continue
+        kind = {"input_size": int, "random_seed": int}.get(item.name, type(default))
+        if kind in (Path, type(None)):
+            kind = str
+        shown = "" if default is None or item.name in IN_DIR or item.name == "tfhub_module" else (
+            f" (default: {default})")
+        train.add_argument(flag, type=kind, default=None, help=TRAIN_HELP[item.name] + shown)
+
+    guess = commands.add_parser("guess", help="print the scores of every label for images")
+    guess.add_argument("dir", type=Path, help="the tf_files folder holding the trained graph")
+    guess.add_argument("images", type=Path, nargs="+", help="image files to classify")
+    guess.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _graph_flags(guess)
+
+    sort = commands.add_parser("sort", help="copy each image of SRC to DEST/<label>--<score>.<ext>")
+    sort.add_argument("dir", type=Path, help="the tf_files folder holding the trained graph")
+    sort.add_argument("source", type=Path, help="folder of images to sort (only read)")
+    sort.add_argument("dest", type=Path, help="folder to copy into (created if missing)")
+    _graph_flags(sort)
+
+    fetch = commands.add_parser("fetch-module", help="download a TF Hub module into the cache")
+    fetch.add_argument("handle", help="TF Hub module URL or handle")
+    return parser
+
+
+def _graph_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output_graph", default="retrained_graph.pb",
+                        help="graph inside DIR (default: retrained_graph.pb)")
+    parser.add_argument("--output_labels", default="retrained_labels.txt",
+                        help="labels inside DIR (default: retrained_labels.txt)")
+    parser.add_argument("--final_tensor_name", default="final_result",
+                        help="output tensor name (default: final_result)")
+    parser.add_argument("--batch_size", type=int, default=32, help="images per batch")
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """Flags over TFHUB_MODULE over defaults; relative paths inside DIR."""
+    base = args.dir
+    cfg = TrainConfig()
+    env_module = os.environ.get("TFHUB_MODULE")
+    if env_module:
+        cfg.tfhub_module = env_module
+    for item in fields(TrainConfig):
+        value = getattr(args, item.name)
+        if item.name in IN_DIR:
+            value = base / (value if value is not None else getattr(cfg, item.name))
+        if value is not None and value is not False:
+            setattr(cfg, item.name, value)
+    for name in ("how_many_training_steps", "train_batch_size", "eval_step_interval",
+                 "bottleneck_batch_size"):
+        if getattr(cfg, name) < 1:
+            raise UsageError(f"--{name} must be at least 1")
+    if not 0 <= cfg.testing_percentage + cfg.validation_percentage < 100:
+        raise UsageError("--testing_percentage plus --validation_percentage must be under 100")
+    return cfg
+
+
+def require_dir(path: Path) -> None:
+    if not path.is_dir():
+        raise UsageError(f"{path} is not a folder; give the tf_files folder as the first argument")
+
+
+def run_train(args) -> int:
+    from .retrain import retrain
+
+    require_dir(args.dir)
+    retrain(train_config(args))
+    return 0
+
+
+def _classifier(args):
+    from .predict import Classifier
+
+    require_dir(args.dir)
+    return Classifier(args.dir / args.output_graph, args.dir / args.output_labels,
+                      args.final_tensor_name)
+
+
+def run_guess(args) -> int:
+    from .images import Skipped
+
+    failed = 0
+    documents = []
+    with _classifier(args) as classifier:
+        for index, result in enumerate(classifier.score_files(args.images, args.batch_size)):
+            if isinstance(result, Skipped):
+                failed += 1
+                print(result.warning(), file=sys.stderr)
+                documents.append({"image": str(result.path), "error": result.reason})
+                continue
+            ranked = classifier.ranked(result.scores)
+            if args.json:
+                documents.append({"image": str(result.path), "label": ranked[0][0],
+                                  "score": ranked[0][1], "scores": dict(ranked)})
+                continue
+            if len(args.images) > 1:
+                print(f"{'' if index == 0 else chr(10)}==> {result.path} <==")
+            for label, score in ranked:
+                print(f"{label} (score = {score:.5f})")
+            sys.stdout.flush()
+    if args.json:
+        print(json.dumps(documents, indent=1))
+    return EXIT_FAILED if failed else 0
+
+
+def run_sort(args) -> int:
+    from .sort import MANIFEST, sort_folder
+
+    if not args.source.is_dir():
+        raise UsageError(f"source folder {args.source} does not exist or is not a folder")
+    if args.source.resolve() == args.dest.resolve():
+        raise UsageError("SRC and DEST must be different folders: sources are never touched")
+    with _classifier(args) as classifier:
+        summary = sort_folder(classifier, args.source, args.dest, args.batch_size,
+                              warn=lambda line: print(line, file=sys.stderr, flush=True))
+    counts = ", ".join(f"{label} {n}" for label, n in sorted(summary.per_label.items()))
+    print(f"Copied {summary.copied} images into {args.dest}" + (f" ({counts})" if counts else "")
+          + (f"; {summary.unreadable} unreadable, listed in {args.dest / MANIFEST}"
+             if summary.unreadable else ""))
+    return 0
+
+
+def run_fetch(args) -> int:
+    from .modules import resolve_path
+
+    print(resolve_path(args.handle))
+    return 0
+
+
+def quiet_tensorflow() -> None:
+    """TensorFlow's info chatter off; its warnings about our data still show as our errors."""
+    import logging
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    from .dataset import DatasetError
+    from .modules import ModuleError
+    from .predict import ClassifierError
+
+    handlers = {"train": run_train, "guess": run_guess, "sort": run_sort,
+                "fetch-module": run_fetch}
+    try:
+        return handlers[args.command](args)
+    except UsageError as error:
+        return fail(str(error), EXIT_USAGE)
+    except (DatasetError, ModuleError, ClassifierError) as error:
+        return fail(str(error))
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

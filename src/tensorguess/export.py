@@ -1,0 +1,158 @@
+"""Write the trained classifier: a frozen graph.pb, the labels file and a SavedModel.
+
+The frozen graph holds decode + resize + module + final layer. Its input is
+`DecodeJpeg/contents:0` (encoded bytes of a JPEG, PNG, GIF, BMP or WebP) and its
+output `final_result:0`, so the classic label_image.py recipe runs it. It also
+has `image_batch:0`, a [N,S,S,3] float batch in [0,1] that defaults to the
+decoded image, which tensor-guess feeds to score many photos per run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .files import write_atomically
+from .modules import ModuleSpec, feature_function, resize_image, to_value_range
+from .train import FinalLayer
+
+INPUT_BYTES = "DecodeJpeg/contents"
+IMAGE_BATCH = "image_batch"
+BOTTLENECK = "bottleneck"
+
+
+def frozen_module(spec: ModuleSpec, loaded):
+    """The module as a constant GraphDef: (graph_def, input tensor name, output tensor name)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    features = feature_function(loaded)
+    size = spec.input_size
+    function = tf.function(lambda images: features(to_value_range(images, spec.value_range)))
+    concrete = function.get_concrete_function(tf.TensorSpec([None, size, size, 3], tf.float32))
+    frozen = convert_variables_to_constants_v2(concrete)
+    graph_def = frozen.graph.as_graph_def()
+    # Function inlining leaves control edges that only ordered variable reads. Once
+    # frozen they mean nothing, but grappler can rewire them onto `image_batch` itself,
+    # which would then demand the bytes input even when a batch is fed.
+    for node in graph_def.node:
+        data_inputs = [name for name in node.input if not name.startswith("^")]
+        del node.input[:]
+        node.input.extend(data_inputs)
+    output = frozen.outputs[0].name
+    graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [output.split(":")[0]])
+    return graph_def, frozen.inputs[0].name, output
+
+
+def decode_to_rgb(contents):
+    """Graph ops: encoded bytes of any supported format -> uint8 [H,W,3] RGB.
+
+    JPEGs (CMYK ones too) decode straight to RGB; other formats keep their channels
+    so grey becomes RGB and alpha is laid over white, as images.decode_bytes does.
+    """
+    import tensorflow as tf
+
+    def jpeg():
+        return tf.io.decode_jpeg(contents, channels=3)
+
+    def other():
+        image = tf.io.decode_image(contents, channels=0, expand_animations=False)
+        pixels = tf.cast(image, tf.float32)
+        channels = tf.shape(pixels)[-1]
+        has_alpha = tf.logical_or(tf.equal(channels, 2), tf.equal(channels, 4))
+        color_channels = channels - tf.cast(has_alpha, tf.int32)
+        color = pixels[..., :color_channels]
+        color = tf.tile(color, [1, 1, 3 // color_channels])
+        alpha = tf.cond(has_alpha, lambda: pixels[..., -1:] / 255.0,
+                        lambda: tf.ones_like(pixels[..., :1]))
+        composed = color * alpha + 255.0 * (1.0 - alpha)
+        return tf.cast(tf.round(composed), tf.uint8)
+
+    is_jpeg = tf.equal(tf.strings.substr(contents, 0, 3), b"\xff\xd8\xff")
+    image = tf.cond(is_jpeg, jpeg, other)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def classifier_graph(spec: ModuleSpec, loaded, layer: FinalLayer, final_tensor_name: str):
+    """The whole classifier as one frozen GraphDef."""
+    import tensorflow as tf
+
+    module_graph, module_input, module_output = frozen_module(spec, loaded)
+    size = spec.input_size
+    graph = tf.Graph()
+    with graph.as_default():
+        contents = tf.compat.v1.placeholder(tf.string, shape=[], name=INPUT_BYTES)
+        one = tf.expand_dims(resize_image(decode_to_rgb(contents), size), 0)
+        batch = tf.compat.v1.placeholder_with_default(one, [None, size, size, 3], name=IMAGE_BATCH)
+        (features,) = tf.compat.v1.import_graph_def(
+            module_graph, input_map={module_input: batch}, return_elements=[module_output],
+            name="module",
+        )
+        bottleneck = tf.identity(features, name=BOTTLENECK)
+        with tf.name_scope("final_training_ops"):
+            logits = tf.matmul(bottleneck, tf.constant(layer.weights, name="weights"))
+            logits = tf.add(logits, tf.constant(layer.biases, name="biases"), name="logits")
+        tf.nn.softmax(logits, name=final_tensor_name)
+    return graph.as_graph_def()
+
+
+def write_labels(path: Path, labels: list[str]) -> None:
+    write_atomically(path, "".join(f"{label}\n" for label in labels).encode("utf-8"))
+
+
+def write_saved_model(graph_def, directory: Path, final_tensor_name: str) -> None:
+    """A TF1-style SavedModel over the same frozen graph, so both give identical scores.
+
+    Signatures: `serving_default` takes `image_bytes` (a scalar string), `images`
+    takes `images` (float [N,S,S,3] in [0,1]); both return `scores`.
+    """
+    import tensorflow as tf
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    target = staging / "model"
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        tf.compat.v1.import_graph_def(graph_def, name="")
+        scores = graph.get_tensor_by_name(f"{final_tensor_name}:0")
+        info = tf.compat.v1.saved_model.utils.build_tensor_info
+        signature = tf.compat.v1.saved_model.signature_def_utils.build_signature_def
+        builder = tf.compat.v1.saved_model.Builder(str(target))
+        builder.add_meta_graph_and_variables(
+            session,
+            [tf.compat.v1.saved_model.tag_constants.SERVING],
+            signature_def_map={
+                "serving_default": signature(
+                    {"image_bytes": info(graph.get_tensor_by_name(f"{INPUT_BYTES}:0"))},
+                    {"scores": info(scores)},
+                    "tensorflow/serving/predict",
+                ),
+                "images": signature(
+                    {"images": info(graph.get_tensor_by_name(f"{IMAGE_BATCH}:0"))},
+                    {"scores": info(scores)},
+                    "tensorflow/serving/predict",
+                ),
+            },
+        )
+        builder.save()
+    # Swap in the new model only once it is complete.
+    if directory.exists():
+        os.replace(directory, staging / "previous")
+    os.replace(target, directory)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def export(spec: ModuleSpec, loaded, layer: FinalLayer, labels: list[str], graph_path: Path,
+           labels_path: Path, saved_model_dir: Path | None, final_tensor_name: str) -> None:
+    graph_def = classifier_graph(spec, loaded, layer, final_tensor_name)
+    write_atomically(Path(graph_path), graph_def.SerializeToString())
+    write_labels(Path(labels_path), labels)
+    if saved_model_dir:
+        write_saved_model(graph_def, Path(saved_model_dir), final_tensor_name)
+

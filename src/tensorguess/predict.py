@@ -1,0 +1,146 @@
+"""Load a trained graph, ours or one from the old retrain.py, and score images in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .export import IMAGE_BATCH, INPUT_BYTES
+from .images import Skipped, UnreadableImage, read_image
+from .pipeline import decoded_batches, progress
+
+
+class ClassifierError(Exception):
+    """The graph or labels cannot be used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    path: Path
+    scores: np.ndarray  # one probability per label, in labels-file order
+
+
+class Classifier:
+    """A frozen classifier graph with its labels, run in a tf.compat.v1 session.
+
+    Feeding styles, best first: a float image batch (`image_batch:0` in our
+    graphs, a [N,S,S,3] float placeholder in TF Hub retrain.py graphs), decoded
+    pixels one at a time (`DecodeJpeg:0` in classic Inception graphs, which lets
+    any format and EXIF orientation through), or encoded bytes one at a time.
+    """
+
+    def __init__(self, graph_path: Path, labels_path: Path, output_name: str = "final_result"):
+        import tensorflow as tf
+
+        self.labels = read_labels(labels_path)
+        graph_def = tf.compat.v1.GraphDef()
+        try:
+            graph_def.ParseFromString(Path(graph_path).read_bytes())
+        except OSError as error:
+            raise ClassifierError(
+                f"cannot read {graph_path} ({error.strerror}); train first with train.sh"
+            ) from error
+        except Exception as error:
+            raise ClassifierError(f"{graph_path} is not a TensorFlow GraphDef ({error})") from error
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.compat.v1.import_graph_def(graph_def, name="")
+        nodes = {node.name: node for node in graph_def.node}
+        if output_name not in nodes:
+            raise ClassifierError(
+                f"{graph_path} has no tensor {output_name}:0; pass the graph's output name"
+            )
+        self.output = self.graph.get_tensor_by_name(f"{output_name}:0")
+        self.mode, self.input, self.size = self._feeding_style(nodes)
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        classes = self.output.shape[-1]
+        if classes is not None and classes != len(self.labels):
+            raise ClassifierError(
+                f"{labels_path} has {len(self.labels)} labels but {graph_path} scores {classes} "
+                "classes; use the labels file written with this graph"
+            )
+
+    def _feeding_style(self, nodes):
+        if IMAGE_BATCH in nodes:
+            tensor = self.graph.get_tensor_by_name(f"{IMAGE_BATCH}:0")
+            return "batch", tensor, int(tensor.shape[1])
+        for node in nodes.values():
+            if node.op == "Placeholder" and node.attr["dtype"].type == 1:  # DT_FLOAT
+                tensor = self.graph.get_tensor_by_name(f"{node.name}:0")
+                if tensor.shape.rank == 4 and tensor.shape[1] and tensor.shape[3] == 3:
+                    return "batch", tensor, int(tensor.shape[1])
+        if nodes.get("DecodeJpeg") is not None and nodes["DecodeJpeg"].op == "DecodeJpeg":
+            return "pixels", self.graph.get_tensor_by_name("DecodeJpeg:0"), None
+        if INPUT_BYTES in nodes:
+            return "bytes", self.graph.get_tensor_by_name(f"{INPUT_BYTES}:0"), None
+        raise ClassifierError(
+            "the graph has no input tensor tensor-guess knows (image_batch, DecodeJpeg, "
+            "DecodeJpeg/contents or a float image placeholder)"
+        )
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def score_files(
+        self, paths: list[Path], batch_size: int = 32, show_progress: bool = False
+    ) -> Iterator[Scored | Skipped]:
+        """Scores for each path, in order, or a Skipped for a file that cannot be read."""
+        with progress(len(paths), "Classifying", enabled=show_progress) as bar:
+            for chunk in self._score_chunks(paths, batch_size):
+                yield from chunk
+                bar.update(len(chunk))
+
+    def _score_chunks(self, paths, batch_size):
+        if self.mode == "batch":
+            for batch in decoded_batches(paths, self.size, batch_size):
+                readable = [(p, px) for p, px in batch if not isinstance(px, UnreadableImage)]
+                scores = iter(self._run(np.stack([px for _, px in readable])) if readable else [])
+                yield [
+                    Skipped(p, str(px)) if isinstance(px, UnreadableImage) else Scored(p, next(scores))
+                    for p, px in batch
+                ]
+            return
+        for path in paths:
+            yield [self._score_one(path)]
+
+    def _score_one(self, path: Path) -> Scored | Skipped:
+        try:
+            pixels = read_image(path)
+        except UnreadableImage as error:
+            return Skipped(path, str(error))
+        feed = pixels if self.mode == "pixels" else Path(path).read_bytes()
+        try:
+            return Scored(path, self._run(feed)[0])
+        except Exception as error:  # the old graph's own decoder rejected the file
+            return Skipped(path, f"the graph could not decode it ({str(error).splitlines()[0]})")
+
+    def _run(self, feed) -> np.ndarray:
+        scores = self.session.run(self.output, {self.input: feed})
+        return np.asarray(scores, dtype=np.float64).reshape(-1, len(self.labels))
+
+    def ranked(self, scores: np.ndarray) -> list[tuple[str, float]]:
+        """(label, score) best first; ties keep the labels-file order."""
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])
+        return [(self.labels[i], float(scores[i])) for i in order]
+
+
+def read_labels(path: Path) -> list[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise ClassifierError(
+            f"cannot read labels file {path} ({error.strerror}); train first with train.sh"
+        ) from error
+    labels = [line.strip() for line in lines if line.strip()]
+    if not labels:
+        raise ClassifierError(f"labels file {path} is empty; train again with train.sh")
+    return labels

@@ -1,0 +1,124 @@
+"""One whole retraining run: images -> dataset -> bottlenecks -> train -> export -> log."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from . import bottlenecks, dataset, export, modules
+from .config import TrainConfig
+from .files import write_atomically
+from .train import EvalPoint, train_final_layer
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
+            warn: Callable[[str], None] = _warn) -> dict:
+    """Train and export a classifier as `cfg` says; returns what train_log.json holds."""
+    started = time.perf_counter()
+    image_set = dataset.discover(cfg.image_dir)
+    all_files = [path for label in image_set.labels for path in image_set.files[label]]
+    say(f"Found {len(all_files)} files in {len(image_set.labels)} categories: "
+        + ", ".join(f"{label} ({len(image_set.files[label])})" for label in image_set.labels))
+
+    say(f"Loading module {cfg.tfhub_module}")
+    spec, loaded = modules.resolve(cfg.tfhub_module, cfg.input_size, cfg.input_range)
+    say(f"Module input {spec.input_size}x{spec.input_size}, values in "
+        f"[{spec.value_range[0]:g}, {spec.value_range[1]:g}]")
+    cache = bottlenecks.BottleneckCache(cfg.bottleneck_dir, spec)
+    extraction = bottlenecks.extract(all_files, spec, loaded, cache, cfg.bottleneck_batch_size,
+                                     warn=warn)
+    say(extraction.summary())
+
+    readable = {
+        label: [p for p in image_set.files[label] if p in extraction.vectors]
+        for label in image_set.labels
+    }
+    parts = dataset.split(image_set, readable, cfg.testing_percentage, cfg.validation_percentage)
+    sizes = parts.sizes()
+    say(f"Split: {sizes['training']} training, {sizes['validation']} validation, "
+        f"{sizes['testing']} testing images")
+
+    def arrays(name: str):
+        pairs = [(extraction.vectors[p], index)
+                 for index, label in enumerate(image_set.labels)
+                 for p in parts.parts[name][label]]
+        features = np.stack([v for v, _ in pairs]) if pairs else np.zeros((0, 1), np.float32)
+        return features.astype(np.float32), np.array([i for _, i in pairs], dtype=np.int64)
+
+    seed = cfg.random_seed if cfg.random_seed is not None else random.SystemRandom().randrange(2**31)
+    train_x, train_y = arrays("training")
+    val_x, val_y = arrays("validation")
+    test_x, test_y = arrays("testing")
+
+    def report(point: EvalPoint) -> None:
+        say(f"{_stamp()}: Step {point.step}: Train accuracy = {point.train_accuracy * 100:.1f}%")
+        say(f"{_stamp()}: Step {point.step}: Cross entropy = {point.cross_entropy:.6f}")
+        say(f"{_stamp()}: Step {point.step}: Validation accuracy = "
+            f"{point.validation_accuracy * 100:.1f}% (N={point.validation_n})")
+
+    training_started = time.perf_counter()
+    layer, history = train_final_layer(
+        train_x, train_y, val_x, val_y, len(image_set.labels), cfg.how_many_training_steps,
+        cfg.learning_rate, cfg.train_batch_size, cfg.validation_batch_size,
+        cfg.eval_step_interval, seed, on_eval=report,
+    )
+    training_seconds = time.perf_counter() - training_started
+
+    test_paths = [p for label in image_set.labels for p in parts.parts["testing"][label]]
+    if cfg.test_batch_size > 0 and len(test_y) > cfg.test_batch_size:
+        chosen = np.random.default_rng(seed).choice(len(test_y), cfg.test_batch_size, replace=False)
+        test_x, test_y = test_x[chosen], test_y[chosen]
+        test_paths = [test_paths[i] for i in chosen]
+    predicted = layer.probabilities(test_x).argmax(axis=1) if len(test_y) else test_y
+    accuracy = float(np.mean(predicted == test_y)) if len(test_y) else float("nan")
+    say(f"Final test accuracy = {accuracy * 100:.1f}% (N={len(test_y)})")
+    misclassified = [
+        {"file": str(path.relative_to(image_set.root)),
+         "true": image_set.labels[truth], "predicted": image_set.labels[guess]}
+        for path, truth, guess in zip(test_paths, test_y, predicted, strict=True) if truth != guess
+    ]
+    if cfg.print_misclassified_test_images:
+        say("=== MISCLASSIFIED TEST IMAGES ===")
+        for wrong in misclassified:
+            say(f"{wrong['file']:>70}  {wrong['predicted']} (true: {wrong['true']})")
+
+    export.export(spec, loaded, layer, image_set.labels, cfg.output_graph, cfg.output_labels,
+                  cfg.saved_model_dir, cfg.final_tensor_name)
+    say(f"Wrote {cfg.output_graph}, {cfg.output_labels} and {cfg.saved_model_dir}")
+
+    log = {
+        "flags": {**cfg.as_json(), "random_seed": seed},
+        "module": spec.describe(),
+        "labels": image_set.labels,
+        "split_sizes": sizes,
+        "split_sizes_per_class": parts.per_class_sizes(),
+        "unreadable_files": [{"file": str(s.path), "reason": s.reason} for s in extraction.skipped],
+        "bottlenecks": {"computed": extraction.computed, "from_cache": extraction.from_cache,
+                        "seconds": round(extraction.seconds, 3)},
+        "steps": [point.as_json() for point in history],
+        "final_test_accuracy": accuracy,
+        "test_n": int(len(test_y)),
+        "misclassified_test_images": misclassified,
+        "training_seconds": round(training_seconds, 3),
+        "total_seconds": round(time.perf_counter() - started, 3),
+    }
+    write_atomically(Path(cfg.train_log), (json.dumps(log, indent=1) + "\n").encode())
+    return log
