@@ -76,7 +76,9 @@ ensure_local_runtime() {
 
 # run_tensorguess ARGS...: run the Python CLI in the chosen runtime; its status is ours.
 run_tensorguess() {
-  case $(choose_runtime) in
+  local runtime
+  runtime=$(choose_runtime) || exit
+  case $runtime in
     local)
       ensure_local_runtime
       PYTHONPATH="$TG_ROOT/src${PYTHONPATH:+:$PYTHONPATH}" "$TG_VENV/bin/python" -m tensorguess "$@"

@@ -13,6 +13,7 @@ import tarfile
 import tempfile
 import urllib.parse
 import urllib.request
+import zlib
 from pathlib import Path
 
 TFHUB_HOST = "https://tfhub.dev/"
@@ -57,7 +58,7 @@ def cached_module(handle: str, cache_dir: str | os.PathLike, timeout: float = 60
         try:
             with tarfile.open(archive) as tar:
                 safe_extract(tar, unpacked)
-        except (tarfile.TarError, OSError) as error:
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as error:  # a cut-short .tar.gz: EOFError
             raise DownloadError(f"the download is not a module archive ({error})") from error
         if not (unpacked / "saved_model.pb").is_file():
             raise DownloadError("the archive holds no saved_model.pb")

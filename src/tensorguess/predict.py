@@ -54,7 +54,7 @@ class Classifier:
                 f"{graph_path} has no tensor {output_name}:0; pass the graph's output name"
             )
         self.output = self.graph.get_tensor_by_name(f"{output_name}:0")
-        self.mode, self.input, self.size = self._feeding_style(nodes)
+        self.mode, self.input, self.size = self._feeding_style(ancestors(nodes, output_name))
         self.session = tf.compat.v1.Session(graph=self.graph)
         classes = self.output.shape[-1]
         if classes is not None and classes != len(self.labels):
@@ -131,6 +131,19 @@ class Classifier:
         """(label, score) best first; ties keep the labels-file order."""
         order = sorted(range(len(scores)), key=lambda i: -scores[i])
         return [(self.labels[i], float(scores[i])) for i in order]
+
+
+def ancestors(nodes: dict, name: str) -> dict:
+    """The nodes `name` depends on (itself included): the part of the graph that runs."""
+    found: dict = {}
+    pending = [name]
+    while pending:
+        current = pending.pop()
+        if current in found or current not in nodes:
+            continue
+        found[current] = nodes[current]
+        pending.extend(i.lstrip("^").split(":")[0] for i in nodes[current].input)
+    return found
 
 
 def read_labels(path: Path) -> list[str]:

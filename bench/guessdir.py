@@ -1,0 +1,121 @@
+"""guessDir on 500 photos: tensor-guess's batched sort against the old one-run-per-image loop.
+
+    python bench/guessdir.py [--out bench/results/guessdir.json] [--images 500] [--rounds 2]
+
+First trains a classifier on the superheroes set (200 steps, not timed) with
+`python -m tensorguess train`, then sorts the same 500 sign-digits photos
+(copied into a temporary folder) both ways, alternating, --rounds times each:
+  old   label_dir.py of xblaster/tensor-guess: import the graph into a tf.compat.v1
+        session, then per file read its bytes, run 'final_result:0' fed
+        'DecodeJpeg/contents:0', copy it to DEST/<label>--<str(score)[2:7]>.jpg.
+  ours  predict.Classifier(graph, labels) + sort.sort_folder(classifier, src, dest).
+Both timings include loading the graph; the best round of each is compared.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common
+
+
+def train_classifier(work: Path) -> float:
+    """Train into `work` on the superheroes class folders; returns the seconds it took."""
+    (work / "data").mkdir()
+    for folder in sorted(common.SUPERHEROES.iterdir()):
+        (work / "data" / folder.name).symlink_to(folder, target_is_directory=True)
+    command = [sys.executable, "-m", "tensorguess", "train", str(work),
+               "--tfhub_module", str(common.MODULE), "--how_many_training_steps", "200",
+               "--random_seed", "1"]
+    env = {**os.environ, "PYTHONPATH": str(common.REPO / "src")}
+    seconds, _ = common.timed(subprocess.run, command, check=True, env=env, stdout=subprocess.DEVNULL)
+    return seconds
+
+
+def pick_photos(source: Path, count: int) -> None:
+    """Copy `count` sign-digits photos, an equal share of each digit, into one flat folder."""
+    source.mkdir()
+    folders = sorted(p for p in common.SIGN_DIGITS.iterdir() if p.is_dir())
+    per_folder = -(-count // len(folders))
+    photos = [p for folder in folders for p in sorted(folder.iterdir())[:per_folder]][:count]
+    for photo in photos:
+        shutil.copy2(photo, source / f"{photo.parent.name}_{photo.name}")
+
+
+def sort_old_way(graph_path: Path, labels_path: Path, source: Path, dest: Path) -> int:
+    """label_dir.py's loop, in TF 2's compat.v1 (its prints left out)."""
+    import tensorflow as tf
+
+    labels = [line.rstrip() for line in labels_path.read_text().splitlines()]
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(graph_path.read_bytes())
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    dest.mkdir()
+    files = sorted(f for f in source.iterdir() if f.is_file())
+    with tf.compat.v1.Session(graph=graph) as session:
+        softmax = session.graph.get_tensor_by_name("final_result:0")
+        for file in files:
+            predictions = session.run(softmax, {"DecodeJpeg/contents:0": file.read_bytes()})
+            best = predictions[0].argsort()[::-1][0]
+            name = f"{labels[best]}--{str(predictions[0][best])[2:7]}.jpg"
+            shutil.copyfile(file, dest / name)
+    return len(files)
+
+
+def sort_our_way(graph_path: Path, labels_path: Path, source: Path, dest: Path) -> int:
+    from tensorguess.predict import Classifier
+    from tensorguess.sort import sort_folder
+
+    with Classifier(graph_path, labels_path) as classifier:
+        summary = sort_folder(classifier, source, dest, warn=lambda line: None)
+    return summary.copied + summary.unreadable
+
+
+def main() -> None:
+    parse = common.parser(__doc__.splitlines()[0])
+    parse.add_argument("--images", type=int, default=500)
+    parse.add_argument("--rounds", type=int, default=2)
+    args = parse.parse_args()
+    common.quiet_tensorflow()
+    machine = common.machine()
+
+    with tempfile.TemporaryDirectory(prefix="bench-guessdir-") as temp:
+        work = Path(temp)
+        training = train_classifier(work)
+        graph, labels = work / "retrained_graph.pb", work / "retrained_labels.txt"
+        source = work / "photos"
+        pick_photos(source, args.images)
+        common.warm_page_cache(sorted(source.iterdir()))
+
+        seconds: dict[str, list[float]] = {"old": [], "ours": []}
+        for round_ in range(args.rounds):
+            for name, sort in (("old", sort_old_way), ("ours", sort_our_way)):
+                dest = work / f"sorted-{name}-{round_}"
+                started = time.perf_counter()
+                sorted_count = sort(graph, labels, source, dest)
+                seconds[name].append(round(time.perf_counter() - started, 2))
+                assert sorted_count == args.images, (name, sorted_count)
+
+    best = {name: min(values) for name, values in seconds.items()}
+    common.finish({
+        "benchmark": "guessdir",
+        "machine": machine,
+        "images": args.images,
+        "training_seconds_not_compared": round(training, 1),
+        "seconds_per_round": seconds,
+        "best_seconds": best,
+        "images_per_second": {name: round(args.images / s, 1) for name, s in best.items()},
+        "ratios": {"ours_speedup_over_old": round(best["old"] / best["ours"], 2)},
+    }, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+#!/usr/bin/env bats
+
+setup_file() {
+  load test_helper
+  make_tf_files "$BATS_FILE_TMPDIR/tf_files"
+  bash "$REPO/train.sh" "$BATS_FILE_TMPDIR/tf_files" --how_many_training_steps 100 --random_seed 1 >/dev/null
+}
+
+setup() {
+  load test_helper
+  TF="$BATS_FILE_TMPDIR/tf_files"
+  SRC="$BATS_TEST_TMPDIR/to sort"
+  mkdir -p "$SRC"
+  cp "$(first_photo elsa)" "$SRC/a.jpg"
+  cp "$(first_photo elsa)" "$SRC/b.jpg"
+  cp "$(first_photo darth_vader)" "$SRC/vader.jpeg"
+  printf 'junk' >"$SRC/broken.png"
+}
+
+@test "guessDir.sh copies into a new DEST, names by label and score, never overwrites" {
+  before=$(cd "$SRC" && sha1sum ./* | sort)
+  cd "$BATS_TEST_TMPDIR"
+  run bash "$REPO/guessDir.sh" "$TF" "to sort" "sorted out"
+  [ "$status" -eq 0 ]
+  [[ $output == *"Copied 3 images into"* ]]
+  [[ $output == *"tensor-guess: skipping"*"broken.png"* ]]
+  [ "$(cd "$SRC" && sha1sum ./* | sort)" = "$before" ]
+  ls "sorted out"
+  elsa=$(cd "sorted out" && ls elsa--?????.jpg)
+  [ -f "sorted out/${elsa%.jpg} (2).jpg" ]
+  cmp "sorted out/$elsa" "$SRC/a.jpg"
+  cmp "sorted out/${elsa%.jpg} (2).jpg" "$SRC/b.jpg"
+  ls "sorted out"/darth\ vader--?????.jpeg
+  [ "$(wc -l <"sorted out/guesses.jsonl")" -eq 4 ]
+  grep -q '"source": "broken.png", "error": ' "sorted out/guesses.jsonl"
+}
+
+@test "guessDir.sh run twice keeps the first copies and adds numbered ones" {
+  bash "$REPO/guessDir.sh" "$TF" "$SRC" "$BATS_TEST_TMPDIR/out"
+  first=$(cd "$BATS_TEST_TMPDIR/out" && sha1sum ./* | sort)
+  run bash "$REPO/guessDir.sh" "$TF" "$SRC" "$BATS_TEST_TMPDIR/out"
+  [ "$status" -eq 0 ]
+  [ "$(find "$BATS_TEST_TMPDIR/out" -type f | wc -l)" -eq 7 ]
+  [ "$(wc -l <"$BATS_TEST_TMPDIR/out/guesses.jsonl")" -eq 8 ]
+  while read -r sum name; do
+    [ "$name" = ./guesses.jsonl ] || [ "$(sha1sum <"$BATS_TEST_TMPDIR/out/$name" | cut -d' ' -f1)" = "$sum" ]
+  done <<<"$first"
+}
+
+@test "guessDir.sh with a missing SRC fails clearly" {
+  run bash "$REPO/guessDir.sh" "$TF" "$BATS_TEST_TMPDIR/nothing" "$BATS_TEST_TMPDIR/out"
+  [ "$status" -eq 1 ]
+  [ "$output" = "tensor-guess: SRC '$BATS_TEST_TMPDIR/nothing' is not a folder" ]
+}
+
+@test "guessDir.sh with the wrong number of arguments prints usage" {
+  run bash "$REPO/guessDir.sh" "$TF"
+  [ "$status" -eq 2 ]
+  [[ $output == *"Usage: bash guessDir.sh DIR SRC DEST"* ]]
+}
