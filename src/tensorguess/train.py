@@ -109,7 +109,8 @@ def train_final_layer(
     v_present = tf.constant(np.flatnonzero(val_sorted[3]), tf.int64)
 
     def validate():
-        if validation_batch_size < 0 or len(val_y) == 0:
+        # A sample larger than the set would repeat images and overstate N: use them all.
+        if validation_batch_size < 0 or validation_batch_size >= len(val_y):
             return (*metrics(vx, vy), len(val_y))
         chosen = draw(tf.cast(v_offsets, tf.int64), tf.cast(v_counts, tf.int64), v_present,
                       validation_batch_size)
