@@ -134,14 +134,22 @@ def _by_path(item: tuple[float, Path]) -> str:
 def _ensure_each_split(parts: dict[str, list[tuple[float, Path]]], total: int) -> None:
     """Move the fewest files needed so small classes are present in every split.
 
-    Files move from the largest split, the one whose hash is closest to the
-    boundary first, so the result is as near the hash split as it can be.
+    Files move from the largest split, lowest hash first, so the result is as near
+    the hash split as it can be. A `_nohash_` group (files sharing a key) moves
+    whole when the donor keeps other files; only a class with too few groups has
+    one broken up.
     """
     wanted = ("validation", "testing", "training") if total >= 3 else ("training",)
     for name in wanted:
         if parts[name]:
             continue
         donor = max((n for n in SPLITS if n != name), key=lambda n: len(parts[n]))
-        # The donor keeps its files in key order; give away the one nearest the low end.
         parts[donor].sort()
-        parts[name].append(parts[donor].pop(0))
+        keys = sorted({key for key, _ in parts[donor]})
+        movable = [key for key in keys if any(k != key for k, _ in parts[donor])]
+        if movable:
+            moving = [item for item in parts[donor] if item[0] == movable[0]]
+            parts[donor] = [item for item in parts[donor] if item[0] != movable[0]]
+            parts[name].extend(moving)
+        else:
+            parts[name].append(parts[donor].pop(0))

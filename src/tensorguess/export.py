@@ -51,13 +51,14 @@ def frozen_module(spec: ModuleSpec, loaded):
 def decode_to_rgb(contents):
     """Graph ops: encoded bytes of any supported format -> uint8 [H,W,3] RGB.
 
-    JPEGs (CMYK ones too) decode straight to RGB; other formats keep their channels
+    JPEGs (CMYK ones too) and BMPs decode straight to RGB; other formats keep their channels
     so grey becomes RGB and alpha is laid over white, as images.decode_bytes does.
     """
     import tensorflow as tf
 
-    def jpeg():
-        return tf.io.decode_jpeg(contents, channels=3)
+    def three_channels():
+        # JPEG has no alpha; a 32-bit BMP's 4th byte is padding, not alpha.
+        return tf.io.decode_image(contents, channels=3, expand_animations=False)
 
     def other():
         image = tf.io.decode_image(contents, channels=0, expand_animations=False)
@@ -72,8 +73,20 @@ def decode_to_rgb(contents):
         composed = color * alpha + 255.0 * (1.0 - alpha)
         return tf.cast(tf.round(composed), tf.uint8)
 
-    is_jpeg = tf.equal(tf.strings.substr(contents, 0, 3), b"\xff\xd8\xff")
-    image = tf.cond(is_jpeg, jpeg, other)
+    head = tf.strings.substr(contents, 0, 3)
+    no_alpha = tf.logical_or(tf.equal(head, b"\xff\xd8\xff"),
+                             tf.equal(tf.strings.substr(contents, 0, 2), b"BM"))
+    # TF 2.21's WebP decoder aborts the whole process on some animated WebPs: refuse them.
+    is_extended_webp = tf.logical_and(tf.equal(tf.strings.substr(contents, 8, 4), b"WEBP"),
+                                      tf.equal(tf.strings.substr(contents, 12, 4), b"VP8X"))
+    flags = tf.cond(is_extended_webp,
+                    lambda: tf.io.decode_raw(tf.strings.substr(contents, 20, 1), tf.uint8)[0],
+                    lambda: tf.constant(0, tf.uint8))
+    animated = tf.not_equal(tf.bitwise.bitwise_and(flags, 2), 0)
+    check = tf.debugging.Assert(tf.logical_not(animated), ["animated WebP is not supported"])
+    with tf.control_dependencies([check]):
+        contents = tf.identity(contents)
+    image = tf.cond(no_alpha, three_channels, other)
     image.set_shape([None, None, 3])
     return image
 

@@ -25,7 +25,8 @@ VALUE_RANGES = {"0,1": (0.0, 1.0), "-1,1": (-1.0, 1.0), "0,255": (0.0, 255.0)}
 # (pattern in the handle, input size). First match wins; sizes from the module docs.
 KNOWN_INPUT_SIZES: list[tuple[str, int]] = [
     (r"inception_resnet_v2", 299),
-    (r"inception_v[234]", 299),
+    (r"inception_v[34]", 299),
+    (r"inception_v[12]", 224),
     (r"mobilenet_v[123]_\d+_(\d+)", -1),  # size is the last number of the name
     (r"mobilenet_v3_(small|large)_\d+_(\d+)", -1),
     (r"efficientnet/b0", 224),
@@ -168,7 +169,8 @@ def signature_input_size(loaded) -> int | None:
     import tensorflow as tf
 
     candidates = []
-    for function in getattr(getattr(loaded, "__call__", None), "concrete_functions", []) or []:
+    call = loaded.__call__ if callable(loaded) else None
+    for function in getattr(call, "concrete_functions", None) or []:
         args = tf.nest.flatten(function.structured_input_signature)
         candidates.extend(a for a in args if isinstance(a, tf.TensorSpec))
     signatures = getattr(loaded, "signatures", {})

@@ -14,7 +14,7 @@ setup() {
 }
 
 @test "guess.sh prints every label best first in label_image's format" {
-  run bash "$REPO/guess.sh" "$TF" "$(first_photo elsa)"
+  run --separate-stderr bash "$REPO/guess.sh" "$TF" "$(first_photo elsa)"
   [ "$status" -eq 0 ]
   [ "${#lines[@]}" -eq 2 ]
   [[ ${lines[0]} =~ ^elsa\ \(score\ =\ 0\.[0-9]{5}\)$ ]]
@@ -25,7 +25,7 @@ setup() {
   cp "$(first_photo darth_vader)" "$BATS_TEST_TMPDIR/vader.jpg"
   "$REPO/.venv/bin/python" -c "from PIL import Image; Image.open('$(first_photo elsa)').save('$BATS_TEST_TMPDIR/elsa.png')"
   cd "$BATS_TEST_TMPDIR"
-  run bash "$REPO/guess.sh" "$TF" vader.jpg elsa.png
+  run --separate-stderr bash "$REPO/guess.sh" "$TF" vader.jpg elsa.png
   [ "$status" -eq 0 ]
   [ "${lines[0]}" = "==> vader.jpg <==" ]
   [[ ${lines[1]} == "darth vader (score = "* ]]

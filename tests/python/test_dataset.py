@@ -186,9 +186,6 @@ def test_nohash_files_land_in_one_split(tmp_path):
         assert len(splits) == 1, (person, splits)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG dataset._ensure_each_split moves single files, so it can split a _nohash_ group "
-    "(bob_nohash_0 to testing, bob_nohash_1/2 stay in training) though bee1..bee3 could move"))
 def test_filling_empty_splits_does_not_break_up_a_nohash_group(tmp_path):
     root = make_tree(tmp_path / "photos", {
         "bee": [f"bee{i}.jpg" for i in range(4)] + [f"bob_nohash_{i}.jpg" for i in range(3)],

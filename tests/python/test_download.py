@@ -337,9 +337,6 @@ def test_guess_input_size(handle, size):
     assert guess_input_size(handle) == size
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG modules.KNOWN_INPUT_SIZES maps inception_v2 to 299; TF-Slim/TF Hub Inception v1 and v2 take "
-    "224 (only v3/v4/inception_resnet_v2 take 299)"))
 def test_guess_input_size_of_inception_v2_is_224():
     assert guess_input_size("https://tfhub.dev/google/imagenet/inception_v2/feature_vector/5") == 224
 
