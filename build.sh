@@ -54,7 +54,9 @@ build_args=(--build-arg "VERSION=$version" --build-arg "VARIANT=$variant")
 [[ -z "${BAKE_MODULE+x}" ]] || build_args+=(--build-arg "BAKE_MODULE=$BAKE_MODULE")
 
 # Extra CA certificates travel in a git-ignored folder of the build context,
-# which the Dockerfile's builder stage trusts; removed again when we exit.
+# which the Dockerfile's build stages trust; removed again when we exit. Its name
+# and file names are fixed so that the same certificates keep the layer cache
+# (so: one build at a time per checkout when EXTRA_CA_CERTS is set).
 ca_dir=""
 cleanup() {
   if [[ -n "$ca_dir" ]]; then rm -rf -- "$ca_dir"; fi
@@ -62,7 +64,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 if [[ -n "${EXTRA_CA_CERTS:-}" ]]; then
-  ca_dir="$root/docker/extra-ca/build.$$"
+  ca_dir="$root/docker/extra-ca/build"
+  rm -rf -- "$ca_dir"
   mkdir -p "$ca_dir"
   IFS=: read -r -a certs <<<"$EXTRA_CA_CERTS"
   n=0
