@@ -5,7 +5,8 @@
 The bottlenecks are computed once, before any timing. Then, alternating, --rounds times:
   ours   train.train_final_layer with retrain.py's defaults: 4000 steps, learning rate
          0.01, batch 100, evaluate every 10 steps on a validation batch of 100.
-  eager  the same steps, draws and evaluations, op for op, in a plain eager loop (no
+  eager  the same steps, draws and evaluations (on the whole validation set when it is
+         smaller than the batch, as ours), op for op, in a plain eager loop (no
          tf.function), reading the metrics back to Python at each evaluation as ours does.
 The best round of each is compared; CPU seconds (this process, all threads) are given too.
 """
@@ -74,7 +75,9 @@ def train_eager(train_x, train_y, val_x, val_y, classes: int, steps: int) -> flo
         weights.assign_sub(LEARNING_RATE * grad_w)
         biases.assign_sub(LEARNING_RATE * grad_b)
         if step in evaluate_at:
-            chosen = draw(v_offsets, v_counts, VALIDATION_BATCH)
+            # As ours: a batch no smaller than the validation set means the whole set.
+            chosen = tf.range(len(val_y)) if VALIDATION_BATCH >= len(val_y) else draw(
+                v_offsets, v_counts, VALIDATION_BATCH)
             val_accuracy, val_loss = metrics(tf.gather(vx, chosen), tf.gather(vy, chosen))
             history.append((step, float(accuracy), float(loss), float(val_accuracy), float(val_loss)))
     return history[-1][3]
