@@ -2,8 +2,7 @@
 
 setup_file() {
   load test_helper
-  make_tf_files "$BATS_FILE_TMPDIR/tf_files"
-  bash "$REPO/train.sh" "$BATS_FILE_TMPDIR/tf_files" --how_many_training_steps 100 --random_seed 1 >/dev/null
+  train_small_classifier "$BATS_FILE_TMPDIR/tf_files"
 }
 
 setup() {

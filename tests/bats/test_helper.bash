@@ -20,3 +20,9 @@ make_tf_files() {
 first_photo() {
   find "$SHARED/datasets/superheroes/$1" -type f | sort | head -n 1
 }
+
+# train_small_classifier DIR: make_tf_files DIR, then train on it quietly, seeded.
+train_small_classifier() {
+  make_tf_files "$1"
+  bash "$REPO/train.sh" "$1" --how_many_training_steps 100 --random_seed 1 >/dev/null
+}
