@@ -43,10 +43,10 @@ def one_at_a_time(run, paths: list[Path], size: int) -> None:
 
 
 def decode_one_thread(paths: list[Path], size: int) -> None:
-    from tensorguess.pipeline import load_for_network
+    from tensorguess.pipeline import network_batch, prepare_for_network
 
-    for path in paths:
-        load_for_network(path, size)
+    for start in range(0, len(paths), BATCH):
+        network_batch([prepare_for_network(path, size) for path in paths[start:start + BATCH]], size)
 
 
 def decode_pipeline(paths: list[Path], size: int) -> None:

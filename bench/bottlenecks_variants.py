@@ -1,4 +1,4 @@
-"""What would bring extract() nearer the module's own speed: pipeline variants tried in a copy.
+"""What brings extract() nearer the module's own speed: pipeline variants, each against A.
 
     python bench/bottlenecks_variants.py [--out bench/results/bottlenecks_variants.json] [--every 3]
                                          [--rounds 3]
@@ -7,11 +7,12 @@ Runs bottlenecks.extract() (steady state, cache=None, batch 32) over every --eve
 sign-digits + superheroes, each time with one change patched into tensorguess.pipeline, and
 A (the module alone on a ready float batch, as many images) right before each, so every
 variant gets its own ratio to A under the same load; --rounds rounds, the best one of each counts:
-  as_is           the code as it is (decode workers = max(2, nproc))
-  workers_1       one decode worker thread
-  plain_enlarge   resize with antialias only when the image shrinks: on enlarging it changes
-                  nothing (checked here on every sign-digits image) and costs a third
-  plain_enlarge_workers_1   both
+  as_is              the code as it is (decode workers: pipeline.default_workers())
+  workers_1          one decode worker thread
+  workers_2          two decode worker threads
+  per_image_resize   every image resized alone on its worker thread (eager), no batched enlarge
+  always_antialias   session 1's pipeline: per image, antialiasing filter on enlarging too (it
+                     changes pixels by under 2e-5, checked here on every sign-digits image)
 Wall and process-CPU figures are given, as in bench/bottlenecks.py.
 """
 
@@ -25,23 +26,27 @@ import common
 from bottlenecks import BATCH, module_only
 
 
-def load_plain_when_enlarging(path: Path, size: int) -> np.ndarray:
-    """pipeline.load_for_network, with the antialiasing filter only where it changes pixels."""
+def load_always_antialiased(path: Path, size: int) -> np.ndarray:
+    """The session-1 pipeline: every image resized on its worker, with the antialiasing filter."""
     import tensorflow as tf
 
     from tensorguess.images import read_image
 
-    image = read_image(path)
-    shrinking = image.shape[0] > size or image.shape[1] > size
-    pixels = tf.image.convert_image_dtype(image, tf.float32)
-    return tf.image.resize(pixels, [size, size], method="bilinear", antialias=shrinking).numpy()
+    pixels = tf.image.convert_image_dtype(read_image(path), tf.float32)
+    return tf.image.resize(pixels, [size, size], method="bilinear", antialias=True).numpy()
+
+
+def load_resized_per_image(path: Path, size: int) -> np.ndarray:
+    """Every image resized on its worker thread, one eager call each (antialias only to shrink)."""
+    from tensorguess.images import read_image
+    from tensorguess.modules import resize_image
+
+    return resize_image(read_image(path), size).numpy()
 
 
 def largest_difference(paths: list[Path], size: int) -> float:
-    """Largest pixel difference between the two resizes over `paths`."""
-    from tensorguess.pipeline import load_for_network
-
-    return max(float(np.abs(load_for_network(p, size) - load_plain_when_enlarging(p, size)).max())
+    """Largest pixel difference between resizing with and without the filter when enlarging."""
+    return max(float(np.abs(load_resized_per_image(p, size) - load_always_antialiased(p, size)).max())
                for p in paths)
 
 
@@ -53,34 +58,37 @@ def main() -> None:
     common.quiet_tensorflow()
     machine = common.machine()
     from tensorguess import bottlenecks, modules, pipeline
+    from tensorguess.images import content_hash
 
     all_paths = common.image_files(common.SIGN_DIGITS, common.SUPERHEROES)
     paths = all_paths[::args.every]
+    distinct = len({content_hash(path) for path in paths})
     common.warm_page_cache(paths)
     spec, loaded = modules.resolve(str(common.MODULE))
     size = spec.input_size
     run = bottlenecks.compile_features(spec, loaded)
     module_only(run, 4 * BATCH)
     bottlenecks.compile_features = lambda _spec, _loaded: run
-    as_is = pipeline.load_for_network
+    as_is = pipeline.prepare_for_network
 
     variants = {
         "as_is": (as_is, None),
         "workers_1": (as_is, 1),
-        "plain_enlarge": (load_plain_when_enlarging, None),
-        "plain_enlarge_workers_1": (load_plain_when_enlarging, 1),
+        "workers_2": (as_is, 2),
+        "per_image_resize": (load_resized_per_image, None),
+        "always_antialias": (load_always_antialiased, None),
     }
     walls: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     cpus: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, (load, workers) in variants.items():
-            pipeline.load_for_network = load
+            pipeline.prepare_for_network = load
             bottlenecks.extract(paths[:BATCH], spec, loaded, None, BATCH, workers=workers)
-            a_wall, a_cpu, _ = common.measured(module_only, run, len(paths))
+            a_wall, a_cpu, _ = common.measured(module_only, run, distinct)
             wall, cpu, result = common.measured(
                 bottlenecks.extract, paths, spec, loaded, None, BATCH, workers=workers, warn=lambda _: None
             )
-            assert result.computed == len(paths)
+            assert result.computed == distinct
             walls[name].append((a_wall, wall))
             cpus[name].append((a_cpu, cpu))
     figures = {}
@@ -88,24 +96,25 @@ def main() -> None:
         a_wall, wall = (min(column) for column in zip(*walls[name], strict=True))
         a_cpu, cpu = (min(column) for column in zip(*cpus[name], strict=True))
         figures[name] = {
-            "images_per_second": round(len(paths) / wall, 1),
-            "A_images_per_second": round(len(paths) / a_wall, 1),
-            "cpu_ms_per_image": round(1000 * cpu / len(paths), 2),
-            "A_cpu_ms_per_image": round(1000 * a_cpu / len(paths), 2),
+            "images_per_second": round(distinct / wall, 1),
+            "A_images_per_second": round(distinct / a_wall, 1),
+            "cpu_ms_per_image": round(1000 * cpu / distinct, 2),
+            "A_cpu_ms_per_image": round(1000 * a_cpu / distinct, 2),
             "ours_over_A_per_round": [round(a / o, 3) for a, o in walls[name]],
             "ours_over_A": round(a_wall / wall, 3),
             "ours_over_A_cpu": round(a_cpu / cpu, 3),
         }
-    pipeline.load_for_network = as_is
+    pipeline.prepare_for_network = as_is
 
     digits = common.image_files(common.SIGN_DIGITS)
     common.finish({
         "benchmark": "bottlenecks_variants",
         "machine": machine,
         "images": len(paths),
+        "distinct_images": distinct,
         "default_workers": pipeline.default_workers(),
         "variants": figures,
-        "plain_enlarge_largest_pixel_difference_on_sign_digits": largest_difference(digits, size),
+        "always_antialias_largest_pixel_difference_on_sign_digits": largest_difference(digits, size),
     }, args.out)
 
 

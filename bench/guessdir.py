@@ -9,8 +9,6 @@ First trains a classifier on the superheroes set (200 steps, not timed) with
         session, then per file read its bytes, run 'final_result:0' fed
         'DecodeJpeg/contents:0', copy it to DEST/<label>--<str(score)[2:7]>.jpg.
   ours  predict.Classifier(graph, labels) + sort.sort_folder(classifier, src, dest).
-  ours_plain_enlarge  ours with the resize of bench/bottlenecks_variants.py patched in
-        (antialiasing only when an image shrinks: the same pixels, less CPU).
 All timings include loading the graph; the best round of each is compared. CPU seconds
 (this process, all threads) are given too: they hardly move when other work shares the cores.
 """
@@ -25,7 +23,6 @@ import tempfile
 from pathlib import Path
 
 import common
-from bottlenecks_variants import load_plain_when_enlarging
 
 
 def train_classifier(work: Path) -> float:
@@ -82,16 +79,6 @@ def sort_our_way(graph_path: Path, labels_path: Path, source: Path, dest: Path) 
     return summary.copied + summary.unreadable
 
 
-def sort_our_way_plain_enlarge(graph_path: Path, labels_path: Path, source: Path, dest: Path) -> int:
-    from tensorguess import pipeline
-
-    as_is, pipeline.load_for_network = pipeline.load_for_network, load_plain_when_enlarging
-    try:
-        return sort_our_way(graph_path, labels_path, source, dest)
-    finally:
-        pipeline.load_for_network = as_is
-
-
 def main() -> None:
     parse = common.parser(__doc__.splitlines()[0])
     parse.add_argument("--images", type=int, default=500)
@@ -108,7 +95,7 @@ def main() -> None:
         pick_photos(source, args.images)
         common.warm_page_cache(sorted(source.iterdir()))
 
-        ways = {"old": sort_old_way, "ours": sort_our_way, "ours_plain_enlarge": sort_our_way_plain_enlarge}
+        ways = {"old": sort_old_way, "ours": sort_our_way}
         seconds: dict[str, list[float]] = {name: [] for name in ways}
         cpu_seconds: dict[str, list[float]] = {name: [] for name in ways}
         for round_ in range(args.rounds):
@@ -133,9 +120,6 @@ def main() -> None:
         "ratios": {
             "ours_speedup_over_old": round(best["old"] / best["ours"], 2),
             "ours_speedup_over_old_cpu": round(best_cpu["old"] / best_cpu["ours"], 2),
-            "ours_plain_enlarge_speedup_over_old": round(best["old"] / best["ours_plain_enlarge"], 2),
-            "ours_plain_enlarge_speedup_over_old_cpu":
-                round(best_cpu["old"] / best_cpu["ours_plain_enlarge"], 2),
         },
     }, args.out)
 

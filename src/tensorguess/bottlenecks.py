@@ -121,21 +121,18 @@ def extract(
     digest_of = dict(zip(first_paths, missing, strict=True))
     with progress(len(missing), "Bottlenecks") as bar:
         for batch in decoded_batches(first_paths, spec.input_size, batch_size, workers):
-            good = []
-            for path, pixels in batch:
-                if isinstance(pixels, UnreadableImage):
+            vectors = iter(run(batch.pixels).numpy() if batch.pixels is not None else [])
+            for path, error in batch.entries:
+                if error:
                     for same in by_digest[digest_of[path]]:
-                        _skip(result, same, str(pixels), warn)
-                else:
-                    good.append((digest_of[path], pixels))
-            if good:
-                vectors = run(np.stack([pixels for _, pixels in good])).numpy()
-                for (digest, _), vector in zip(good, vectors, strict=True):
-                    if cache:
-                        cache.put(digest, vector)
-                    result.vectors.update((p, vector) for p in by_digest[digest])
-                    result.computed += 1
-            bar.update(len(batch))
+                        _skip(result, same, str(error), warn)
+                    continue
+                vector = next(vectors)
+                if cache:
+                    cache.put(digest_of[path], vector)
+                result.vectors.update((p, vector) for p in by_digest[digest_of[path]])
+                result.computed += 1
+            bar.update(len(batch.entries))
     result.seconds = time.perf_counter() - started
     return result
 

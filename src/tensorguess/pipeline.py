@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,25 +38,76 @@ def bounded_map(fn: Callable, items: Iterable, workers: int, window: int) -> Ite
             yield result
 
 
-def load_for_network(path: Path, size: int) -> np.ndarray:
-    """Read, decode and resize one image: float32 [size,size,3] in [0,1]."""
-    return resize_image(read_image(path), size).numpy()
+def prepare_for_network(path: Path, size: int) -> np.ndarray:
+    """Read and decode one image for `network_batch`: float32 in [0,1], at most size x size.
+
+    An image that shrinks is resized here, where its full-size pixels are, so no
+    batch ever holds a full-size photo; one that is enlarged (most small photos)
+    stays as it is and is enlarged in `network_batch`, in one graph call per
+    batch, which costs a fraction of resizing it alone. Either way the pixels are
+    exactly those of `resize_image` on the whole image.
+    """
+    image = read_image(path)
+    if image.shape[0] > size or image.shape[1] > size:
+        return resize_image(image, size).numpy()
+    # Bit for bit what tf.image.convert_image_dtype does, without a TensorFlow call.
+    return image.astype(np.float32) * np.float32(1 / 255)
+
+
+def network_batch(images: list[np.ndarray], size: int):
+    """Images from `prepare_for_network` as one float32 tensor [N,size,size,3]."""
+    values = np.concatenate([image.reshape(-1) for image in images])
+    shapes = np.array([image.shape[:2] for image in images], dtype=np.int32)
+    return _batch_resizer(size)(values, shapes)
+
+
+@functools.cache
+def _batch_resizer(size: int):
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([None, 2], tf.int32)])
+    def resize_packed(values, shapes):
+        lengths = shapes[:, 0] * shapes[:, 1] * 3
+        ends = tf.cumsum(lengths)
+        starts = ends - lengths
+
+        def one(i):
+            image = tf.reshape(values[starts[i]:ends[i]], [shapes[i, 0], shapes[i, 1], 3])
+            return resize_image(image, size)
+
+        return tf.map_fn(one, tf.range(tf.shape(shapes)[0]),
+                         fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+    return resize_packed
+
+
+@dataclass
+class DecodedBatch:
+    """Every path of a batch in order, with why it could not be read (None if it could),
+    and the pixels of the readable ones, in the same order: float32 [readable, S, S, 3]."""
+
+    entries: list[tuple[Path, UnreadableImage | None]]
+    pixels: object = None  # a tf.Tensor, or None when nothing in the batch was readable
 
 
 def decoded_batches(
     paths: Iterable[Path], size: int, batch_size: int, workers: int | None = None
-) -> Iterator[list[tuple[Path, np.ndarray | UnreadableImage]]]:
-    """Batches of (path, pixels), or (path, UnreadableImage) for a file that failed."""
+) -> Iterator[DecodedBatch]:
+    """The paths in batches, decoded on worker threads ahead of the consumer."""
 
     def load(path: Path):
         try:
-            return path, load_for_network(path, size)
+            return path, prepare_for_network(path, size)
         except UnreadableImage as error:
             return path, error
 
     decoded = bounded_map(load, paths, workers or default_workers(), window=4 * batch_size)
-    while batch := list(itertools.islice(decoded, batch_size)):
-        yield batch
+    while chunk := list(itertools.islice(decoded, batch_size)):
+        readable = [pixels for _, pixels in chunk if not isinstance(pixels, UnreadableImage)]
+        yield DecodedBatch(
+            [(path, pixels if isinstance(pixels, UnreadableImage) else None) for path, pixels in chunk],
+            network_batch(readable, size) if readable else None,
+        )
 
 
 def progress(total: int, description: str, enabled: bool = True):

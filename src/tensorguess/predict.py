@@ -55,13 +55,13 @@ class Classifier:
             )
         self.output = self.graph.get_tensor_by_name(f"{output_name}:0")
         self.mode, self.input, self.size = self._feeding_style(ancestors(nodes, output_name))
-        self.session = tf.compat.v1.Session(graph=self.graph)
         classes = self.output.shape[-1]
         if classes is not None and classes != len(self.labels):
             raise ClassifierError(
                 f"{labels_path} has {len(self.labels)} labels but {graph_path} scores {classes} "
                 "classes; use the labels file written with this graph"
             )
+        self.session = tf.compat.v1.Session(graph=self.graph)
 
     def _feeding_style(self, nodes):
         if IMAGE_BATCH in nodes:
@@ -102,12 +102,9 @@ class Classifier:
     def _score_chunks(self, paths, batch_size):
         if self.mode == "batch":
             for batch in decoded_batches(paths, self.size, batch_size):
-                readable = [(p, px) for p, px in batch if not isinstance(px, UnreadableImage)]
-                scores = iter(self._run(np.stack([px for _, px in readable])) if readable else [])
-                yield [
-                    Skipped(p, str(px)) if isinstance(px, UnreadableImage) else Scored(p, next(scores))
-                    for p, px in batch
-                ]
+                scores = iter(self._run(batch.pixels.numpy()) if batch.pixels is not None else [])
+                yield [Skipped(p, str(error)) if error else Scored(p, next(scores))
+                       for p, error in batch.entries]
             return
         for path in paths:
             yield [self._score_one(path)]

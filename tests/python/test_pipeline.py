@@ -1,0 +1,67 @@
+"""The decode pipeline gives exactly the pixels of modules.resize_image, batched or not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tensorguess.images import UnreadableImage, read_image
+from tensorguess.modules import resize_image
+from tensorguess.pipeline import bounded_map, decoded_batches, network_batch, prepare_for_network
+
+SIZE = 64
+# Enlarged, shrunk in one or both directions, exactly the network size, tiny.
+SHAPES = [(40, 30), (100, 50), (50, 100), (64, 64), (64, 30), (300, 200), (1, 1)]
+
+
+def write_images(folder: Path) -> list[Path]:
+    rng = np.random.default_rng(7)
+    paths = []
+    for i, (height, width) in enumerate(SHAPES):
+        path = folder / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_batched_resize_equals_resize_image_bit_for_bit(tmp_path):
+    paths = write_images(tmp_path)
+    expected = np.stack([resize_image(read_image(p), SIZE).numpy() for p in paths])
+    batched = network_batch([prepare_for_network(p, SIZE) for p in paths], SIZE).numpy()
+    assert batched.shape == (len(paths), SIZE, SIZE, 3)
+    np.testing.assert_array_equal(batched, expected)
+
+
+def test_prepared_images_never_exceed_the_network_size(tmp_path):
+    for path in write_images(tmp_path):
+        height, width, _ = prepare_for_network(path, SIZE).shape
+        assert height <= SIZE and width <= SIZE
+
+
+def test_decoded_batches_keep_order_and_name_unreadable_files(tmp_path):
+    paths = write_images(tmp_path)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not really")
+    order = paths[:3] + [broken] + paths[3:]
+    batches = list(decoded_batches(order, SIZE, batch_size=3, workers=2))
+    entries = [entry for batch in batches for entry in batch.entries]
+    assert [path for path, _ in entries] == order
+    assert [isinstance(error, UnreadableImage) for _, error in entries] == [p == broken for p in order]
+    pixels = np.concatenate([b.pixels.numpy() for b in batches if b.pixels is not None])
+    expected = np.stack([resize_image(read_image(p), SIZE).numpy() for p in paths])
+    np.testing.assert_array_equal(pixels, expected)
+
+
+def test_a_batch_of_only_unreadable_files_has_no_pixels(tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    (batch,) = decoded_batches([empty], SIZE, batch_size=4)
+    assert batch.pixels is None and "empty" in str(batch.entries[0][1])
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_bounded_map_keeps_order_with_a_small_window(workers):
+    assert list(bounded_map(lambda x: x * x, range(50), workers, window=2)) == [x * x for x in range(50)]
