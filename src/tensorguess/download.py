@@ -7,10 +7,12 @@ TFHUB_CACHE_DIR filled by other TF Hub tools is reused as it is.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
 import tempfile
+import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
@@ -48,12 +50,7 @@ def cached_module(handle: str, cache_dir: str | os.PathLike, timeout: float = 60
     staging = Path(tempfile.mkdtemp(dir=cache, prefix=f".{target.name}."))
     try:
         archive = staging / "module.tar.gz"
-        try:
-            with urllib.request.urlopen(compressed_url(url), timeout=timeout) as response, \
-                    open(archive, "wb") as out:
-                shutil.copyfileobj(response, out, 1 << 20)
-        except OSError as error:  # URLError and HTTPError are OSErrors
-            raise DownloadError(str(getattr(error, "reason", error))) from error
+        fetch(compressed_url(url), archive, timeout)
         unpacked = staging / "module"
         try:
             with tarfile.open(archive) as tar:
@@ -71,6 +68,23 @@ def cached_module(handle: str, cache_dir: str | os.PathLike, timeout: float = 60
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def fetch(url: str, destination: Path, timeout: float) -> None:
+    """Copy what `url` serves into `destination`; DownloadError says what went wrong."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(destination, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+            expected = response.headers.get("Content-Length")
+    except urllib.error.HTTPError as error:
+        raise DownloadError(f"HTTP {error.code} {error.reason}") from error
+    except http.client.IncompleteRead as error:
+        raise DownloadError("the download was cut short; try again") from error
+    except OSError as error:  # URLError, timeouts, a full disk
+        raise DownloadError(str(getattr(error, "reason", error))) from error
+    received = destination.stat().st_size
+    if expected and expected.isdigit() and int(expected) != received:
+        raise DownloadError(f"the download was cut short ({received} of {expected} bytes); try again")
 
 
 def safe_extract(tar: tarfile.TarFile, folder: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,8 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 
 def _short(error: BaseException) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    # Pillow names the in-memory buffer it read from; that means nothing to a person.
+    text = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-f]+>", "", text)
     return text[:160]
 
 

@@ -326,6 +326,7 @@ BROKEN = {
     "png signature only": (lambda: b"\x89PNG\r\n\x1a\n", r"broken PNG data"),
     "text that starts with BM": (lambda: b"BMW and Mercedes photos\n" * 3, r"broken BMP data"),
     "riff that is not webp": (lambda: b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(24), r"not an image"),
+    "gif signature only": (lambda: b"GIF89a" + bytes(10), r"broken GIF data \(cannot identify image file\)"),
 }
 
 
@@ -338,7 +339,7 @@ def test_broken_files_raise_unreadable_with_a_reason(tmp_path, kind):
     with pytest.raises(UnreadableImage, match=reason):
         read_image(write(tmp_path, "photo.jpg", data))
     message = str(caught.value)
-    assert "\n" not in message and len(message) < 300
+    assert "\n" not in message and len(message) < 300 and "object at 0x" not in message
     skipped = Skipped(tmp_path / "photo.jpg", message)
     assert skipped.warning() == f"tensor-guess: skipping {tmp_path / 'photo.jpg'}: {message}"
 
