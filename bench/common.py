@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,3 +90,31 @@ def measured(function, *args, **kwargs) -> tuple[float, float, object]:
     cpu = time.process_time()
     wall, result = timed(function, *args, **kwargs)
     return wall, time.process_time() - cpu, result
+
+
+@dataclass
+class Rounds:
+    """Wall and CPU seconds of each way, per round, and each way's last result."""
+
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    cpu_seconds: dict[str, list[float]] = field(default_factory=dict)
+    results: dict[str, object] = field(default_factory=dict)
+
+    def best(self) -> tuple[dict[str, float], dict[str, float]]:
+        """The best wall and the best CPU seconds of each way."""
+        return ({name: min(values) for name, values in self.seconds.items()},
+                {name: min(values) for name, values in self.cpu_seconds.items()})
+
+
+def alternate(ways: dict, rounds: int) -> Rounds:
+    """Run every way once per round, in turn, so that all of them see the same load.
+
+    `ways` maps a name to a function of the round number.
+    """
+    measured_rounds = Rounds()
+    for round_ in range(rounds):
+        for name, way in ways.items():
+            wall, cpu, measured_rounds.results[name] = measured(way, round_)
+            measured_rounds.seconds.setdefault(name, []).append(round(wall, 2))
+            measured_rounds.cpu_seconds.setdefault(name, []).append(round(cpu, 2))
+    return measured_rounds

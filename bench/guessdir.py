@@ -95,25 +95,20 @@ def main() -> None:
         pick_photos(source, args.images)
         common.warm_page_cache(sorted(source.iterdir()))
 
-        ways = {"old": sort_old_way, "ours": sort_our_way}
-        seconds: dict[str, list[float]] = {name: [] for name in ways}
-        cpu_seconds: dict[str, list[float]] = {name: [] for name in ways}
-        for round_ in range(args.rounds):
-            for name, sort in ways.items():
-                wall, cpu, count = common.measured(sort, graph, labels, source, work / f"{name}-{round_}")
-                assert count == args.images, (name, count)
-                seconds[name].append(round(wall, 2))
-                cpu_seconds[name].append(round(cpu, 2))
+        ways = {name: (lambda round_, sort=sort, name=name:
+                       sort(graph, labels, source, work / f"{name}-{round_}"))
+                for name, sort in (("old", sort_old_way), ("ours", sort_our_way))}
+        rounds = common.alternate(ways, args.rounds)
+        assert all(count == args.images for count in rounds.results.values()), rounds.results
 
-    best = {name: min(values) for name, values in seconds.items()}
-    best_cpu = {name: min(values) for name, values in cpu_seconds.items()}
+    best, best_cpu = rounds.best()
     common.finish({
         "benchmark": "guessdir",
         "machine": machine,
         "images": args.images,
         "training_seconds_not_compared": round(training, 1),
-        "seconds_per_round": seconds,
-        "cpu_seconds_per_round": cpu_seconds,
+        "seconds_per_round": rounds.seconds,
+        "cpu_seconds_per_round": rounds.cpu_seconds,
         "best_seconds": best,
         "images_per_second": {name: round(args.images / s, 1) for name, s in best.items()},
         "cpu_ms_per_image": {name: round(1000 * s / args.images, 2) for name, s in best_cpu.items()},

@@ -100,28 +100,21 @@ def main() -> None:
     machine = common.machine()
     data = bottleneck_arrays()
 
-    seconds: dict[str, list[float]] = {"ours": [], "eager": []}
-    cpu_seconds: dict[str, list[float]] = {"ours": [], "eager": []}
-    accuracy: dict[str, float] = {}
-    for _ in range(args.rounds):
-        for name, train in (("ours", train_ours), ("eager", train_eager)):
-            wall, cpu, accuracy[name] = common.measured(train, *data, args.steps)
-            seconds[name].append(round(wall, 2))
-            cpu_seconds[name].append(round(cpu, 2))
-
-    best = {name: min(values) for name, values in seconds.items()}
-    best_cpu = {name: min(values) for name, values in cpu_seconds.items()}
+    rounds = common.alternate({name: (lambda _round, train=train: train(*data, args.steps))
+                               for name, train in (("ours", train_ours), ("eager", train_eager))},
+                              args.rounds)
+    best, best_cpu = rounds.best()
     common.finish({
         "benchmark": "training",
         "machine": machine,
         "steps": args.steps,
         "training_images": len(data[1]),
         "validation_images": len(data[3]),
-        "seconds_per_round": seconds,
-        "cpu_seconds_per_round": cpu_seconds,
+        "seconds_per_round": rounds.seconds,
+        "cpu_seconds_per_round": rounds.cpu_seconds,
         "best_seconds": best,
         "steps_per_second": {name: round(args.steps / s, 1) for name, s in best.items()},
-        "final_validation_accuracy": accuracy,
+        "final_validation_accuracy": rounds.results,
         "ratios": {
             "ours_speedup_over_eager": round(best["eager"] / best["ours"], 2),
             "ours_speedup_over_eager_cpu": round(best_cpu["eager"] / best_cpu["ours"], 2),
