@@ -127,6 +127,9 @@ def main() -> None:
         "phases": figures,
         "ratios": {
             "ours_over_A": round(rate["ours"] / rate["A"], 3),
+            # Each round's A and ours ran back to back, under the same load.
+            "ours_over_A_per_round": [round(a / o, 3) for (a, _), (o, _) in
+                                      zip(rounds["A"], rounds["ours"], strict=True)],
             "ours_over_A_cpu": round(cpu_ms["A"] / cpu_ms["ours"], 3),
             "ours_over_B": round(rate["ours"] / rate["B"], 2),
             "ours_over_B_cpu": round(cpu_ms["B"] / cpu_ms["ours"], 2),

@@ -55,10 +55,28 @@ def prepare_for_network(path: Path, size: int) -> np.ndarray:
 
 
 def network_batch(images: list[np.ndarray], size: int):
-    """Images from `prepare_for_network` as one float32 tensor [N,size,size,3]."""
+    """Images from `prepare_for_network` as one float32 array [N,size,size,3]."""
+    shapes = {image.shape for image in images}
+    if shapes == {(size, size, 3)}:  # all shrunk already, or exactly the size: nothing to resize
+        return np.stack(images)
+    if len(shapes) == 1:  # one shape (a camera's, a dataset's): one resize op for the batch
+        return _same_shape_resizer(size)(np.stack(images)).numpy()
     values = np.concatenate([image.reshape(-1) for image in images])
     shapes = np.array([image.shape[:2] for image in images], dtype=np.int32)
-    return _batch_resizer(size)(values, shapes)
+    return _batch_resizer(size)(values, shapes).numpy()
+
+
+@functools.cache
+def _same_shape_resizer(size: int):
+    import tensorflow as tf
+
+    # No image here shrinks (prepare_for_network did that), so resize_image would enlarge
+    # each without the antialiasing filter: the same op, run once on the whole batch.
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    def enlarge(images):
+        return tf.image.resize(images, [size, size], method="bilinear", antialias=False)
+
+    return enlarge
 
 
 @functools.cache
@@ -87,7 +105,7 @@ class DecodedBatch:
     and the pixels of the readable ones, in the same order: float32 [readable, S, S, 3]."""
 
     entries: list[tuple[Path, UnreadableImage | None]]
-    pixels: object = None  # a tf.Tensor, or None when nothing in the batch was readable
+    pixels: np.ndarray | None = None  # None when nothing in the batch was readable
 
 
 def decoded_batches(

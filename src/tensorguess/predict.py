@@ -102,7 +102,7 @@ class Classifier:
     def _score_chunks(self, paths, batch_size):
         if self.mode == "batch":
             for batch in decoded_batches(paths, self.size, batch_size):
-                scores = iter(self._run(batch.pixels.numpy()) if batch.pixels is not None else [])
+                scores = iter(self._run(batch.pixels) if batch.pixels is not None else [])
                 yield [Skipped(p, str(error)) if error else Scored(p, next(scores))
                        for p, error in batch.entries]
             return

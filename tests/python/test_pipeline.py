@@ -30,8 +30,20 @@ def write_images(folder: Path) -> list[Path]:
 def test_batched_resize_equals_resize_image_bit_for_bit(tmp_path):
     paths = write_images(tmp_path)
     expected = np.stack([resize_image(read_image(p), SIZE).numpy() for p in paths])
-    batched = network_batch([prepare_for_network(p, SIZE) for p in paths], SIZE).numpy()
+    batched = network_batch([prepare_for_network(p, SIZE) for p in paths], SIZE)
     assert batched.shape == (len(paths), SIZE, SIZE, 3)
+    np.testing.assert_array_equal(batched, expected)
+
+
+@pytest.mark.parametrize("shape", [(40, 30), (64, 64), (300, 200)])
+def test_a_batch_of_one_shape_equals_resize_image_bit_for_bit(tmp_path, shape):
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(paths[-1])
+    expected = np.stack([resize_image(read_image(p), SIZE).numpy() for p in paths])
+    batched = network_batch([prepare_for_network(p, SIZE) for p in paths], SIZE)
     np.testing.assert_array_equal(batched, expected)
 
 
@@ -50,7 +62,7 @@ def test_decoded_batches_keep_order_and_name_unreadable_files(tmp_path):
     entries = [entry for batch in batches for entry in batch.entries]
     assert [path for path, _ in entries] == order
     assert [isinstance(error, UnreadableImage) for _, error in entries] == [p == broken for p in order]
-    pixels = np.concatenate([b.pixels.numpy() for b in batches if b.pixels is not None])
+    pixels = np.concatenate([b.pixels for b in batches if b.pixels is not None])
     expected = np.stack([resize_image(read_image(p), SIZE).numpy() for p in paths])
     np.testing.assert_array_equal(pixels, expected)
 
