@@ -13,19 +13,18 @@
 #   BAKE_MODULE=URL        feature extractor baked into the image (default: the
 #                          Dockerfile's Inception v3); set and empty bakes none
 #   EXTRA_CA_CERTS=A:B     PEM CA certificates (colon-separated paths) to trust
-#                          while building, for a TLS-intercepting proxy; they are
-#                          not kept in the final image
+#                          while building, for a TLS-intercepting proxy; never in
+#                          the final image. Remembered (git-ignored, under
+#                          docker/extra-ca/build/) for later builds, the wrappers'
+#                          automatic rebuilds included; set and empty forgets them
 #   IMAGE_NAME=NAME        image repository (default: tensor-guess)
 #
 # Other arguments go to `docker build` as they are (--no-cache, --pull, ...).
 # Example:
 #   EXTRA_CA_CERTS=/usr/local/share/ca-certificates/proxy.crt BAKE_MODULE= ./build.sh
 set -euo pipefail
-
-die() {
-  printf 'tensor-guess: %s\n' "$*" >&2
-  exit 1
-}
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"
 
 case "${1:-}" in
   -h | --help)
@@ -34,58 +33,62 @@ case "${1:-}" in
     ;;
 esac
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+root=$TG_ROOT
 variant="${VARIANT:-cpu}"
-name="${IMAGE_NAME:-tensor-guess}"
+name="${IMAGE_NAME:-$TG_IMAGE_NAME}"
 case "$variant" in
   cpu | gpu) ;;
   *) die "VARIANT must be cpu or gpu, not '$variant'" ;;
 esac
 
-version="$(sed -n 's/^version[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$root/pyproject.toml" | head -n 1)"
+version="$(tg_version)"
 [[ -n "$version" ]] || die "no version found in $root/pyproject.toml"
 
 command -v docker >/dev/null 2>&1 || die "docker is not installed"
-docker info >/dev/null 2>&1 || die "no Docker engine answers"
+docker_answers || die "no Docker engine answers ($TG_DOCKER_WHY)"
 
-build_args=(--build-arg "VERSION=$version" --build-arg "VARIANT=$variant")
+build_args=(--build-arg "VERSION=$version" --build-arg "VARIANT=$variant"
+  --build-arg "SOURCE_HASH=$(source_hash)")
 [[ -z "${BASE_IMAGE:-}" ]] || build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
 # Set-but-empty is meaningful here: it turns the baked module off.
 [[ -z "${BAKE_MODULE+x}" ]] || build_args+=(--build-arg "BAKE_MODULE=$BAKE_MODULE")
 
-# Extra CA certificates travel in a git-ignored folder of the build context,
-# which the Dockerfile's build stages trust; removed again when we exit. Its name
-# and file names are fixed so that the same certificates keep the layer cache
-# (so: one build at a time per checkout when EXTRA_CA_CERTS is set).
-ca_dir=""
-cleanup() {
-  if [[ -n "$ca_dir" ]]; then rm -rf -- "$ca_dir"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-if [[ -n "${EXTRA_CA_CERTS:-}" ]]; then
-  ca_dir="$root/docker/extra-ca/build"
-  rm -rf -- "$ca_dir"
-  mkdir -p "$ca_dir"
+# Extra CA certificates travel in a git-ignored folder of the build context, which
+# the Dockerfile's build stages trust. They stay there for the next build: the
+# same certificates under the same names keep the pip layer cached, so a rebuild
+# after a code change (the wrappers do it themselves) needs neither the network
+# nor EXTRA_CA_CERTS again. One build at a time per checkout while it changes.
+ca_dir="$root/docker/extra-ca/build"
+if [[ -n "${EXTRA_CA_CERTS+x}" ]]; then
+  certs=()
   IFS=: read -r -a certs <<<"$EXTRA_CA_CERTS"
+  for cert in "${certs[@]}"; do
+    [[ -z "$cert" ]] || [[ -f "$cert" && -r "$cert" ]] || die "EXTRA_CA_CERTS: cannot read '$cert'"
+    [[ -z "$cert" ]] || grep -q -- '-----BEGIN CERTIFICATE-----' "$cert" ||
+      die "EXTRA_CA_CERTS: '$cert' is not a PEM certificate"
+  done
+  rm -rf -- "$ca_dir"
   n=0
   for cert in "${certs[@]}"; do
     [[ -n "$cert" ]] || continue
-    [[ -f "$cert" && -r "$cert" ]] || die "EXTRA_CA_CERTS: cannot read '$cert'"
-    grep -q -- '-----BEGIN CERTIFICATE-----' "$cert" ||
-      die "EXTRA_CA_CERTS: '$cert' is not a PEM certificate"
+    mkdir -p "$ca_dir"
     n=$((n + 1))
     base="$(basename "$cert")"
     base="${base%.*}"
     # update-ca-certificates only reads *.crt
     cp -- "$cert" "$ca_dir/$(printf '%02d' "$n")-${base//[^A-Za-z0-9._-]/_}.crt"
   done
-  printf 'tensor-guess: trusting %d extra CA certificate file(s) during the build\n' "$n" >&2
+fi
+if [[ -d "$ca_dir" ]]; then
+  say "trusting $(find "$ca_dir" -name '*.crt' | wc -l) extra CA certificate file(s) during the build ($ca_dir)"
 fi
 
 tag="$name:$version-$variant"
+previous="$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)"
 SECONDS=0
+# --force-rm: a failed step's container is removed too (the legacy builder keeps it).
 docker build \
+  --force-rm \
   --file "$root/docker/Dockerfile" \
   --tag "$tag" \
   --tag "$name:$variant" \
@@ -93,6 +96,11 @@ docker build \
   "$@" \
   "$root"
 
+# The image this one replaces would be left dangling by every rebuild after a code
+# change: remove it unless something else still names or runs it (then docker
+# refuses, and that is fine). Layers the new image shares stay.
+if [[ -n "$previous" && "$previous" != "$(docker image inspect --format '{{.Id}}' "$tag")" ]]; then
+  docker image rm "$previous" >/dev/null 2>&1 || true
+fi
 size="$(docker image inspect --format '{{.Size}}' "$tag")"
-printf 'tensor-guess: built %s (alias %s), %s MB, in %ss\n' \
-  "$tag" "$name:$variant" "$((size / 1000000))" "$SECONDS" >&2
+say "built $tag (alias $name:$variant), $((size / 1000000)) MB, in ${SECONDS}s"

@@ -10,12 +10,9 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"
 
-case ${1:-} in
-  "") usage "$0" >&2; exit 2 ;;
-  -h | --help) usage "$0"; exit 0 ;;
-esac
-[[ $# -ge 2 ]] || { usage "$0" >&2; exit 2; }
+check_usage 2 - "$@"
 dir=$(abs_path "$1")
 shift
 require_dir "$dir" "DIR"
+mount_guess "$dir" "$@"
 run_tensorguess guess "$dir" "$@"

@@ -10,13 +10,13 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"
 
-case ${1:-} in
-  -h | --help) usage "$0"; exit 0 ;;
-esac
-[[ $# -eq 3 ]] || { usage "$0" >&2; exit 2; }
+check_usage 3 3 "$@"
 dir=$(abs_path "$1")
 src=$(abs_path "$2")
 dest=$(abs_path "$3")
 require_dir "$dir" "DIR"
 require_dir "$src" "SRC"
+mount_input "$dir"
+mount_input "$src"
+mount_output "$dest"
 run_tensorguess sort "$dir" "$src" "$dest"

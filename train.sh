@@ -11,11 +11,9 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"
 
-case ${1:-} in
-  "") usage "$0" >&2; exit 2 ;;
-  -h | --help) usage "$0"; exit 0 ;;
-esac
+check_usage 1 - "$@"
 dir=$(abs_path "$1")
 shift
 require_dir "$dir" "DIR"
+mount_train "$dir" "$@"
 run_tensorguess train "$dir" "$@"

@@ -1,8 +1,23 @@
 # shellcheck shell=bash
-# Shared by the host wrappers: errors, paths, and the one place the runtime is chosen.
+# Shared by the host wrappers: errors, usage, paths, and the one place where the
+# runtime (a local venv, or a Docker container) is chosen and run.
+#
+# A wrapper checks its arguments, declares what the command reads and writes,
+# then runs the CLI:
+#   check_usage 2 3 "$@"                  # -h/--help, argument count
+#   mount_input "$dir"                    # the container may read it (read-only)
+#   mount_output "$out"                   # the container may write into this folder
+#   run_tensorguess evaluate "$dir" ...   # local venv or Docker; its status is ours
+# (mount_train and mount_guess declare train's and guess's, flags included.)
+# Docker mounts every declared path at the same path inside the container and
+# runs in the caller's working directory, so the arguments need no rewriting and
+# every path the command prints or records (guess's `==> IMAGE <==`, guesses.jsonl,
+# train_log.json) reads the same as with the local runtime.
 
 TG_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TG_VENV=${TG_VENV:-$TG_ROOT/.venv}
+TG_IMAGE_NAME=${TG_IMAGE_NAME:-tensor-guess} # the image repository; tags are <version>-<variant>
+TFHUB_HOST=https://tfhub.dev/
 
 die() {
   printf 'tensor-guess: %s\n' "$1" >&2
@@ -13,6 +28,26 @@ say() {
   printf 'tensor-guess: %s\n' "$1" >&2
 }
 
+# usage SCRIPT: print the comment block at the top of SCRIPT (its usage text).
+usage() {
+  sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$1"
+}
+
+# check_usage MIN MAX ARGS...: the wrappers' argument check. -h or --help first
+# prints the usage text (the calling script's top comment) and exits 0; fewer than
+# MIN or more than MAX arguments (MAX `-`: no limit) print it to stderr, exit 2.
+check_usage() {
+  local min=$1 max=$2
+  shift 2
+  case ${1:-} in
+    -h | --help) usage "$0"; exit 0 ;;
+  esac
+  if (($# < min)) || { [[ $max != - ]] && (($# > max)); }; then
+    usage "$0" >&2
+    exit 2
+  fi
+}
+
 # abs_path PATH: PATH made absolute (it need not exist yet; its parent should).
 abs_path() {
   local path=$1
@@ -21,10 +56,38 @@ abs_path() {
   elif [[ -d $(dirname "$path") ]]; then
     printf '%s/%s\n' "$(cd "$(dirname "$path")" && pwd)" "$(basename "$path")"
   elif [[ $path == /* ]]; then
-    printf '%s\n' "$path"
+    clean_path "$path"
   else
-    printf '%s/%s\n' "$PWD" "$path"
+    clean_path "$PWD/$path"
   fi
+}
+
+# clean_path ABSOLUTE: the path without empty, `.` and `..` parts, worked out on the
+# text alone (a path that does not exist yet has no symlinks to follow).
+clean_path() {
+  clean_path_reply "$1"
+  printf '%s\n' "$REPLY"
+}
+
+# clean_path_reply ABSOLUTE: clean_path, into REPLY (no subshell: it runs per symlink).
+clean_path_reply() {
+  local part parts kept=()
+  IFS=/ read -r -a parts <<<"$1"
+  for part in "${parts[@]}"; do
+    case $part in
+      "" | .) ;;
+      ..) ((${#kept[@]} == 0)) || unset 'kept[${#kept[@]}-1]' ;;
+      *) kept+=("$part") ;;
+    esac
+  done
+  local IFS=/
+  REPLY=/${kept[*]}
+}
+
+# in_dir DIR PATH: where the CLI puts a path given to a flag: relative paths are
+# taken inside DIR.
+in_dir() {
+  if [[ $2 == /* ]]; then clean_path "$2"; else clean_path "$1/$2"; fi
 }
 
 # require_dir PATH WHAT: die unless PATH is a folder.
@@ -32,14 +95,155 @@ require_dir() {
   [[ -d $1 ]] || die "$2 '$1' is not a folder"
 }
 
-# choose_runtime: prints local or docker, from TG_RUNTIME (auto, local, docker).
+# ---- what a command reads and writes (used by the Docker runtime, ignored locally)
+
+TG_MOUNTS=()     # "ro:PATH" (read-only) or "rw:PATH" (writable folder)
+TG_MODULE=""     # train's feature extractor, when it is a URL or TF Hub handle
+
+# mount_input PATH: the command reads PATH (a file or folder), and may not write it.
+# A path that does not exist is left out: the CLI reports it as it would locally.
+# Symlinks inside a folder (photos linked from elsewhere) would dangle in the
+# container, so where they lead is mounted read-only too: a linked folder, or the
+# folder holding a linked file; never a place that would hide the image's own.
+mount_input() {
+  [[ -e $1 ]] || return 0
+  local path kind folder text
+  path=$(abs_path "$1")
+  TG_MOUNTS+=("ro:$path")
+  [[ -d $path ]] || return 0
+  # find prints, per symlink: the kind of what it leads to, its folder, its text.
+  while IFS= read -r -d '' kind && IFS= read -r -d '' folder && IFS= read -r -d '' text; do
+    [[ $text == /* ]] || text=$folder/$text
+    clean_path_reply "$text"
+    case $kind in
+      d) ;;
+      f) REPLY=${REPLY%/*} ;;
+      *) continue ;; # dangling or odd on the host too: the CLI reports it
+    esac
+    [[ -n $REPLY && $REPLY != "$path" && $REPLY != "$path"/* ]] || continue
+    reserved_in_image "$REPLY" >/dev/null && continue
+    TG_MOUNTS+=("ro:$REPLY")
+  done < <(find -H "$path" -type l -printf '%Y\0%h\0%l\0' 2>/dev/null)
+}
+
+# mount_output FOLDER: the command writes into FOLDER. The Docker runtime creates it
+# first, as the caller, so that it belongs to them.
+mount_output() {
+  TG_MOUNTS+=("rw:$(abs_path "$1")")
+}
+
+# mount_train DIR ARGS...: declare what `train DIR ARGS...` reads and writes: DIR
+# (writable) but not its photos DIR/data (read-only), path flags pointing
+# elsewhere (relative ones are inside DIR, as the CLI takes them) and a local
+# module folder; notes a module URL or handle in TG_MODULE. Flags are recognised
+# spelled in full, as `--flag VALUE` or `--flag=VALUE`.
+mount_train() {
+  local dir=$1 arg name value module=${TFHUB_MODULE:-}
+  shift
+  mount_output "$dir"
+  mount_input "$dir/data"
+  while (($#)); do
+    arg=$1
+    shift
+    [[ $arg == --?* ]] || continue
+    name=${arg#--}
+    if [[ $name == *=* ]]; then
+      value=${name#*=}
+      name=${name%%=*}
+    else
+      case $name in
+        image_dir | tfhub_module | bottleneck_dir | output_graph | output_labels | saved_model_dir | \
+          train_log | summaries_dir | report_dir)
+          (($#)) || continue
+          value=$1
+          shift
+          ;;
+        *) continue ;;
+      esac
+    fi
+    case $name in
+      image_dir) mount_input "$(in_dir "$dir" "$value")" ;;
+      # Folders the CLI writes files into.
+      bottleneck_dir | summaries_dir | report_dir) mount_output "$(in_dir "$dir" "$value")" ;;
+      # Files, and the SavedModel folder that the CLI swaps in whole (a rename
+      # cannot replace a mount point): the folder that holds them is mounted.
+      output_graph | output_labels | train_log | saved_model_dir)
+        mount_output "$(dirname "$(in_dir "$dir" "$value")")" ;;
+      tfhub_module) module=$value ;;
+    esac
+  done
+  [[ -n $module ]] || module=$(default_module)
+  if [[ $module =~ ^[a-z][a-z0-9+.-]*:// ]]; then
+    TG_MODULE=$module
+  elif [[ $module == /* ]]; then
+    mount_input "$module"
+  elif [[ -e $module ]]; then
+    mount_input "$module"  # the CLI finds a relative folder from the working directory
+  elif [[ -e $dir/$module ]]; then
+    mount_input "$dir/$module"
+  else
+    TG_MODULE=$module  # a TF Hub handle such as google/imagenet/...
+  fi
+}
+
+# mount_guess DIR ARGS...: declare what `guess DIR ARGS...` reads (all read-only):
+# DIR, the images among ARGS, and --output_graph/--output_labels elsewhere.
+mount_guess() {
+  local dir=$1 arg images_only=0
+  shift
+  mount_input "$dir"
+  while (($#)); do
+    arg=$1
+    shift
+    if ((images_only)); then
+      mount_input "$arg"
+      continue
+    fi
+    case $arg in
+      --) images_only=1 ;;
+      --output_graph=* | --output_labels=*) mount_input "$(in_dir "$dir" "${arg#*=}")" ;;
+      --output_graph | --output_labels)
+        (($#)) || continue
+        mount_input "$(in_dir "$dir" "$1")"
+        shift
+        ;;
+      --final_tensor_name | --batch_size) (($#)) && shift ;;
+      -*) ;;
+      *) mount_input "$arg" ;;
+    esac
+  done
+}
+
+# ---- the runtimes
+
+# choose_runtime: sets TG_RUNTIME_CHOSEN to local or docker, from TG_RUNTIME:
+# auto (default: Docker when an engine answers, else local), local or docker.
 choose_runtime() {
   case ${TG_RUNTIME:-auto} in
-    auto | local) echo local ;;
-    docker) die "TG_RUNTIME=docker: the Docker runtime is not available in this version; use TG_RUNTIME=local" ;;
+    local) TG_RUNTIME_CHOSEN=local ;;
+    auto) if docker_answers; then TG_RUNTIME_CHOSEN=docker; else TG_RUNTIME_CHOSEN=local; fi ;;
+    docker)
+      docker_answers ||
+        die "TG_RUNTIME=docker but no Docker engine answers ($TG_DOCKER_WHY); start dockerd or use TG_RUNTIME=local"
+      TG_RUNTIME_CHOSEN=docker
+      ;;
     *) die "TG_RUNTIME must be auto, local or docker, not '${TG_RUNTIME}'" 2 ;;
   esac
 }
+
+# run_tensorguess ARGS...: run the Python CLI in the chosen runtime; its status is ours.
+run_tensorguess() {
+  choose_runtime
+  case $TG_RUNTIME_CHOSEN in
+    local)
+      ensure_local_runtime
+      PYTHONPATH="$TG_ROOT/src${PYTHONPATH:+:$PYTHONPATH}" "$TG_VENV/bin/python" -m tensorguess "$@"
+      ;;
+    docker) run_in_docker "$@" ;;
+  esac
+}
+
+# ---- the local runtime
 
 # stamp_of REQUIREMENTS: where the venv records which version of that file it holds.
 stamp_of() {
@@ -74,19 +278,210 @@ ensure_local_runtime() {
   done
 }
 
-# run_tensorguess ARGS...: run the Python CLI in the chosen runtime; its status is ours.
-run_tensorguess() {
-  local runtime
-  runtime=$(choose_runtime) || exit
-  case $runtime in
-    local)
-      ensure_local_runtime
-      PYTHONPATH="$TG_ROOT/src${PYTHONPATH:+:$PYTHONPATH}" "$TG_VENV/bin/python" -m tensorguess "$@"
+# ---- the Docker runtime
+
+# docker_answers: whether a Docker engine answers, within seconds and quietly. On
+# failure TG_DOCKER_WHY says why, in one line.
+docker_answers() {
+  local out status=0
+  if ! command -v docker >/dev/null; then
+    TG_DOCKER_WHY="the docker command is not installed"
+    return 1
+  fi
+  # `docker version` names the problem plainly (`docker info --format` does not on
+  # Docker 20.10); the timeout covers an unreachable remote DOCKER_HOST.
+  out=$(timeout 10 docker version --format '{{.Server.Version}}' 2>&1) || status=$?
+  ((status == 0)) && return 0
+  if ((status == 124)); then
+    TG_DOCKER_WHY="docker version got no answer within 10 s"
+  else
+    TG_DOCKER_WHY=$(printf '%s\n' "$out" | grep -v '^[[:space:]]*$' | tail -n 1)
+  fi
+  return 1
+}
+
+tg_version() {
+  sed -n 's/^version[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$TG_ROOT/pyproject.toml" | head -n 1
+}
+
+# default_module: the CLI's default feature extractor (DEFAULT_MODULE in modules.py).
+default_module() {
+  sed -n 's/^DEFAULT_MODULE = "\(.*\)"$/\1/p' "$TG_ROOT/src/tensorguess/modules.py"
+}
+
+# source_hash: a digest of what the image is built from (.dockerignore's allow-list
+# less the CA certificates); build.sh labels the image with it, and the wrappers
+# rebuild an image whose label differs from the checkout.
+source_hash() {
+  (
+    cd "$TG_ROOT" &&
+      find docker/Dockerfile docker/entrypoint.sh requirements.txt src/tensorguess -type f \
+        ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 |
+      LC_ALL=C sort -z | xargs -0 sha1sum | sha1sum | cut -c1-40
+  )
+}
+
+# use_gpu: whether to run the GPU image with --gpus all. TG_GPU=1 forces it, 0 turns
+# it off; by default yes when the engine lists an NVIDIA runtime, or the NVIDIA
+# container toolkit's hook is installed and nvidia-smi sees a GPU.
+use_gpu() {
+  case ${TG_GPU:-auto} in
+    1) return 0 ;;
+    0) return 1 ;;
+    auto)
+      [[ " $(docker info --format '{{range $name, $_ := .Runtimes}}{{$name}} {{end}}' 2>/dev/null) " == *" nvidia "* ]] &&
+        return 0
+      command -v nvidia-container-runtime-hook >/dev/null && command -v nvidia-smi >/dev/null &&
+        nvidia-smi -L >/dev/null 2>&1
       ;;
+    *) die "TG_GPU must be auto, 1 or 0, not '${TG_GPU}'" 2 ;;
   esac
 }
 
-# usage SCRIPT: print the comment block at the top of SCRIPT (its usage text).
-usage() {
-  sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$1"
+# ensure_image VARIANT: sets TG_IMAGE_CHOSEN to the image to run: $TG_IMAGE as it is,
+# else tensor-guess:<version>-VARIANT, built now when missing and rebuilt when this
+# checkout's sources differ from the ones it was built from (cached layers make
+# that quick; its base image and baked module are kept unless BASE_IMAGE or
+# BAKE_MODULE say otherwise).
+ensure_image() {
+  local variant=$1 image labels hash="" base="" baked=""
+  if [[ -n ${TG_IMAGE:-} ]]; then
+    docker image inspect "$TG_IMAGE" >/dev/null 2>&1 ||
+      die "TG_IMAGE=$TG_IMAGE: no such image here (build one with bash build.sh, or unset TG_IMAGE)"
+    TG_IMAGE_CHOSEN=$TG_IMAGE
+    return 0
+  fi
+  image=$TG_IMAGE_NAME:$(tg_version)-$variant
+  TG_IMAGE_CHOSEN=$image
+  if ! labels=$(docker image inspect --format \
+    '{{index .Config.Labels "io.tensorguess.source-hash"}}{{"\n"}}{{index .Config.Labels "io.tensorguess.base-image"}}{{"\n"}}{{index .Config.Labels "io.tensorguess.baked-module"}}' \
+    "$image" 2>/dev/null); then
+    say "building the Docker image $image (first use only, a few minutes)"
+    build_image "$variant" "$image"
+    return 0
+  fi
+  { read -r hash; read -r base; read -r baked; } <<<"$labels" || true
+  # An image without the label was not built by build.sh: used as it is.
+  [[ -z $hash || $hash == "$(source_hash)" ]] && return 0
+  say "rebuilding the Docker image $image: the sources changed since it was built"
+  BASE_IMAGE=${BASE_IMAGE:-$base} BAKE_MODULE=${BAKE_MODULE-$baked} build_image "$variant" "$image"
+}
+
+# build_image VARIANT IMAGE: build.sh, its output on stderr (stdout is the command's).
+build_image() {
+  VARIANT=$1 IMAGE_NAME=$TG_IMAGE_NAME bash "$TG_ROOT/build.sh" >&2 ||
+    die "building the Docker image $2 failed (see above); without Docker Hub, build the base first: sudo bash scripts/local-base.sh"
+}
+
+# reserved_in_image PATH: succeeds when mounting PATH would hide part of the image
+# (the system, the venv, HOME); prints that part.
+reserved_in_image() {
+  local place
+  for place in /bin /boot /dev /etc /home/tensorguess /lib /lib32 /lib64 /libx32 /opt/tensorguess \
+    /proc /sbin /sys /usr; do
+    if [[ $1 == "$place" || $1 == "$place"/* || $1 == / || $place == "$1"/* ]]; then
+      printf '%s\n' "$place"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# mount_option MODE PATH: a --mount value binding PATH at the same path, quoted as
+# CSV fields so that commas and quotes in PATH survive.
+mount_option() {
+  local quoted=${2//\"/\"\"}
+  printf 'type=bind,"source=%s","target=%s"%s\n' "$quoted" "$quoted" "$([[ $1 == ro ]] && echo ,readonly)"
+}
+
+# docker_mounts: TG_DOCKER_MOUNTS, the --mount options for TG_MOUNTS. Writable
+# folders are created first (as the caller); a path asked for twice is writable if
+# either asks; a mount inside another of the same mode is left out.
+docker_mounts() {
+  local entry mode path kept=() k parent pmode place
+  declare -A want=()
+  for entry in "${TG_MOUNTS[@]}"; do
+    mode=${entry%%:*}
+    path=${entry#*:}
+    [[ ${want[$path]:-} == rw ]] || want[$path]=$mode
+  done
+  TG_DOCKER_MOUNTS=()
+  # Shallowest first, so each path's enclosing mount is already decided.
+  while IFS= read -r -d '' path; do
+    mode=${want[$path]}
+    if place=$(reserved_in_image "$path"); then
+      die "cannot give $path to the container: it would hide the image's own $place; move it or use TG_RUNTIME=local"
+    fi
+    if [[ $mode == rw && ! -d $path ]]; then
+      mkdir -p -- "$path" 2>/dev/null || die "cannot create the folder $path"
+    fi
+    parent="" pmode=""
+    for k in "${kept[@]}"; do
+      if [[ $path == "$k"/* && ${#k} -gt ${#parent} ]]; then
+        parent=$k
+        pmode=${want[$k]}
+      fi
+    done
+    [[ -n $parent && $pmode == "$mode" ]] && continue
+    kept+=("$path")
+    TG_DOCKER_MOUNTS+=(--mount "$(mount_option "$mode" "$path")")
+  done < <(for path in "${!want[@]}"; do
+    slashes=${path//[^\/]/}
+    printf '%04d %s\0' "${#slashes}" "$path"
+  done | LC_ALL=C sort -z | while IFS= read -r -d '' line; do printf '%s\0' "${line#* }"; done)
+}
+
+# module_access: TG_DOCKER_MODULE, the options giving the container train's module
+# when it is a URL or handle. One baked into the image needs nothing; one in the
+# host's module cache (shared with the local runtime) is mounted read-only;
+# otherwise the cache is mounted writable and the container gets the network.
+module_access() {
+  TG_DOCKER_MODULE=(--network none)
+  [[ -n $TG_MODULE ]] || return 0
+  local url=$TG_MODULE baked cache key
+  [[ $url =~ ^https?:// ]] || url=$TFHUB_HOST${url#/}
+  baked=$(docker image inspect --format '{{index .Config.Labels "io.tensorguess.baked-module"}}' "$TG_IMAGE_CHOSEN" 2>/dev/null) || baked=""
+  [[ -n $baked && ! $baked =~ ^https?:// ]] && baked=$TFHUB_HOST${baked#/}
+  [[ $url == "$baked" ]] && return 0
+  cache=${TFHUB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tensor-guess/tfhub_modules}
+  cache=$(abs_path "$cache")
+  key=$(printf '%s' "$url" | sha1sum | cut -c1-40)
+  if [[ -f $cache/$key/saved_model.pb ]]; then
+    mount_input "$cache"
+  else
+    say "$url is not in the image $TG_IMAGE_CHOSEN: the container gets network access to download it into $cache"
+    mount_output "$cache"
+    TG_DOCKER_MODULE=()
+  fi
+  TG_DOCKER_MODULE+=(--env "TFHUB_CACHE_DIR=$cache")
+}
+
+# run_in_docker ARGS...: the CLI in a container; stderr as it comes, the
+# container's exit status.
+run_in_docker() {
+  prepare_docker
+  docker "${TG_DOCKER_RUN[@]}" "$TG_IMAGE_CHOSEN" "$@"
+}
+
+# prepare_docker: TG_IMAGE_CHOSEN (built or rebuilt if need be) and TG_DOCKER_RUN,
+# the `docker run` options before it: the caller's uid and gid, the declared mounts
+# at their own paths, the caller's working directory, no network unless a module
+# must be downloaded, the GPUs when the GPU image is used.
+prepare_docker() {
+  local variant=cpu name
+  use_gpu && variant=gpu
+  ensure_image "$variant"
+  module_access
+  docker_mounts
+  TG_DOCKER_RUN=(run --rm --init --pull never --user "$(id -u):$(id -g)" --workdir "$PWD"
+    --cap-drop ALL --security-opt no-new-privileges --env "TG_UMASK=$(umask)")
+  [[ $variant == gpu ]] && TG_DOCKER_RUN+=(--gpus all)
+  # A terminal only when all three streams are one: progress bars then redraw in
+  # place, and otherwise stdout and stderr stay apart.
+  [[ -t 0 && -t 1 && -t 2 ]] && TG_DOCKER_RUN+=(--interactive --tty)
+  for name in TFHUB_MODULE TF_CPP_MIN_LOG_LEVEL TF_ENABLE_ONEDNN_OPTS CUDA_VISIBLE_DEVICES \
+    TF_FORCE_GPU_ALLOW_GROWTH; do
+    [[ -n ${!name:-} ]] && TG_DOCKER_RUN+=(--env "$name=${!name}")
+  done
+  TG_DOCKER_RUN+=("${TG_DOCKER_MODULE[@]}" "${TG_DOCKER_MOUNTS[@]}")
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Usage: bash scripts/test.sh [pytest args...]
 #
-# Run every test: linters (ruff, shellcheck), the Python package's tests
-# (pytest, tests/python) and the wrappers' tests (bats-core, tests/bats).
+# Run every test: linters (ruff, shellcheck, hadolint), the Python package's
+# tests (pytest, tests/python) and the wrappers' tests (bats-core, tests/bats).
 # Sets up the local runtime with the test requirements first. Needs
-# ../shared (models and photo sets) beside the repository.
+# ../shared (models and photo sets) beside the repository, and a Docker engine:
+# tests/bats/docker.bats runs the wrappers through it (building the image if
+# need be) and fails without one, unless TG_TEST_DOCKER=0 opts out.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,8 +19,10 @@ cd "$TG_ROOT"
 echo "== ruff"
 ruff check src tests bench
 echo "== shellcheck"
-shellcheck -x ./*.sh scripts/*.sh tests/bats/*.bash
+shellcheck -x ./*.sh scripts/*.sh docker/*.sh .ci/run tests/bats/*.bash tests/bats/*.bats
+echo "== hadolint"
+hadolint docker/Dockerfile
 echo "== pytest"
 PYTHONPATH="$TG_ROOT/src" python -m pytest "$@"
 echo "== bats"
-bats tests/bats
+bats --timing tests/bats

@@ -3,6 +3,7 @@
     python -m tensorguess train DIR [flags]
     python -m tensorguess guess DIR IMAGE [IMAGE...] [--json]
     python -m tensorguess sort DIR SRC DEST
+    python -m tensorguess evaluate DIR LABELLED_DIR [OUT_DIR]
     python -m tensorguess fetch-module URL
 """
 
@@ -43,10 +44,18 @@ TRAIN_HELP = {
     "saved_model_dir": "SavedModel folder to write (default: DIR/saved_model)",
     "train_log": "training log to write (default: DIR/train_log.json)",
     "final_tensor_name": "name of the output softmax in the graph",
+    "class_weights": "balanced: draw training images uniformly and weight the loss by inverse "
+    "class frequency; none: draw each batch class-uniformly, as retrain.py",
+    "calibrate": "temperature scaling fitted on the validation split: auto applies it when it "
+    "lowers the validation NLL, on always (the bare flag), off never",
+    "summaries_dir": "write TensorBoard scalars into a new run-<time> folder inside this folder "
+    "(never deleted)",
+    "report_dir": "evaluation report of the test split (default: DIR/report)",
 }
+CHOICES = {"class_weights": ("none", "balanced"), "calibrate": ("auto", "on", "off")}
 
 IN_DIR = ("image_dir", "bottleneck_dir", "output_graph", "output_labels", "saved_model_dir",
-          "train_log")
+          "train_log", "summaries_dir", "report_dir")
 
 
 class UsageError(Exception):
@@ -81,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
             kind = str
         shown = "" if default is None or item.name in IN_DIR or item.name == "tfhub_module" else (
             f" (default: {default})")
-        train.add_argument(flag, type=kind, default=None, help=TRAIN_HELP[item.name] + shown)
+        extra = {"choices": CHOICES[item.name]} if item.name in CHOICES else {}
+        if item.name == "calibrate":
+            extra.update(nargs="?", const="on")
+        train.add_argument(flag, type=kind, default=None, help=TRAIN_HELP[item.name] + shown, **extra)
 
     guess = commands.add_parser("guess", help="print the scores of every label for images")
     guess.add_argument("dir", type=Path, help="the tf_files folder holding the trained graph")
@@ -94,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     sort.add_argument("source", type=Path, help="folder of images to sort (only read)")
     sort.add_argument("dest", type=Path, help="folder to copy into (created if missing)")
     _graph_flags(sort)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score a folder-per-class set and write an evaluation report",
+        description="Score LABELLED_DIR/<label>/ images with the classifier in DIR and write "
+        "report.json, report.html and figures into OUT_DIR (default: DIR/report-<name of "
+        "LABELLED_DIR>). Our own report files in OUT_DIR are replaced; nothing else is touched.",
+    )
+    evaluate.add_argument("dir", type=Path, help="the tf_files folder holding the trained graph")
+    evaluate.add_argument("labelled", type=Path, help="folder of label folders of images (only read)")
+    evaluate.add_argument("out", type=Path, nargs="?", help="report folder (created if missing)")
+    _graph_flags(evaluate)
 
     fetch = commands.add_parser("fetch-module", help="download a TF Hub module into the cache")
     fetch.add_argument("handle", help="TF Hub module URL or handle")
@@ -120,7 +143,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     for item in fields(TrainConfig):
         value = getattr(args, item.name)
         if item.name in IN_DIR:
-            value = base / (value if value is not None else getattr(cfg, item.name))
+            chosen = value if value is not None else getattr(cfg, item.name)
+            value = None if chosen is None else base / chosen
         if value is not None and value is not False:
             setattr(cfg, item.name, value)
     for name in ("how_many_training_steps", "train_batch_size", "eval_step_interval",
@@ -197,6 +221,32 @@ def run_sort(args) -> int:
     return 0
 
 
+def run_evaluate(args) -> int:
+    from .evaluate import evaluate_folder
+    from .report import check_out_dir, console_lines, write
+
+    if not args.labelled.is_dir():
+        raise UsageError(f"labelled folder {args.labelled} does not exist or is not a folder")
+    labelled = args.labelled.resolve()
+    out = (args.out or args.dir / f"report-{labelled.name}").resolve()
+    if out.is_relative_to(labelled):
+        raise UsageError(f"the report folder {out} is inside {labelled}; choose one outside it")
+    check_out_dir(out)
+    with _classifier(args) as classifier:
+        evaluation = evaluate_folder(classifier, labelled, str(args.dir / args.output_graph),
+                                     args.batch_size,
+                                     warn=lambda line: print(line, file=sys.stderr, flush=True))
+    report = write(out, evaluation)
+    accuracy = "n/a" if report["accuracy"] is None else f"{report['accuracy'] * 100:.1f}%"
+    print(f"Evaluation accuracy = {accuracy} (N={report['n']})")
+    for line in console_lines(report):
+        print(line)
+    if report["unreadable_files"]:
+        print(f"{len(report['unreadable_files'])} unreadable file(s) skipped, listed in report.json")
+    print(f"Wrote the report into {out}: report.html, report.json, confusion_matrix.png, reliability.png")
+    return 0
+
+
 def run_fetch(args) -> int:
     from .modules import resolve_path
 
@@ -216,16 +266,18 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()
     args = build_parser().parse_args(argv)
     from .dataset import DatasetError
+    from .evaluate import EvaluationError
     from .modules import ModuleError
     from .predict import ClassifierError
+    from .report import ReportError
 
     handlers = {"train": run_train, "guess": run_guess, "sort": run_sort,
-                "fetch-module": run_fetch}
+                "evaluate": run_evaluate, "fetch-module": run_fetch}
     try:
         return handlers[args.command](args)
     except UsageError as error:
         return fail(str(error), EXIT_USAGE)
-    except (DatasetError, ModuleError, ClassifierError) as error:
+    except (DatasetError, ModuleError, ClassifierError, EvaluationError, ReportError) as error:
         return fail(str(error))
     except KeyboardInterrupt:
         return fail("interrupted", 130)

@@ -29,7 +29,12 @@ class TrainConfig:
     eval_step_interval: int = 10
     random_seed: int | None = None  # None: drawn at random and written to train_log.json
     print_misclassified_test_images: bool = False
+    # imbalance and calibration
+    class_weights: str = "none"  # "balanced": weight the loss by inverse class frequency instead
+    calibrate: str = "auto"  # temperature scaling on the validation split: auto, on or off
     # outputs
+    summaries_dir: Path | None = None  # TensorBoard scalars; None: none written
+    report_dir: Path = Path("report")
     output_graph: Path = Path("retrained_graph.pb")
     output_labels: Path = Path("retrained_labels.txt")
     saved_model_dir: Path = Path("saved_model")

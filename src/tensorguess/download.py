@@ -59,6 +59,8 @@ def cached_module(handle: str, cache_dir: str | os.PathLike, timeout: float = 60
             raise DownloadError(f"the download is not a module archive ({error})") from error
         if not (unpacked / "saved_model.pb").is_file():
             raise DownloadError("the archive holds no saved_model.pb")
+        # Moving a folder into place rewrites its "..": an archive packed read-only needs u+w.
+        unpacked.chmod(unpacked.stat().st_mode | 0o700)
         try:
             os.replace(unpacked, target)
         except OSError:

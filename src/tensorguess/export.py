@@ -21,6 +21,7 @@ from .train import FinalLayer
 INPUT_BYTES = "DecodeJpeg/contents"
 IMAGE_BATCH = "image_batch"
 BOTTLENECK = "bottleneck"
+TEMPERATURE = "final_training_ops/temperature"
 
 
 def frozen_module(spec: ModuleSpec, loaded):
@@ -110,6 +111,9 @@ def classifier_graph(spec: ModuleSpec, loaded, layer: FinalLayer, final_tensor_n
         with tf.name_scope("final_training_ops"):
             logits = tf.matmul(bottleneck, tf.constant(layer.weights, name="weights"))
             logits = tf.add(logits, tf.constant(layer.biases, name="biases"), name="logits")
+            # Temperature scaling (calibration.py); 1.0 when the run did not calibrate.
+            logits = tf.divide(logits, tf.constant(layer.temperature, tf.float32, name="temperature"),
+                               name="calibrated_logits")
         tf.nn.softmax(logits, name=final_tensor_name)
     return graph.as_graph_def()
 

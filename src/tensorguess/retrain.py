@@ -11,9 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bottlenecks, dataset, export, modules
+from . import bottlenecks, dataset, export, modules, report
+from .balance import balanced_weights, imbalance_warning
+from .calibration import calibrate
 from .config import TrainConfig
 from .files import write_atomically
+from .metrics import softmax
 from .train import EvalPoint, train_final_layer
 
 
@@ -33,6 +36,8 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
             warn: Callable[[str], None] = _warn) -> dict:
     """Train and export a classifier as `cfg` says; returns what train_log.json holds."""
     started = time.perf_counter()
+    # Refuse a report folder holding someone else's files now, not after the training.
+    report.check_out_dir(cfg.report_dir)
     image_set = dataset.discover(cfg.image_dir)
     all_files = [path for label in image_set.labels for path in image_set.files[label]]
     say(f"Found {len(all_files)} files in {len(image_set.labels)} categories: "
@@ -55,12 +60,18 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     sizes = parts.sizes()
     say(f"Split: {sizes['training']} training, {sizes['validation']} validation, "
         f"{sizes['testing']} testing images")
+    imbalance = imbalance_warning({label: len(files) for label, files in readable.items()},
+                                  cfg.class_weights)
+    if imbalance:
+        warn(imbalance)
+
+    width = len(next(iter(extraction.vectors.values())))
 
     def arrays(name: str):
         pairs = [(extraction.vectors[p], index)
                  for index, label in enumerate(image_set.labels)
                  for p in parts.parts[name][label]]
-        features = np.stack([v for v, _ in pairs]) if pairs else np.zeros((0, 1), np.float32)
+        features = np.stack([v for v, _ in pairs]) if pairs else np.zeros((0, width), np.float32)
         return features.astype(np.float32), np.array([i for _, i in pairs], dtype=np.int64)
 
     seed = cfg.random_seed if cfg.random_seed is not None else random.SystemRandom().randrange(2**31)
@@ -68,28 +79,56 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     val_x, val_y = arrays("validation")
     test_x, test_y = arrays("testing")
 
-    def report(point: EvalPoint) -> None:
+    summaries = _summary_writer(cfg)
+
+    def on_eval(point: EvalPoint) -> None:
         say(f"{_stamp()}: Step {point.step}: Train accuracy = {point.train_accuracy * 100:.1f}%")
         say(f"{_stamp()}: Step {point.step}: Cross entropy = {point.cross_entropy:.6f}")
         say(f"{_stamp()}: Step {point.step}: Validation accuracy = "
             f"{point.validation_accuracy * 100:.1f}% (N={point.validation_n})")
+        if summaries:
+            summaries.write(point)
 
+    weights = (balanced_weights(train_y, len(image_set.labels))
+               if cfg.class_weights == "balanced" else None)
     training_started = time.perf_counter()
-    layer, history = train_final_layer(
-        train_x, train_y, val_x, val_y, len(image_set.labels), cfg.how_many_training_steps,
-        cfg.learning_rate, cfg.train_batch_size, cfg.validation_batch_size,
-        cfg.eval_step_interval, seed, on_eval=report,
-    )
+    try:
+        layer, history = train_final_layer(
+            train_x, train_y, val_x, val_y, len(image_set.labels), cfg.how_many_training_steps,
+            cfg.learning_rate, cfg.train_batch_size, cfg.validation_batch_size,
+            cfg.eval_step_interval, seed, on_eval=on_eval, class_weights=weights,
+        )
+    finally:
+        if summaries:
+            summaries.close()
     training_seconds = time.perf_counter() - training_started
+    if summaries:
+        say(f"TensorBoard summaries in {summaries.folder}")
+
+    calibration = calibrate(layer.logits(val_x), val_y, cfg.calibrate)
+    layer.temperature = calibration.temperature
+    say(_calibration_line(calibration))
 
     test_paths = [p for label in image_set.labels for p in parts.parts["testing"][label]]
     if cfg.test_batch_size > 0 and len(test_y) > cfg.test_batch_size:
         chosen = np.random.default_rng(seed).choice(len(test_y), cfg.test_batch_size, replace=False)
         test_x, test_y = test_x[chosen], test_y[chosen]
         test_paths = [test_paths[i] for i in chosen]
-    predicted = layer.probabilities(test_x).argmax(axis=1) if len(test_y) else test_y
+    probabilities = layer.probabilities(test_x)
+    predicted = probabilities.argmax(axis=1) if len(test_y) else test_y
     accuracy = float(np.mean(predicted == test_y)) if len(test_y) else float("nan")
     say(f"Final test accuracy = {accuracy * 100:.1f}% (N={len(test_y)})")
+    evaluation = report.Evaluation(
+        labels=image_set.labels, truth=test_y, probabilities=probabilities, paths=test_paths,
+        root=image_set.root,
+        source=f"test split of {image_set.root}", classifier=str(cfg.output_graph),
+        unreadable=extraction.skipped,
+        uncalibrated=softmax(layer.logits(test_x)) if layer.temperature != 1.0 else None,
+        temperature=layer.temperature, calibration_fit=calibration.as_json(),
+    )
+    summary = report.build(evaluation)
+    for line in report.console_lines(summary):
+        say(line)
     misclassified = [
         {"file": str(path.relative_to(image_set.root)),
          "true": image_set.labels[truth], "predicted": image_set.labels[guess]}
@@ -114,6 +153,10 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         "bottlenecks": {"computed": extraction.computed, "from_cache": extraction.from_cache,
                         "seconds": round(extraction.seconds, 3)},
         "steps": [point.as_json() for point in history],
+        "class_weights": None if weights is None else dict(zip(image_set.labels, weights.tolist(),
+                                                                strict=True)),
+        "calibration": calibration.as_json(),
+        "summaries": str(summaries.folder) if summaries else None,
         "final_test_accuracy": accuracy,
         "test_n": int(len(test_y)),
         "misclassified_test_images": misclassified,
@@ -121,4 +164,23 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         "total_seconds": round(time.perf_counter() - started, 3),
     }
     write_atomically(Path(cfg.train_log), (json.dumps(log, indent=1) + "\n").encode())
+    report.write(cfg.report_dir, evaluation, train_log=log, report=summary)
+    say(f"Wrote the test report {Path(cfg.report_dir) / 'report.html'}")
     return log
+
+
+def _summary_writer(cfg: TrainConfig):
+    if cfg.summaries_dir is None:
+        return None
+    from .summaries import ScalarWriter, new_run_folder
+
+    return ScalarWriter(new_run_folder(cfg.summaries_dir))
+
+
+def _calibration_line(calibration) -> str:
+    if not calibration.applied:
+        return f"Calibration: {calibration.reason}"
+    return (f"Calibration: temperature {calibration.temperature:.3f} fitted on "
+            f"{calibration.validation_n} validation images (their NLL "
+            f"{calibration.nll_before:.4f} -> {calibration.nll_after:.4f}, ECE "
+            f"{calibration.ece_before:.4f} -> {calibration.ece_after:.4f})")

@@ -29,9 +29,13 @@ class EvalPoint:
 class FinalLayer:
     weights: np.ndarray  # [bottleneck size, classes]
     biases: np.ndarray  # [classes]
+    temperature: float = 1.0  # calibration.py's: the scores are softmax(logits / temperature)
+
+    def logits(self, bottlenecks: np.ndarray) -> np.ndarray:
+        return bottlenecks @ self.weights + self.biases
 
     def probabilities(self, bottlenecks: np.ndarray) -> np.ndarray:
-        logits = bottlenecks @ self.weights + self.biases
+        logits = self.logits(bottlenecks) / self.temperature
         logits = logits - logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return exp / exp.sum(axis=1, keepdims=True)
@@ -58,8 +62,14 @@ def train_final_layer(
     eval_step_interval: int,
     seed: int,
     on_eval: Callable[[EvalPoint], None] = lambda point: None,
+    class_weights: np.ndarray | None = None,
 ) -> tuple[FinalLayer, list[EvalPoint]]:
-    """Train softmax(x W + b) by SGD on cross-entropy; evaluate every eval_step_interval."""
+    """Train softmax(x W + b) by SGD on cross-entropy; evaluate every eval_step_interval.
+
+    With `class_weights` (one per class), batches are drawn uniformly over the training
+    images instead of class-uniformly, and each image's loss is multiplied by its class's
+    weight: the other remedy for imbalance, not one stacked on the other.
+    """
     import tensorflow as tf
 
     generator = tf.random.Generator.from_seed(seed)
@@ -84,44 +94,60 @@ def train_final_layer(
         within = tf.minimum(within, tf.gather(total_counts, chosen) - 1)
         return tf.gather(total_offsets, chosen) + within
 
-    def metrics(features, truth):
+    loss_weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
+    total = tf.constant(len(train_y), tf.int64)
+
+    def sample(size):
+        if loss_weights is None:
+            return draw(offsets, counts, present, size)
+        return generator.uniform([size], 0, total, tf.int64)
+
+    def metrics(features, truth, weighted=False):
         logits = tf.matmul(features, weights) + biases
-        entropy = tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=truth, logits=logits)
-        )
+        per_image = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=truth, logits=logits)
+        if weighted and loss_weights is not None:
+            per_image = per_image * tf.gather(loss_weights, truth)
+        entropy = tf.reduce_mean(per_image)
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), truth), tf.float32))
         return accuracy, entropy
 
-    @tf.function
     def run_steps(count):
         batch = tf.zeros([train_batch_size], tf.int64)
         for _ in tf.range(count):
-            batch = draw(offsets, counts, present, train_batch_size)
+            batch = sample(train_batch_size)
             with tf.GradientTape() as tape:
-                _, loss = metrics(tf.gather(x, batch), tf.gather(y, batch))
+                _, loss = metrics(tf.gather(x, batch), tf.gather(y, batch), weighted=True)
             grad_w, grad_b = tape.gradient(loss, [weights, biases])
             weights.assign_sub(learning_rate * grad_w)
             biases.assign_sub(learning_rate * grad_b)
-        return metrics(tf.gather(x, batch), tf.gather(y, batch))
+        return metrics(tf.gather(x, batch), tf.gather(y, batch), weighted=True)
 
     vx, vy, v_offsets, v_counts = (tf.constant(a) for a in val_sorted)
     vx, vy = tf.cast(vx, tf.float32), tf.cast(vy, tf.int64)
     v_present = tf.constant(np.flatnonzero(val_sorted[3]), tf.int64)
 
+    # A sample larger than the set would repeat images and overstate N: use them all.
+    validate_all = validation_batch_size < 0 or validation_batch_size >= len(val_y)
+    val_n = len(val_y) if validate_all else validation_batch_size
+
     def validate():
-        # A sample larger than the set would repeat images and overstate N: use them all.
-        if validation_batch_size < 0 or validation_batch_size >= len(val_y):
-            return (*metrics(vx, vy), len(val_y))
+        if validate_all:
+            return metrics(vx, vy)
         chosen = draw(tf.cast(v_offsets, tf.int64), tf.cast(v_counts, tf.int64), v_present,
                       validation_batch_size)
-        return (*metrics(tf.gather(vx, chosen), tf.gather(vy, chosen)), validation_batch_size)
+        return metrics(tf.gather(vx, chosen), tf.gather(vy, chosen))
+
+    # One traced call per evaluation: running validation eagerly cost as much as the steps.
+    @tf.function
+    def steps_then_validate(count):
+        return (*run_steps(count), *validate())
 
     history: list[EvalPoint] = []
     done = 0
     for target in eval_steps(steps, eval_step_interval):
-        train_accuracy, entropy = run_steps(tf.constant(target + 1 - done))
+        train_accuracy, entropy, val_accuracy, val_entropy = steps_then_validate(
+            tf.constant(target + 1 - done))
         done = target + 1
-        val_accuracy, val_entropy, val_n = validate()
         point = EvalPoint(target, float(train_accuracy), float(entropy), float(val_accuracy),
                           float(val_entropy), int(val_n))
         history.append(point)

@@ -45,6 +45,7 @@ def train_config(base: Path, image_dir: Path, **overrides):
         output_labels=base / "retrained_labels.txt",
         saved_model_dir=base / "saved_model",
         train_log=base / "train_log.json",
+        report_dir=base / "report",
         how_many_training_steps=1000,
         eval_step_interval=100,
         random_seed=7,

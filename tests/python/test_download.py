@@ -150,6 +150,27 @@ def test_download_unpacks_into_sha1_of_the_url_once(server, tmp_path):
     assert server.hits(MODULE_PATH) == 1
 
 
+@pytest.mark.parametrize("extraction_filters", [True, False])
+def test_an_archive_with_a_read_only_top_folder_is_moved_into_place(
+        server, tmp_path, monkeypatch, extraction_filters):
+    # Renaming a folder into the cache needs write permission on it for a non-root user.
+    # Pythons without extraction filters (Debian bookworm's 3.11.2) apply the "." mode.
+    if not extraction_filters:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
+        top = tarfile.TarInfo(".")
+        top.type, top.mode = tarfile.DIRTYPE, 0o555
+        tar.addfile(top)
+        with tarfile.open(fileobj=io.BytesIO(pack_module(MOBILENET_V1))) as module:
+            for member in module.getmembers():
+                tar.addfile(member, module.extractfile(member) if member.isfile() else None)
+    server.routes["/read-only/1"] = (200, buffer.getvalue())
+    folder = cached_module(server.url + "/read-only/1", tmp_path / "cache")
+    assert (folder / "saved_model.pb").is_file()
+    assert folder.stat().st_mode & 0o700 == 0o700
+
+
 def test_parallel_first_downloads_agree(server, tmp_path):
     cache = tmp_path / "cache"
     url = server.url + MODULE_PATH

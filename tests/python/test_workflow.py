@@ -77,11 +77,13 @@ def test_frozen_graph_runs_the_classic_tf1_recipe_on_jpeg_and_png_bytes(trained)
     assert from_jpeg.shape == (1, 2) and from_png.shape == (1, 2)
     assert labels[int(from_jpeg.argmax())] == "elsa" and labels[int(from_png.argmax())] == "elsa"
     assert np.allclose(from_jpeg.sum(), 1.0, atol=1e-5)
-    # Lossless re-encoding: the bytes path gives the same scores for both formats.
-    assert np.allclose(from_jpeg, from_png, atol=2e-3)
+    # Lossless re-encoding: the bytes path gives the same scores for both formats, up to
+    # TensorFlow's and Pillow's JPEG decoders differing a little (about 2e-3 of score before
+    # temperature scaling; the calibrated scores sit less close to 1, where that moves them more).
+    assert np.allclose(from_jpeg, from_png, atol=5e-3)
     with Classifier(base / "retrained_graph.pb", base / "retrained_labels.txt") as classifier:
         (batched,) = list(classifier.score_files([elsa[0]]))
-    assert np.allclose(batched.scores, from_jpeg[0], atol=2e-3)
+    assert np.allclose(batched.scores, from_jpeg[0], atol=5e-3)
 
 
 def test_saved_model_gives_the_graph_scores(trained):

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Usage: bash evaluate.sh DIR LABELLED_DIR [OUT_DIR]
+#
+# Score the photos in LABELLED_DIR/<label>/ with the classifier in DIR (ours, or
+# a graph made by the old retrain.py) and write an evaluation report into
+# OUT_DIR (default: DIR/report-<name of LABELLED_DIR>): report.json,
+# report.html, confusion_matrix.png and reliability.png. Folder names map to
+# labels by retrain.py's rule (darth_vader -> darth vader). OUT_DIR is created
+# if missing; tensor-guess replaces its own report files there and never
+# touches any other file. LABELLED_DIR is only read.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"
+
+check_usage 2 3 "$@"
+dir=$(abs_path "$1")
+labelled=$(abs_path "$2")
+require_dir "$dir" "DIR"
+require_dir "$labelled" "LABELLED_DIR"
+out=$(abs_path "${3:-$dir/report-$(basename "$labelled")}")
+mount_input "$dir"
+mount_input "$labelled"
+mount_output "$out"
+run_tensorguess evaluate "$dir" "$labelled" "$out"

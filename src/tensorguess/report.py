@@ -1,0 +1,327 @@
+"""The evaluation report: report.json, two figures and report.html, and the console summary.
+
+A report folder may already exist: tensor-guess replaces its own report files in
+it (it recognises them by the `tensor-guess` mark each one carries) and never
+deletes anything. A file of the same name that it did not write stops the run
+before anything is written. Thumbnails are embedded in report.html, so the folder
+holds only the files listed in REPORT_FILES and the page reads offline, anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, metrics, plots
+from .files import write_atomically
+from .images import Skipped
+
+GENERATOR = f"tensor-guess {__version__}"
+REPORT_FILES = ("report.json", "report.html", "confusion_matrix.png", "reliability.png",
+                "training_curves.png")
+WORST_SHOWN = 24
+THUMBNAIL = 160
+
+
+class ReportError(Exception):
+    """The report cannot be written where asked; the message says why."""
+
+
+@dataclass
+class Evaluation:
+    """What a report is made from: one classifier's scores on labelled images."""
+
+    labels: list[str]
+    truth: np.ndarray  # [n] index of each image's true label
+    probabilities: np.ndarray  # [n, labels] the classifier's scores, as it outputs them
+    paths: list[Path]  # each scored image, to read thumbnails from
+    root: Path  # the labelled folder; files are named relative to it
+    source: str  # in words: what was evaluated
+    classifier: str
+    unreadable: list[Skipped] = field(default_factory=list)
+    # Scores before temperature scaling, when the classifier has a temperature.
+    uncalibrated: np.ndarray | None = None
+    temperature: float | None = None
+    calibration_fit: dict | None = None  # how the temperature was chosen, at training
+
+    def name(self, path: Path) -> str:
+        path = Path(path)
+        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
+
+
+def build(evaluation: Evaluation) -> dict:
+    """The content of report.json."""
+    probabilities = np.asarray(evaluation.probabilities, np.float64).reshape(-1, len(evaluation.labels))
+    truth = np.asarray(evaluation.truth, np.int64)
+    numbers = metrics.summary(probabilities, truth, evaluation.labels)
+    predicted = probabilities.argmax(axis=1) if len(truth) else truth
+    wrong = [
+        {"file": evaluation.name(path), "true": evaluation.labels[t], "predicted": evaluation.labels[p],
+         "score": round(float(probabilities[i, p]), 6)}
+        for i, (path, t, p) in enumerate(zip(evaluation.paths, truth, predicted, strict=True)) if t != p
+    ]
+    wrong.sort(key=lambda item: -item["score"])  # the most confident mistakes first
+    return {
+        "generator": GENERATOR,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "source": evaluation.source,
+        "images": str(evaluation.root),
+        "classifier": evaluation.classifier,
+        **numbers,
+        "calibration": _calibration(evaluation, numbers),
+        "misclassified": wrong,
+        "unreadable_files": [{"file": evaluation.name(s.path), "reason": s.reason}
+                             for s in evaluation.unreadable],
+    }
+
+
+def _calibration(evaluation: Evaluation, numbers: dict) -> dict | None:
+    if evaluation.temperature is None:
+        return None  # a graph from another tool: its temperature, if any, is unknown
+    before = evaluation.uncalibrated if evaluation.uncalibrated is not None else evaluation.probabilities
+    n = len(evaluation.truth)
+    return {
+        "temperature": evaluation.temperature,
+        "ece_before": metrics.expected_calibration_error(before, evaluation.truth) if n else None,
+        "ece_after": numbers["ece"],
+        "brier_before": metrics.brier_score(before, evaluation.truth) if n else None,
+        "brier_after": numbers["brier"],
+        **({"fit": evaluation.calibration_fit} if evaluation.calibration_fit else {}),
+    }
+
+
+# Near the start of each report file tensor-guess writes (JSON, HTML, PNG tEXt chunk).
+MARKS = (b'"generator": "tensor-guess', b'<meta name="generator" content="tensor-guess',
+         b"Software\x00" + plots.SOFTWARE.encode())
+
+
+def is_ours(path: Path) -> bool:
+    """Whether `path` is a report file tensor-guess wrote, and so may be replaced."""
+    with open(path, "rb") as handle:
+        head = handle.read(8192)
+    return any(mark in head for mark in MARKS)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Fail before any work if writing the report into `out_dir` would replace someone's file."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReportError(f"{out_dir} exists and is not a folder; choose another report folder")
+    foreign = [name for name in REPORT_FILES
+               if (out_dir / name).exists() and not ((out_dir / name).is_file() and is_ours(out_dir / name))]
+    if foreign:
+        raise ReportError(
+            f"{out_dir} already holds {', '.join(foreign)} that tensor-guess did not write; "
+            "choose another report folder (nothing was changed)"
+        )
+
+
+def write(out_dir: Path, evaluation: Evaluation, train_log: dict | None = None,
+          report: dict | None = None) -> dict:
+    """Write every report file into out_dir (`report`: build(evaluation), if already made)."""
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir)
+    report = report or build(evaluation)
+    figures = {
+        "confusion_matrix.png": plots.confusion_matrix_png(report["confusion_matrix"]["labels"],
+                                                           report["confusion_matrix"]["matrix"]),
+        "reliability.png": plots.reliability_png(
+            evaluation.probabilities, evaluation.truth,
+            evaluation.uncalibrated if evaluation.temperature not in (None, 1.0) else None,
+            evaluation.temperature),
+    }
+    if train_log is not None:
+        figures["training_curves.png"] = plots.training_curves_png(train_log)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomically(out_dir / "report.json", (json.dumps(report, indent=1) + "\n").encode())
+    for name, data in figures.items():
+        write_atomically(out_dir / name, data)
+    thumbnails = _thumbnails(evaluation, report["misclassified"][:WORST_SHOWN])
+    page = render_html(report, list(figures), thumbnails, train_log)
+    write_atomically(out_dir / "report.html", page.encode("utf-8"))
+    return report
+
+
+def _thumbnails(evaluation: Evaluation, wrong: list[dict]) -> dict[str, str]:
+    """file name -> a small JPEG as a data: URI, for the worst mistakes that can be read."""
+    from PIL import Image
+
+    from .images import UnreadableImage, read_image
+
+    by_name = {evaluation.name(path): path for path in evaluation.paths}
+    found = {}
+    for item in wrong:
+        try:
+            image = Image.fromarray(read_image(by_name[item["file"]]))
+        except (UnreadableImage, KeyError):
+            continue
+        image.thumbnail((THUMBNAIL, THUMBNAIL))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=80)
+        found[item["file"]] = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return found
+
+
+def _number(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f}%"
+
+
+def console_lines(report: dict) -> list[str]:
+    """The compact summary printed after the accuracy line: averages, calibration, per class."""
+    lines = [f"Macro F1 = {_number(report['macro_f1'])}, weighted F1 = {_number(report['weighted_f1'])}, "
+             f"ECE = {_number(report['ece'])}, Brier = {_number(report['brier'])}"]
+    calibration = report.get("calibration")
+    if calibration and calibration["temperature"] != 1.0:
+        lines.append(f"Temperature {calibration['temperature']:.3f}: ECE {_number(calibration['ece_before'])}"
+                     f" -> {_number(calibration['ece_after'])} on these images")
+    width = max([len("label"), *(len(label) for label in report["per_class"])])
+    width = min(width, 32)
+    lines.append(f"{'label':<{width}}  precision  recall     f1  support")
+    for label, row in report["per_class"].items():
+        lines.append(f"{label[:width]:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  "
+                     f"{row['f1']:5.3f}  {row['support']:7d}")
+    return lines
+
+
+STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; padding: 0 1em;
+       color: #222; }
+h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 1.8em; }
+.meta { color: #666; font-size: .9em; }
+table { border-collapse: collapse; margin: .5em 0; }
+th, td { padding: .25em .7em; border-bottom: 1px solid #ddd; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+td.diag { font-weight: bold; } td.off { background: #fde8e8; }
+.big td { font-size: 1.1em; }
+img.figure { max-width: 100%; height: auto; border: 1px solid #eee; }
+.mistakes { display: flex; flex-wrap: wrap; gap: 12px; }
+figure.mistake { margin: 0; width: 170px; font-size: .8em; word-wrap: break-word; }
+figure.mistake img { max-width: 160px; max-height: 160px; display: block; }
+.low { color: #b00020; }
+dl { font-size: .9em; } dt { font-weight: bold; } dd { margin: 0 0 .5em 1.2em; }
+"""
+
+
+def render_html(report: dict, figures: list[str], thumbnails: dict[str, str],
+                train_log: dict | None = None) -> str:
+    e = html.escape
+    labels = report["confusion_matrix"]["labels"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta name="generator" content="{e(GENERATOR)}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>tensor-guess report: {e(report['source'])}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>Evaluation report</h1>",
+        f'<p class="meta">{e(report["source"])}<br>images: {e(report["images"])}<br>'
+        f'classifier: {e(report["classifier"])}<br>{e(report["created"])}, {e(GENERATOR)}</p>',
+        "<h2>Summary</h2>",
+        '<table class="big">',
+        f"<tr><td>images scored (N)</td><td>{report['n']}</td></tr>",
+        f"<tr><td>accuracy</td><td>{_percent(report['accuracy'])}</td></tr>",
+        f"<tr><td>macro F1</td><td>{_number(report['macro_f1'])}</td></tr>",
+        f"<tr><td>weighted F1</td><td>{_number(report['weighted_f1'])}</td></tr>",
+        f"<tr><td>expected calibration error (ECE)</td><td>{_number(report['ece'])}</td></tr>",
+        f"<tr><td>Brier score</td><td>{_number(report['brier'])}</td></tr>",
+        f"<tr><td>unreadable files</td><td>{len(report['unreadable_files'])}</td></tr>",
+        "</table>",
+    ]
+    calibration = report.get("calibration")
+    if calibration:
+        fit = calibration.get("fit") or {}
+        parts += [
+            "<h2>Calibration</h2>",
+            f"<p>Temperature T = {calibration['temperature']:.4g} "
+            + (f"({e(fit['reason'])} on {fit['validation_n']} validation images). " if fit else ". ")
+            + "The scores are softmax(logits / T).</p>",
+            "<table><tr><th></th><th>before (T = 1)</th><th>after</th></tr>",
+            f"<tr><td>ECE</td><td>{_number(calibration['ece_before'])}</td>"
+            f"<td>{_number(calibration['ece_after'])}</td></tr>",
+            f"<tr><td>Brier</td><td>{_number(calibration['brier_before'])}</td>"
+            f"<td>{_number(calibration['brier_after'])}</td></tr></table>",
+        ]
+    parts += ["<h2>Per class</h2>",
+              "<table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"]
+    for label, row in report["per_class"].items():
+        weak = ' class="low"' if row["support"] and row["recall"] < 0.5 else ""
+        parts.append(f"<tr{weak}><td>{e(label)}</td><td>{row['precision']:.3f}</td>"
+                     f"<td>{row['recall']:.3f}</td><td>{row['f1']:.3f}</td><td>{row['support']}</td></tr>")
+    parts.append("</table>")
+    parts += ["<h2>Confusion matrix</h2>",
+              '<p>Rows are the true label, columns the predicted one; colour is the share of the '
+              'true label.</p>',
+              '<img class="figure" id="confusion_matrix" src="confusion_matrix.png" '
+              'alt="confusion matrix">']
+    if len(labels) <= 30:
+        parts.append(_confusion_table(labels, report["confusion_matrix"]["matrix"]))
+    parts += ["<h2>Reliability</h2>",
+              "<p>For a calibrated classifier, images given a top score of 0.8 are right 80% of the "
+              "time: the bars follow the diagonal.</p>",
+              '<img class="figure" id="reliability" src="reliability.png" alt="reliability diagram">']
+    if "training_curves.png" in figures:
+        parts += ["<h2>Training</h2>",
+                  '<img class="figure" id="training_curves" src="training_curves.png" '
+                  'alt="training curves">']
+        if train_log:
+            sizes = train_log.get("split_sizes", {})
+            parts.append(f"<p>{len(train_log.get('steps', []))} evaluations; "
+                         + ", ".join(f"{count} {e(name)}" for name, count in sizes.items())
+                         + " images.</p>")
+    wrong = report["misclassified"]
+    parts.append(f"<h2>Mistakes ({len(wrong)})</h2>")
+    if wrong:
+        shown = wrong[:WORST_SHOWN]
+        parts.append(f"<p>The {len(shown)} most confident mistakes; report.json lists them all.</p>")
+        parts.append('<div class="mistakes">')
+        for item in shown:
+            source = thumbnails.get(item["file"])
+            picture = (f'<img class="thumb" src="{source}" alt="{e(item["file"])}">' if source
+                       else "<p>(not readable now)</p>")
+            parts.append(f'<figure class="mistake">{picture}<figcaption>{e(item["file"])}<br>'
+                         f'true: <b>{e(item["true"])}</b><br>guessed: <b>{e(item["predicted"])}</b> '
+                         f'({item["score"]:.3f})</figcaption></figure>')
+        parts.append("</div>")
+    else:
+        parts.append("<p>None.</p>")
+    if report["unreadable_files"]:
+        parts.append(f"<h2>Unreadable files ({len(report['unreadable_files'])})</h2><ul>")
+        parts += [f"<li>{e(item['file'])}: {e(item['reason'])}</li>" for item in report["unreadable_files"]]
+        parts.append("</ul>")
+    parts += [
+        "<h2>What the numbers mean</h2><dl>",
+        "<dt>precision, recall, F1</dt><dd>Of the images guessed as a label, the share that are it; "
+        "of the images that are it, the share found; their harmonic mean.</dd>",
+        "<dt>macro F1, weighted F1</dt><dd>The mean F1 over labels, each label counting the same; "
+        "and weighted by each label's number of images. A classifier that ignores a small class has "
+        "a good accuracy and a poor macro F1.</dd>",
+        "<dt>ECE</dt><dd>Expected calibration error: the mean gap between the top score and the "
+        "share of right answers, over 15 equal bins of the top score (0 is perfect).</dd>",
+        "<dt>Brier</dt><dd>Mean squared distance between the scores and the one-hot truth "
+        "(0 best, 2 worst).</dd></dl>",
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _confusion_table(labels: list[str], matrix: list[list[int]]) -> str:
+    e = html.escape
+    rows = ["<table><tr><th>true \\ predicted</th>" + "".join(f"<th>{e(lab)}</th>" for lab in labels)
+            + "</tr>"]
+    for i, label in enumerate(labels):
+        cells = "".join(
+            f'<td class="{"diag" if i == j else ("off" if count else "")}">{count}</td>'
+            for j, count in enumerate(matrix[i]))
+        rows.append(f"<tr><td>{e(label)}</td>{cells}</tr>")
+    return "\n".join(rows) + "</table>"

@@ -1,0 +1,308 @@
+#!/usr/bin/env bats
+# The Docker runtime through a real engine: train.sh, guess.sh, guessDir.sh and
+# evaluate.sh run as a non-root user in the docker group, on paths with spaces,
+# against the local runtime's results. Without an engine these tests fail;
+# TG_TEST_DOCKER=0 opts out explicitly (they are then skipped).
+
+bats_require_minimum_version 1.5.0
+
+setup_file() {
+  load test_helper
+  if [[ ${TG_TEST_DOCKER:-1} == 0 ]]; then
+    skip "TG_TEST_DOCKER=0: Docker runtime tests opted out"
+  fi
+  # shellcheck source=scripts/lib.sh
+  source "$REPO/scripts/lib.sh"
+  if ! docker_answers; then
+    echo "# the Docker tests need a Docker engine: $TG_DOCKER_WHY (TG_TEST_DOCKER=0 opts out)" >&3
+    return 1
+  fi
+  # The image under test is the one the wrappers use, current with this checkout.
+  # A missing one is built here without a baked module (the tests mount theirs);
+  # a stale one is rebuilt by the wrappers' own rule, keeping its baked module.
+  SECONDS=0
+  if ! docker image inspect "$TG_IMAGE_NAME:$(tg_version)-cpu" >/dev/null 2>&1; then
+    BAKE_MODULE='' VARIANT=cpu bash "$REPO/build.sh" >&2
+  fi
+  (TG_GPU=0 ensure_image cpu)
+  echo "# image ready in ${SECONDS}s" >&3
+
+  # Under /tmp, not $TMPDIR: the test user must be able to reach it.
+  TOP=$(mktemp -d /tmp/tensor-guess-docker.XXXXXX)
+  chmod 755 "$TOP"
+  WORK="$TOP/my photos"
+  mkdir -p "$WORK/home"
+  make_tf_files "$WORK/tf files" 8
+  mkdir "$WORK/to sort"
+  cp "$(first_photo elsa)" "$WORK/to sort/elsa one.jpg"
+  cp "$(first_photo darth_vader)" "$WORK/to sort/vader.jpg"
+  printf 'junk' >"$WORK/to sort/broken.png"
+  # The shared photos are read-only files: make the copies writable by their owner,
+  # so that only a read-only mount can stop the container writing them.
+  chmod -R u+w "$TOP"
+
+  # Root runs the tests as a throwaway user in the docker group (as CI does);
+  # anyone else runs them as themselves.
+  if ((EUID == 0)); then
+    if ! getent group docker >/dev/null; then
+      echo "# no docker group: the engine's socket must belong to group docker" >&3
+      return 1
+    fi
+    id tg-docker-test >/dev/null 2>&1 ||
+      useradd --system --user-group --no-create-home --shell /usr/sbin/nologin tg-docker-test
+    TEST_UID=$(id -u tg-docker-test)
+    TEST_GID=$(id -g tg-docker-test)
+    DOCKER_GID=$(getent group docker | cut -d: -f3)
+    chown -R "$TEST_UID:$TEST_GID" "$TOP"
+    if ! setpriv --reuid "$TEST_UID" --regid "$TEST_GID" --clear-groups \
+      test -r "$REPO/scripts/lib.sh" -a -r "$TFHUB_MODULE/saved_model.pb"; then
+      echo "# the test user cannot read $REPO or $TFHUB_MODULE: keep them where others may read" >&3
+      return 1
+    fi
+  else
+    TEST_UID=$(id -u)
+    TEST_GID=$(id -g)
+    DOCKER_GID=""
+  fi
+  export TOP WORK TEST_UID TEST_GID DOCKER_GID
+}
+
+teardown_file() {
+  [[ -z ${TOP:-} ]] || rm -rf "$TOP"
+}
+
+setup() {
+  load test_helper
+  # shellcheck source=scripts/lib.sh
+  source "$REPO/scripts/lib.sh"
+  export TG_RUNTIME=docker TG_GPU=0
+}
+
+teardown() {
+  # The module server of the network test, whatever its outcome.
+  [[ -z ${server:-} ]] || kill "$server" 2>/dev/null || true
+}
+
+# as_user CMD...: CMD as the test user (in the docker group), in $WORK.
+as_user() {
+  if [[ -n $DOCKER_GID ]]; then
+    (cd "$WORK" && setpriv --reuid "$TEST_UID" --regid "$TEST_GID" --groups "$DOCKER_GID" \
+      env HOME="$WORK/home" "$@")
+  else
+    (cd "$WORK" && "$@")
+  fi
+}
+
+# labels_of DEST: guessDir's copies in DEST with the score left out of their names.
+labels_of() {
+  find "$1" -type f -printf '%f\n' | sed 's/--[0-9]*\././' | sort
+}
+
+# not_owned PATH: files and folders under PATH that are not the test user's.
+not_owned() {
+  find "$1" \( ! -uid "$TEST_UID" -o ! -gid "$TEST_GID" \) -print
+}
+
+@test "docker: train.sh with a relative DIR holding a space, as a non-root user; every output is theirs" {
+  before=$(cd "$WORK/tf files/data" && find . -type f -exec sha1sum {} + | sort)
+  run as_user bash "$REPO/train.sh" "tf files" --how_many_training_steps 20 --eval_step_interval 10 \
+    --random_seed 1
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output == *"Step 19: Validation accuracy = "* ]]
+  [[ $output =~ Final\ test\ accuracy\ =\ [0-9.]+%\ \(N=[0-9]+\) ]]
+  [ -s "$WORK/tf files/retrained_graph.pb" ]
+  [ "$(cat "$WORK/tf files/retrained_labels.txt")" = "$(printf 'darth vader\nelsa')" ]
+  [ -f "$WORK/tf files/saved_model/saved_model.pb" ]
+  [ -f "$WORK/tf files/train_log.json" ]
+  [ "$(not_owned "$WORK")" = "" ]
+  [ "$(cd "$WORK/tf files/data" && find . -type f -exec sha1sum {} + | sort)" = "$before" ]
+}
+
+@test "docker: the container cannot write into DIR/data, only into DIR" {
+  # The wrapper's own mount declarations, and a container that tries to write.
+  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
+  run as_user bash -c '
+    source "$1/scripts/lib.sh"
+    mount_train "$2"
+    prepare_docker
+    docker "${TG_DOCKER_RUN[@]}" --entrypoint /bin/sh "$TG_IMAGE_CHOSEN" -c "touch \"\$1/data/elsa/intruder.jpg\"" _ "$2" && exit 9
+    docker "${TG_DOCKER_RUN[@]}" --entrypoint /bin/sh "$TG_IMAGE_CHOSEN" -c "touch \"\$1/written\"" _ "$2"
+  ' _ "$REPO" "$WORK/tf files"
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output == *"Read-only file system"* ]]
+  [ ! -e "$WORK/tf files/data/elsa/intruder.jpg" ]
+  [ -f "$WORK/tf files/written" ]
+  [ "$(not_owned "$WORK/tf files/written")" = "" ]
+  rm "$WORK/tf files/written"
+}
+
+@test "docker: guess.sh mounts DIR and the images read-only" {
+  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
+  run as_user bash -c '
+    source "$1/scripts/lib.sh"
+    mount_guess "$2" "to sort/vader.jpg"
+    prepare_docker
+    docker "${TG_DOCKER_RUN[@]}" --entrypoint /bin/sh "$TG_IMAGE_CHOSEN" -c "touch \"\$1/x\"" _ "$2" && exit 9
+    docker "${TG_DOCKER_RUN[@]}" --entrypoint /bin/sh "$TG_IMAGE_CHOSEN" -c "touch \"to sort/vader.jpg\"" && exit 9
+    exit 0
+  ' _ "$REPO" "$WORK/tf files"
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [ "$(grep -c 'Read-only file system' <<<"$output")" -eq 2 ]
+}
+
+@test "docker: guess.sh --json gives the local runtime's labels and scores" {
+  run --separate-stderr as_user bash "$REPO/guess.sh" "tf files" "to sort/elsa one.jpg" "to sort/vader.jpg" --json
+  echo "$stderr"
+  [ "$status" -eq 0 ]
+  in_docker=$output
+  cd "$WORK"
+  run --separate-stderr env TG_RUNTIME=local bash "$REPO/guess.sh" "tf files" "to sort/elsa one.jpg" "to sort/vader.jpg" --json
+  [ "$status" -eq 0 ]
+  "$REPO/.venv/bin/python" - "$in_docker" "$output" <<'EOF'
+import json, sys
+docker, local = (json.loads(text) for text in sys.argv[1:3])
+assert [d["image"] for d in docker] == ["to sort/elsa one.jpg", "to sort/vader.jpg"], docker
+assert [d["label"] for d in docker] == [d["label"] for d in local] == ["elsa", "darth vader"], (docker, local)
+for d, l in zip(docker, local):
+    assert d["image"] == l["image"] and d["scores"].keys() == l["scores"].keys(), (d, l)
+    for label, score in d["scores"].items():
+        assert abs(score - l["scores"][label]) <= 1e-4, (label, score, l["scores"][label])
+EOF
+}
+
+@test "docker: guess.sh prints the paths as given and exits 1 on an unreadable image" {
+  run --separate-stderr as_user bash "$REPO/guess.sh" "tf files" "to sort/vader.jpg" "to sort/broken.png"
+  [ "$status" -eq 1 ]
+  [ "${lines[0]}" = "==> to sort/vader.jpg <==" ]
+  [[ ${lines[1]} == "darth vader (score = "* ]]
+  [[ $stderr == *"tensor-guess: skipping to sort/broken.png: "* ]]
+}
+
+@test "docker: guessDir.sh creates DEST for the user and sorts into it like the local runtime" {
+  before=$(cd "$WORK/to sort" && sha1sum ./* | sort)
+  run as_user bash "$REPO/guessDir.sh" "tf files" "to sort" "sorted, in docker"
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output == *"Copied 2 images into $WORK/sorted, in docker (darth vader 1, elsa 1)"* ]]
+  [ "$(not_owned "$WORK/sorted, in docker")" = "" ]
+  [ "$(cd "$WORK/to sort" && sha1sum ./* | sort)" = "$before" ]
+  cd "$WORK"
+  TG_RUNTIME=local bash "$REPO/guessDir.sh" "tf files" "to sort" "$BATS_TEST_TMPDIR/sorted locally"
+  # Same labels for the same files (copies are named by label and truncated score).
+  [ "$(labels_of "sorted, in docker")" = "$(labels_of "$BATS_TEST_TMPDIR/sorted locally")" ]
+}
+
+@test "docker: evaluate.sh follows symlinked photos and writes DIR/report-<name> for the user" {
+  mkdir -p "$WORK/held out"
+  for class in darth_vader elsa; do
+    mkdir "$WORK/held out/$class"
+    find "$SHARED/datasets/superheroes/$class" -type f | sort | tail -n 3 |
+      while read -r photo; do ln -s "$photo" "$WORK/held out/$class/"; done
+  done
+  chown -R -h "$TEST_UID:$TEST_GID" "$WORK/held out"
+  run as_user bash "$REPO/evaluate.sh" "tf files" "held out"
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output != *skipping* ]]
+  [ -s "$WORK/tf files/report-held out/report.json" ]
+  [ -s "$WORK/tf files/report-held out/report.html" ]
+  [ "$(not_owned "$WORK/tf files/report-held out")" = "" ]
+}
+
+@test "docker: a module URL not in the image gets the network once, then comes from the host's cache" {
+  # A TF Hub-style server for the MobileNet in ../shared, on the engine's bridge.
+  gateway=$(docker network inspect bridge --format '{{(index .IPAM.Config 0).Gateway}}')
+  served="$BATS_TEST_TMPDIR/served"
+  mkdir "$served"
+  tar -C "$TFHUB_MODULE" --mode=u+w -czf "$served/mobilenet.tar.gz" .
+  python3 -m http.server 0 --bind "$gateway" --directory "$served" >"$BATS_TEST_TMPDIR/http.log" 2>&1 &
+  server=$!
+  for _ in $(seq 50); do
+    grep -q 'Serving HTTP' "$BATS_TEST_TMPDIR/http.log" && break
+    sleep 0.1
+  done
+  port=$(sed -n 's/.* port \([0-9]*\) .*/\1/p' "$BATS_TEST_TMPDIR/http.log")
+  url="http://$gateway:$port/mobilenet.tar.gz"
+  train() {
+    as_user env TFHUB_MODULE="$url" TFHUB_CACHE_DIR="$WORK/module cache" bash "$REPO/train.sh" "tf files" \
+      --how_many_training_steps 2 --input_size 224 --output_graph "$WORK/url model/graph.pb" \
+      --output_labels "$WORK/url model/labels.txt" --saved_model_dir "$WORK/url model/saved_model" \
+      --bottleneck_dir "$WORK/url model/bottlenecks"
+  }
+  run train
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output == *"tensor-guess: $url is not in the image "*": the container gets network access to download it into $WORK/module cache"* ]]
+  [ -s "$WORK/url model/graph.pb" ]
+  [ "$(not_owned "$WORK/module cache")" = "" ]
+  [ "$(not_owned "$WORK/url model")" = "" ]
+  run train
+  [ "$status" -eq 0 ]
+  [[ $output != *"network access"* ]]
+  [ "$(grep -c 'GET /mobilenet.tar.gz' "$BATS_TEST_TMPDIR/http.log")" -eq 1 ]
+  # Cached: the module folder is mounted read-only and the network stays off.
+  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
+  run as_user env TFHUB_MODULE="$url" TFHUB_CACHE_DIR="$WORK/module cache" bash -c '
+    source "$1/scripts/lib.sh"; mount_train "tf files"; prepare_docker; printf "%s\n" "${TG_DOCKER_RUN[@]}"' _ "$REPO"
+  [[ $output == *$'--network\nnone'* ]]
+  [[ $output == *"source=$WORK/module cache\",\"target=$WORK/module cache\",readonly"* ]]
+}
+
+@test "docker: the wrappers build a missing image and rebuild a stale one, saying so" {
+  # Another repository name, so the real image stays; the layer cache makes the
+  # builds quick.
+  name=tg-docker-test-image
+  image=$name:$(tg_version)-cpu
+  docker image rm "$image" "$name:cpu" >/dev/null 2>&1 || true
+  run --separate-stderr as_user env TG_IMAGE_NAME=$name BAKE_MODULE= bash "$REPO/guess.sh" "tf files" "to sort/vader.jpg"
+  echo "$stderr"
+  [ "$status" -eq 0 ]
+  [[ $stderr == *"tensor-guess: building the Docker image $image (first use only, a few minutes)"* ]]
+  [[ ${lines[0]} == "darth vader (score = "* ]]
+  [ "$(docker image inspect --format '{{index .Config.Labels "io.tensorguess.source-hash"}}' "$image")" = "$(source_hash)" ]
+  # Stale: the same image under a label from other sources.
+  printf 'FROM %s\nLABEL io.tensorguess.source-hash=0000\n' "$image" | docker build --quiet --tag "$image" - >/dev/null
+  run --separate-stderr as_user env TG_IMAGE_NAME=$name bash "$REPO/guess.sh" "tf files" "to sort/vader.jpg"
+  docker image rm "$image" "$name:cpu" >/dev/null 2>&1 || true
+  echo "$stderr"
+  [ "$status" -eq 0 ]
+  [[ $stderr == *"tensor-guess: rebuilding the Docker image $image: the sources changed since it was built"* ]]
+  [[ ${lines[0]} == "darth vader (score = "* ]]
+}
+
+@test "docker: TG_RUNTIME=docker without an engine is one clear error" {
+  DOCKER_HOST=unix:///nonexistent run bash "$REPO/train.sh" "$WORK/tf files"
+  [ "$status" -eq 1 ]
+  [ "${#lines[@]}" -eq 1 ]
+  [[ $output == "tensor-guess: TG_RUNTIME=docker but no Docker engine answers ("*"/nonexistent"*"); start dockerd or use TG_RUNTIME=local" ]]
+}
+
+@test "docker: TG_RUNTIME=auto without an engine runs locally" {
+  cd "$WORK"
+  DOCKER_HOST=unix:///nonexistent TG_RUNTIME=auto run --separate-stderr bash "$REPO/guess.sh" "tf files" "to sort/vader.jpg"
+  [ "$status" -eq 0 ]
+  [[ ${lines[0]} == "darth vader (score = "* ]]
+}
+
+@test "docker: a missing DIR or SRC fails before any container starts" {
+  run as_user bash "$REPO/train.sh" "no such dir"
+  [ "$status" -eq 1 ]
+  [ "$output" = "tensor-guess: DIR '$WORK/no such dir' is not a folder" ]
+  run as_user bash "$REPO/guessDir.sh" "tf files" "nothing here" out
+  [ "$status" -eq 1 ]
+  [ "$output" = "tensor-guess: SRC '$WORK/nothing here' is not a folder" ]
+  [ ! -e "$WORK/out" ]
+}
+
+@test "docker: a path that would hide the image's own files is refused" {
+  run as_user bash "$REPO/train.sh" "tf files" --bottleneck_dir /usr/lib/tensor-guess-cache
+  [ "$status" -eq 1 ]
+  [ "$output" = "tensor-guess: cannot give /usr/lib/tensor-guess-cache to the container: it would hide the image's own /usr; move it or use TG_RUNTIME=local" ]
+}
+
+@test "docker: no container is left behind" {
+  [ "$(docker ps --all --quiet --filter "ancestor=$TG_IMAGE_NAME:$(tg_version)-cpu")" = "" ]
+}

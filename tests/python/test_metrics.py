@@ -1,0 +1,144 @@
+"""Metrics, calibration and imbalance helpers on synthetic numbers, checked against scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import brier_score_loss, classification_report, log_loss
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+from sklearn.utils.class_weight import compute_class_weight
+
+from tensorguess import metrics
+from tensorguess.balance import balanced_weights, imbalance_warning
+from tensorguess.calibration import AUTO_MIN_VALIDATION, calibrate, fit_temperature, scaled_nll
+from tensorguess.evaluate import undo_temperature
+
+
+def random_scores(rng, n: int, classes: int, sharpness: float = 3.0) -> np.ndarray:
+    return metrics.softmax(rng.normal(size=(n, classes)) * sharpness)
+
+
+def assert_matches_scikit_learn(summary: dict, truth, predicted, labels) -> None:
+    """Our report numbers against classification_report and confusion_matrix on the same predictions."""
+    names = list(range(len(labels)))
+    expected = sk_confusion_matrix(truth, predicted, labels=names)
+    assert summary["confusion_matrix"]["matrix"] == expected.tolist()
+    assert summary["confusion_matrix"]["labels"] == list(labels)
+    report = classification_report(truth, predicted, output_dict=True, zero_division=0)
+    for key, row in report.items():
+        if not isinstance(row, dict) or key in ("macro avg", "weighted avg"):
+            continue
+        ours = summary["per_class"][labels[int(key)]]
+        for name in ("precision", "recall", "f1-score"):
+            assert ours[name.replace("-score", "")] == pytest.approx(row[name], abs=1e-12), (key, name)
+        assert ours["support"] == row["support"]
+    assert summary["accuracy"] == pytest.approx(report["accuracy"] if "accuracy" in report
+                                                else np.mean(np.asarray(truth) == predicted))
+    assert summary["macro_f1"] == pytest.approx(report["macro avg"]["f1-score"], abs=1e-12)
+    assert summary["weighted_f1"] == pytest.approx(report["weighted avg"]["f1-score"], abs=1e-12)
+    assert summary["n"] == len(truth) == sum(row["support"] for row in summary["per_class"].values())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_agree_with_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    labels = ["cat", "dog", "never predicted", "absent", "bird"]
+    truth = rng.choice([0, 1, 2, 4], size=300, p=[0.6, 0.3, 0.05, 0.05])
+    scores = random_scores(rng, 300, 5)
+    scores[:, 2] = 0.0  # a class the classifier never picks
+    scores /= scores.sum(axis=1, keepdims=True)
+    summary = metrics.summary(scores, truth, labels)
+    assert_matches_scikit_learn(summary, truth, scores.argmax(axis=1), labels)
+    assert summary["per_class"]["absent"]["support"] == 0
+    assert summary["brier"] == pytest.approx(
+        brier_score_loss(truth, scores, labels=list(range(5)), scale_by_half=False))
+    positive = random_scores(rng, 300, 5)
+    assert metrics.negative_log_likelihood(positive, truth) == pytest.approx(
+        log_loss(truth, positive, labels=list(range(5))))
+
+
+def test_ece_of_a_perfectly_calibrated_case_is_zero():
+    # In each bin, exactly the share of images the top score promises are right.
+    classes, per_bin = 10, 1000
+    scores, truth = [], []
+    for center in (np.arange(2, metrics.ECE_BINS) + 0.5) / metrics.ECE_BINS:
+        row = np.full(classes, (1 - center) / (classes - 1))
+        row[0] = center
+        right = round(center * per_bin)
+        scores += [row] * per_bin
+        truth += [0] * right + [1] * (per_bin - right)
+    ece = metrics.expected_calibration_error(np.array(scores), np.array(truth))
+    assert ece == pytest.approx(0, abs=5e-4)
+
+
+def test_ece_of_sampled_calibrated_scores_is_near_zero_and_of_overconfident_ones_is_the_gap():
+    rng = np.random.default_rng(3)
+    confidence = rng.uniform(0.5, 1.0, 100_000)
+    correct = rng.uniform(size=confidence.size) < confidence
+    scores = np.stack([confidence, 1 - confidence], axis=1)
+    truth = np.where(correct, 0, 1)
+    assert metrics.expected_calibration_error(scores, truth) < 0.01
+    overconfident = np.tile([0.9, 0.1], (1000, 1))
+    half_right = np.array([0, 1] * 500)
+    assert metrics.expected_calibration_error(overconfident, half_right) == pytest.approx(0.4)
+
+
+def test_an_empty_evaluation_has_no_numbers_and_does_not_fail():
+    summary = metrics.summary(np.zeros((0, 3)), np.zeros(0, np.int64), ["a", "b", "c"])
+    assert summary["n"] == 0 and summary["accuracy"] is None and summary["ece"] is None
+    assert summary["confusion_matrix"]["matrix"] == [[0] * 3] * 3
+
+
+def test_temperature_fit_finds_the_true_temperature():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(5000, 6)) * 4
+    truth_temperature = 2.5
+    truth = np.array([rng.choice(6, p=p) for p in metrics.softmax(logits / truth_temperature)])
+    assert fit_temperature(logits, truth) == pytest.approx(truth_temperature, rel=0.1)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_temperature_scaling_never_raises_the_validation_nll(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 200))
+    logits = rng.normal(size=(n, 4)) * rng.uniform(0.1, 30)
+    truth = logits.argmax(axis=1) if seed % 3 == 0 else rng.integers(0, 4, n)  # some all-right sets
+    for mode in ("auto", "on"):
+        result = calibrate(logits, truth, mode)
+        assert scaled_nll(logits, truth, result.temperature) <= scaled_nll(logits, truth, 1.0) + 1e-12
+        if result.applied:
+            assert result.nll_after <= result.nll_before
+
+
+def test_calibration_modes():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(100, 3)) * 10  # wildly overconfident for random labels
+    truth = rng.integers(0, 3, 100)
+    auto = calibrate(logits, truth, "auto")
+    assert auto.applied and auto.temperature > 1 and auto.ece_after < auto.ece_before
+    assert calibrate(logits, truth, "off").temperature == 1.0
+    few = calibrate(logits[: AUTO_MIN_VALIDATION - 1], truth[: AUTO_MIN_VALIDATION - 1], "auto")
+    assert not few.applied and "too few" in few.reason
+    assert calibrate(logits[:5], truth[:5], "on").applied
+    assert not calibrate(logits[:0], truth[:0], "on").applied
+
+
+def test_undoing_the_temperature_recovers_the_raw_scores():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(50, 5)) * 5
+    for temperature in (0.5, 1.7):
+        calibrated = metrics.softmax(logits / temperature).astype(np.float32)
+        assert np.allclose(undo_temperature(calibrated, temperature), metrics.softmax(logits), atol=1e-5)
+
+
+def test_balanced_weights_are_scikit_learns():
+    labels = np.array([0] * 50 + [1] * 5 + [2] * 20)
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=labels)
+    assert np.allclose(balanced_weights(labels, 3), expected)
+
+
+def test_imbalance_warning_above_ten_times():
+    assert imbalance_warning({"a": 100, "b": 10}, "none") is None
+    line = imbalance_warning({"a": 101, "b": 10, "c": 50}, "none")
+    assert line.startswith("tensor-guess: warning: imbalanced classes: 'a' has 101 images, 'b' 10")
+    assert "--class_weights balanced" in line
