@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import UnreadableImage, read_image
-from .modules import resize_image
+from .modules import enlarge, shrink_to_fit
 
 
 def default_workers() -> int:
@@ -41,62 +41,56 @@ def bounded_map(fn: Callable, items: Iterable, workers: int, window: int) -> Ite
 def prepare_for_network(path: Path, size: int) -> np.ndarray:
     """Read and decode one image for `network_batch`: float32 in [0,1], at most size x size.
 
-    An image that shrinks is resized here, where its full-size pixels are, so no
-    batch ever holds a full-size photo; one that is enlarged (most small photos)
-    stays as it is and is enlarged in `network_batch`, in one graph call per
-    batch, which costs a fraction of resizing it alone. Either way the pixels are
-    exactly those of `resize_image` on the whole image.
+    The first step of `resize_image` (shrinking) runs here, on a worker thread, where
+    the full-size pixels are, so no batch ever holds a full-size photo; the second
+    (enlarging) runs in `network_batch` on the whole batch at once. Together they
+    give exactly the pixels of `resize_image` on the whole image.
     """
     image = read_image(path)
     if image.shape[0] > size or image.shape[1] > size:
-        return resize_image(image, size).numpy()
+        return shrink_to_fit(image, size).numpy()
     # Bit for bit what tf.image.convert_image_dtype does, without a TensorFlow call.
     return image.astype(np.float32) * np.float32(1 / 255)
 
 
-def network_batch(images: list[np.ndarray], size: int):
+def network_batch(images: list[np.ndarray], size: int) -> np.ndarray:
     """Images from `prepare_for_network` as one float32 array [N,size,size,3]."""
     shapes = {image.shape for image in images}
-    if shapes == {(size, size, 3)}:  # all shrunk already, or exactly the size: nothing to resize
+    if shapes == {(size, size, 3)}:  # nothing to enlarge
         return np.stack(images)
-    if len(shapes) == 1:  # one shape (a camera's, a dataset's): one resize op for the batch
-        return _same_shape_resizer(size)(np.stack(images)).numpy()
+    if len(shapes) == 1:  # one shape (a camera's, a dataset's): one op for the batch
+        return _enlarger(size)(np.stack(images)).numpy()
     values = np.concatenate([image.reshape(-1) for image in images])
     shapes = np.array([image.shape[:2] for image in images], dtype=np.int32)
-    return _batch_resizer(size)(values, shapes).numpy()
+    return _packed_enlarger(size)(values, shapes).numpy()
 
 
 @functools.cache
-def _same_shape_resizer(size: int):
+def _enlarger(size: int):
     import tensorflow as tf
 
-    # No image here shrinks (prepare_for_network did that), so resize_image would enlarge
-    # each without the antialiasing filter: the same op, run once on the whole batch.
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-    def enlarge(images):
-        return tf.image.resize(images, [size, size], method="bilinear", antialias=False)
-
-    return enlarge
+    return tf.function(lambda images: enlarge(images, size),
+                       input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
 
 
 @functools.cache
-def _batch_resizer(size: int):
+def _packed_enlarger(size: int):
+    """Images of several shapes, flattened end to end, enlarged one by one in one graph call."""
     import tensorflow as tf
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([None, 2], tf.int32)])
-    def resize_packed(values, shapes):
+    def enlarge_packed(values, shapes):
         lengths = shapes[:, 0] * shapes[:, 1] * 3
         ends = tf.cumsum(lengths)
         starts = ends - lengths
 
         def one(i):
-            image = tf.reshape(values[starts[i]:ends[i]], [shapes[i, 0], shapes[i, 1], 3])
-            return resize_image(image, size)
+            return enlarge(tf.reshape(values[starts[i]:ends[i]], [shapes[i, 0], shapes[i, 1], 3]), size)
 
         return tf.map_fn(one, tf.range(tf.shape(shapes)[0]),
                          fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
 
-    return resize_packed
+    return enlarge_packed
 
 
 @dataclass

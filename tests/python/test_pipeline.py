@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MOBILENET_V1
 from PIL import Image
 
 from tensorguess.images import UnreadableImage, read_image
@@ -77,3 +78,26 @@ def test_a_batch_of_only_unreadable_files_has_no_pixels(tmp_path):
 @pytest.mark.parametrize("workers", [1, 3])
 def test_bounded_map_keeps_order_with_a_small_window(workers):
     assert list(bounded_map(lambda x: x * x, range(50), workers, window=2)) == [x * x for x in range(50)]
+
+
+@pytest.mark.parametrize("shape", [(448, 448), (448, 50), (90, 300)])
+def test_shrinking_averages_instead_of_aliasing(shape):
+    # One-pixel stripes along every side that shrinks: a resize that samples instead of
+    # averaging shows stripes or a solid colour; an antialiased one shows even grey.
+    height, width = shape
+    rows, cols = np.indices(shape)
+    stripes = np.where(((rows if height > SIZE else 0) + (cols if width > SIZE else 0)) % 2, 255, 0)
+    image = np.repeat(stripes[..., None], 3, axis=2).astype(np.uint8)
+    resized = resize_image(image, SIZE).numpy()
+    assert resized.shape == (SIZE, SIZE, 3)
+    # (Sampling gives std 0.5 or a mean of 0 or 1; boxes of an odd number of rows, 3/7 and 4/7.)
+    assert abs(resized.mean() - 0.5) < 0.02 and resized.std() < 0.1
+
+
+def test_the_resize_is_part_of_the_module_identity(monkeypatch):
+    from tensorguess import modules
+
+    spec, _ = modules.resolve(str(MOBILENET_V1))
+    monkeypatch.setattr(modules, "RESIZE_SCHEME", "something-else")
+    changed, _ = modules.resolve(str(MOBILENET_V1))
+    assert spec.identity != changed.identity and spec.cache_name != changed.cache_name
