@@ -244,6 +244,10 @@ def run_evaluate(args) -> int:
     if report["unreadable_files"]:
         print(f"{len(report['unreadable_files'])} unreadable file(s) skipped, listed in report.json")
     print(f"Wrote the report into {out}: report.html, report.json, confusion_matrix.png, reliability.png")
+    if report["n"] == 0:
+        print(f"tensor-guess: no photo in {labelled} could be scored "
+              f"({len(report['unreadable_files'])} unreadable); nothing was evaluated", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -46,7 +46,7 @@ class Evaluation:
     source: str  # in words: what was evaluated
     classifier: str
     unreadable: list[Skipped] = field(default_factory=list)
-    # Scores before temperature scaling, when the classifier has a temperature.
+    # Scores before temperature scaling; None when there is no temperature (or it is 1).
     uncalibrated: np.ndarray | None = None
     temperature: float | None = None
     calibration_fit: dict | None = None  # how the temperature was chosen, at training
@@ -114,8 +114,12 @@ def check_out_dir(out_dir: Path) -> None:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ReportError(f"{out_dir} exists and is not a folder; choose another report folder")
-    foreign = [name for name in REPORT_FILES
-               if (out_dir / name).exists() and not ((out_dir / name).is_file() and is_ours(out_dir / name))]
+    try:
+        foreign = [name for name in REPORT_FILES if (out_dir / name).exists()
+                   and not ((out_dir / name).is_file() and is_ours(out_dir / name))]
+    except OSError as error:
+        raise ReportError(f"cannot read {error.filename} ({error.strerror}); choose another report folder"
+                          ) from error
     if foreign:
         raise ReportError(
             f"{out_dir} already holds {', '.join(foreign)} that tensor-guess did not write; "
@@ -133,9 +137,7 @@ def write(out_dir: Path, evaluation: Evaluation, train_log: dict | None = None,
         "confusion_matrix.png": plots.confusion_matrix_png(report["confusion_matrix"]["labels"],
                                                            report["confusion_matrix"]["matrix"]),
         "reliability.png": plots.reliability_png(
-            evaluation.probabilities, evaluation.truth,
-            evaluation.uncalibrated if evaluation.temperature not in (None, 1.0) else None,
-            evaluation.temperature),
+            evaluation.probabilities, evaluation.truth, evaluation.uncalibrated, evaluation.temperature),
     }
     if train_log is not None:
         figures["training_curves.png"] = plots.training_curves_png(train_log)

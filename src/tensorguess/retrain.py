@@ -129,11 +129,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     summary = report.build(evaluation)
     for line in report.console_lines(summary):
         say(line)
-    misclassified = [
-        {"file": str(path.relative_to(image_set.root)),
-         "true": image_set.labels[truth], "predicted": image_set.labels[guess]}
-        for path, truth, guess in zip(test_paths, test_y, predicted, strict=True) if truth != guess
-    ]
+    misclassified = summary["misclassified"]  # the most confident mistakes first
     if cfg.print_misclassified_test_images:
         say("=== MISCLASSIFIED TEST IMAGES ===")
         for wrong in misclassified:

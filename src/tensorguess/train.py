@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .metrics import softmax
+
 
 @dataclass
 class EvalPoint:
@@ -35,10 +37,7 @@ class FinalLayer:
         return bottlenecks @ self.weights + self.biases
 
     def probabilities(self, bottlenecks: np.ndarray) -> np.ndarray:
-        logits = self.logits(bottlenecks) / self.temperature
-        logits = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+        return softmax(self.logits(bottlenecks) / self.temperature)
 
 
 def grouped(features: np.ndarray, labels: np.ndarray, classes: int):
@@ -120,7 +119,8 @@ def train_final_layer(
             grad_w, grad_b = tape.gradient(loss, [weights, biases])
             weights.assign_sub(learning_rate * grad_w)
             biases.assign_sub(learning_rate * grad_b)
-        return metrics(tf.gather(x, batch), tf.gather(y, batch), weighted=True)
+        # Reported unweighted, like validation, so the two curves can be compared.
+        return metrics(tf.gather(x, batch), tf.gather(y, batch))
 
     vx, vy, v_offsets, v_counts = (tf.constant(a) for a in val_sorted)
     vx, vy = tf.cast(vx, tf.float32), tf.cast(vy, tf.int64)

@@ -223,3 +223,14 @@ def test_balanced_class_weights_and_summaries_that_never_delete(digits, tmp_path
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["calibration"]["ece_before"] == report["calibration"]["ece_after"]
     assert Image.open(tmp_path / "report" / "training_curves.png").info["Software"] == "tensor-guess"
+
+
+def test_evaluating_a_folder_with_nothing_readable_writes_the_report_and_fails(digits, tmp_path, capsys):
+    base, _, _, _ = digits
+    labelled = tmp_path / "labelled"
+    (labelled / "7").mkdir(parents=True)
+    (labelled / "7" / "empty.jpg").write_bytes(b"")
+    assert cli.main(["evaluate", str(base), str(labelled), str(tmp_path / "out")]) == 1
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["n"] == 0 and [u["file"] for u in report["unreadable_files"]] == ["7/empty.jpg"]
+    assert f"tensor-guess: no photo in {labelled} could be scored (1 unreadable)" in capsys.readouterr().err
