@@ -97,9 +97,12 @@ docker build \
   "$root"
 
 # The image this one replaces would be left dangling by every rebuild after a code
-# change: remove it unless something else still names or runs it (then docker
-# refuses, and that is fine). Layers the new image shares stay.
-if [[ -n "$previous" && "$previous" != "$(docker image inspect --format '{{.Id}}' "$tag")" ]]; then
+# change: remove it, but only when no tag names it any more (one the user gave it,
+# `docker tag tensor-guess:cpu tensor-guess:known-good`, keeps it; removing it by ID
+# would delete that tag with it). A container still using it makes docker refuse,
+# and that is fine. Layers the new image shares stay.
+if [[ -n "$previous" && "$previous" != "$(docker image inspect --format '{{.Id}}' "$tag")" &&
+  "$(docker image inspect --format '{{len .RepoTags}}' "$previous" 2>/dev/null)" == 0 ]]; then
   docker image rm "$previous" >/dev/null 2>&1 || true
 fi
 size="$(docker image inspect --format '{{.Size}}' "$tag")"

@@ -18,7 +18,13 @@ labelled=$(abs_path "$2")
 require_dir "$dir" "DIR"
 require_dir "$labelled" "LABELLED_DIR"
 out=$(abs_path "${3:-$dir/report-$(basename "$labelled")}")
+# The CLI refuses this too, but only after the Docker runtime has created OUT_DIR.
+real_out=$(realpath -m -- "$out")
+real_labelled=$(realpath -m -- "$labelled")
+if [[ $real_out == "$real_labelled" || $real_out == "$real_labelled"/* ]]; then
+  die "the report folder $real_out is inside $real_labelled; choose one outside it" 2
+fi
 mount_input "$dir"
 mount_input "$labelled"
-mount_output "$out"
+mount_output "$out" "report folder"
 run_tensorguess evaluate "$dir" "$labelled" "$out"

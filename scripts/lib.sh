@@ -98,38 +98,80 @@ require_dir() {
 # ---- what a command reads and writes (used by the Docker runtime, ignored locally)
 
 TG_MOUNTS=()     # "ro:PATH" (read-only) or "rw:PATH" (writable folder)
+declare -gA TG_MOUNT_SOURCE=() # PATH: the host path to mount there, when not PATH itself
+declare -gA TG_MOUNT_WHAT=()   # PATH: what a writable folder is, for messages ("report folder")
 TG_MODULE=""     # train's feature extractor, when it is a URL or TF Hub handle
 
 # mount_input PATH: the command reads PATH (a file or folder), and may not write it.
 # A path that does not exist is left out: the CLI reports it as it would locally.
 # Symlinks inside a folder (photos linked from elsewhere) would dangle in the
-# container, so where they lead is mounted read-only too: a linked folder, or the
-# folder holding a linked file; never a place that would hide the image's own.
+# container, so where they lead is mounted read-only too (see mount_links).
 mount_input() {
   [[ -e $1 ]] || return 0
-  local path kind folder text
+  local path
   path=$(abs_path "$1")
   TG_MOUNTS+=("ro:$path")
   [[ -d $path ]] || return 0
-  # find prints, per symlink: the kind of what it leads to, its folder, its text.
-  while IFS= read -r -d '' kind && IFS= read -r -d '' folder && IFS= read -r -d '' text; do
-    [[ $text == /* ]] || text=$folder/$text
-    clean_path_reply "$text"
-    case $kind in
-      d) ;;
-      f) REPLY=${REPLY%/*} ;;
-      *) continue ;; # dangling or odd on the host too: the CLI reports it
-    esac
-    [[ -n $REPLY && $REPLY != "$path" && $REPLY != "$path"/* ]] || continue
-    reserved_in_image "$REPLY" >/dev/null && continue
-    TG_MOUNTS+=("ro:$REPLY")
-  done < <(find -H "$path" -type l -printf '%Y\0%h\0%l\0' 2>/dev/null)
+  mount_links "$path" < <(find -H "$path" -type l -printf '%Y\0%p\0%l\0' 2>/dev/null)
 }
 
-# mount_output FOLDER: the command writes into FOLDER. The Docker runtime creates it
-# first, as the caller, so that it belongs to them.
+# mount_links INSIDE: read, NUL-separated, each symlink's kind once followed
+# (find's %Y), path and text, and mount read-only what the container needs to
+# follow it: a linked folder, or the folder holding a linked file; never a place
+# inside INSIDE (mounted already, its own links are in the list) nor one that
+# would hide the image's own. The container looks for the link's first hop where
+# its text says (the link's folder is a real one there), so that is where the
+# mount goes; its source is where the host's kernel finds it (`realpath`: through
+# symlinked folders and `..`). A link to a link whose folder is outside is mounted
+# as the file itself, resolved to the end. Dangling links and loops are left as
+# they are: the CLI reports them unreadable, as it would locally.
+mount_links() {
+  local inside=$1 kind link text first folder i n
+  local kinds=() links=() firsts=() asked=() real=()
+  while IFS= read -r -d '' kind && IFS= read -r -d '' link && IFS= read -r -d '' text; do
+    [[ $kind == [df] && -n $text ]] || continue
+    # The first hop, as the container sees it.
+    if [[ $text == /* ]]; then first=$text; else first=${link%/*}/$text; fi
+    clean_path_reply "$first"
+    first=$REPLY
+    [[ -n $inside && ($first == "$inside" || $first == "$inside"/*) ]] && continue
+    kinds+=("$kind") links+=("$link") firsts+=("$first")
+    # Asked of realpath, two per link: the link to the end, and its first hop's folder.
+    if [[ $text == */* ]]; then folder=${text%/*}; else folder=.; fi
+    [[ $text == /* ]] || folder=${link%/*}/$folder
+    asked+=("$link" "${folder:-/}")
+  done
+  n=${#links[@]}
+  ((n)) || return 0
+  # One realpath for them all (-m: an answer for each, in order).
+  mapfile -d '' -t real < <(realpath -z -m -- "${asked[@]}")
+  for ((i = 0; i < n; i++)); do
+    local target=${real[2 * i]} first_dir=${real[2 * i + 1]} where source
+    [[ -e $target ]] || continue
+    first=${firsts[i]}
+    if [[ ${kinds[i]} == d ]]; then
+      where=$first source=$target
+    elif [[ -L $first_dir/${first##*/} ]]; then
+      where=$first source=$target # a chain of links: the file itself
+    else
+      where=${first%/*} source=$first_dir
+      where=${where:-/}
+    fi
+    [[ -n $inside && ($where == "$inside" || $where == "$inside"/*) ]] && continue
+    reserved_in_image "$where" && continue
+    TG_MOUNTS+=("ro:$where")
+    [[ $source == "$where" ]] || TG_MOUNT_SOURCE[$where]=$source
+  done
+}
+
+# mount_output FOLDER [WHAT]: the command writes into FOLDER (WHAT, for messages:
+# "report folder"; default "folder"). The Docker runtime creates it first, as the
+# caller, so that it belongs to them.
 mount_output() {
-  TG_MOUNTS+=("rw:$(abs_path "$1")")
+  local path
+  path=$(abs_path "$1")
+  TG_MOUNTS+=("rw:$path")
+  [[ -z ${2:-} ]] || TG_MOUNT_WHAT[$path]=$2
 }
 
 # mount_train DIR ARGS...: declare what `train DIR ARGS...` reads and writes: DIR
@@ -164,7 +206,8 @@ mount_train() {
     case $name in
       image_dir) mount_input "$(in_dir "$dir" "$value")" ;;
       # Folders the CLI writes files into.
-      bottleneck_dir | summaries_dir | report_dir) mount_output "$(in_dir "$dir" "$value")" ;;
+      bottleneck_dir | summaries_dir) mount_output "$(in_dir "$dir" "$value")" ;;
+      report_dir) mount_output "$(in_dir "$dir" "$value")" "report folder" ;;
       # Files, and the SavedModel folder that the CLI swaps in whole (a rename
       # cannot replace a mount point): the folder that holds them is mounted.
       output_graph | output_labels | train_log | saved_model_dir)
@@ -179,39 +222,56 @@ mount_train() {
     mount_input "$module"
   elif [[ -e $module ]]; then
     mount_input "$module"  # the CLI finds a relative folder from the working directory
-  elif [[ -e $dir/$module ]]; then
-    mount_input "$dir/$module"
   else
     TG_MODULE=$module  # a TF Hub handle such as google/imagenet/...
   fi
 }
 
 # mount_guess DIR ARGS...: declare what `guess DIR ARGS...` reads (all read-only):
-# DIR, the images among ARGS, and --output_graph/--output_labels elsewhere.
+# DIR, the images among ARGS, and --output_graph/--output_labels elsewhere. An
+# image is given by its folder, mounted once however many images it holds (and
+# worked out without a subshell per image: `guess.sh DIR photos/*.jpg` may name
+# thousands); symlinked images add where they lead (mount_links).
 mount_guess() {
-  local dir=$1 arg images_only=0
+  local dir=$1 arg images_only=0 links=() folder
+  local -A seen=()
   shift
   mount_input "$dir"
   while (($#)); do
     arg=$1
     shift
-    if ((images_only)); then
+    if ((!images_only)); then
+      case $arg in
+        --) images_only=1; continue ;;
+        --output_graph=* | --output_labels=*) mount_input "$(in_dir "$dir" "${arg#*=}")"; continue ;;
+        --output_graph | --output_labels)
+          (($#)) || continue
+          mount_input "$(in_dir "$dir" "$1")"
+          shift
+          continue
+          ;;
+        --final_tensor_name | --batch_size) (($#)) && shift; continue ;;
+        -*) continue ;;
+      esac
+    fi
+    [[ -e $arg ]] || continue # the CLI reports it
+    # A folder, or a path whose `..` the kernel must resolve: as mount_input does.
+    if [[ -d $arg || /$arg/ == */../* ]]; then
       mount_input "$arg"
       continue
     fi
-    case $arg in
-      --) images_only=1 ;;
-      --output_graph=* | --output_labels=*) mount_input "$(in_dir "$dir" "${arg#*=}")" ;;
-      --output_graph | --output_labels)
-        (($#)) || continue
-        mount_input "$(in_dir "$dir" "$1")"
-        shift
-        ;;
-      --final_tensor_name | --batch_size) (($#)) && shift ;;
-      -*) ;;
-      *) mount_input "$arg" ;;
-    esac
+    [[ $arg == /* ]] || arg=$PWD/$arg
+    clean_path_reply "$arg"
+    [[ -L $REPLY ]] && links+=("$REPLY")
+    folder=${REPLY%/*}
+    if [[ -z $folder ]]; then
+      mount_input "$REPLY" # an image in / : not all of /
+    elif [[ -z ${seen[$folder]:-} ]]; then
+      seen[$folder]=1
+      TG_MOUNTS+=("ro:$folder")
+    fi
   done
+  ((${#links[@]} == 0)) || mount_links "" < <(find "${links[@]}" -maxdepth 0 -printf '%Y\0%p\0%l\0' 2>/dev/null)
 }
 
 # ---- the runtimes
@@ -321,14 +381,17 @@ source_hash() {
   )
 }
 
-# use_gpu: whether to run the GPU image with --gpus all. TG_GPU=1 forces it, 0 turns
-# it off; by default yes when the engine lists an NVIDIA runtime, or the NVIDIA
-# container toolkit's hook is installed and nvidia-smi sees a GPU.
+# use_gpu: whether to run the GPU image with --gpus all. TG_GPU=1 forces it (built
+# on first use), 0 turns it off; by default (auto) yes when the GPU image is already
+# here (built with VARIANT=gpu bash build.sh, or TG_IMAGE) and the engine lists an
+# NVIDIA runtime, or the NVIDIA container toolkit's hook is installed and nvidia-smi
+# sees a GPU. Auto never builds the GPU image (6.4 GB) by itself.
 use_gpu() {
   case ${TG_GPU:-auto} in
     1) return 0 ;;
     0) return 1 ;;
     auto)
+      docker image inspect "${TG_IMAGE:-$TG_IMAGE_NAME:$(tg_version)-gpu}" >/dev/null 2>&1 || return 1
       [[ " $(docker info --format '{{range $name, $_ := .Runtimes}}{{$name}} {{end}}' 2>/dev/null) " == *" nvidia "* ]] &&
         return 0
       command -v nvidia-container-runtime-hook >/dev/null && command -v nvidia-smi >/dev/null &&
@@ -374,61 +437,84 @@ build_image() {
 }
 
 # reserved_in_image PATH: succeeds when mounting PATH would hide part of the image
-# (the system, the venv, HOME); prints that part.
+# (the system, the venv, HOME); that part into REPLY (no subshell: it runs per path).
 reserved_in_image() {
   local place
   for place in /bin /boot /dev /etc /home/tensorguess /lib /lib32 /lib64 /libx32 /opt/tensorguess \
     /proc /sbin /sys /usr; do
     if [[ $1 == "$place" || $1 == "$place"/* || $1 == / || $place == "$1"/* ]]; then
-      printf '%s\n' "$place"
+      REPLY=$place
       return 0
     fi
   done
   return 1
 }
 
-# mount_option MODE PATH: a --mount value binding PATH at the same path, quoted as
-# CSV fields so that commas and quotes in PATH survive.
+# mount_option MODE PATH [SOURCE]: into REPLY, a --mount value binding SOURCE
+# (default PATH) at PATH, quoted as CSV fields so that commas and quotes survive.
 mount_option() {
-  local quoted=${2//\"/\"\"}
-  printf 'type=bind,"source=%s","target=%s"%s\n' "$quoted" "$quoted" "$([[ $1 == ro ]] && echo ,readonly)"
+  local target=${2//\"/\"\"} source=${3:-$2}
+  source=${source//\"/\"\"}
+  REPLY="type=bind,\"source=$source\",\"target=$target\""
+  [[ $1 == ro ]] && REPLY+=,readonly
+  return 0
 }
 
 # docker_mounts: TG_DOCKER_MOUNTS, the --mount options for TG_MOUNTS. Writable
 # folders are created first (as the caller); a path asked for twice is writable if
-# either asks; a mount inside another of the same mode is left out.
+# either asks; a mount inside another of the same mode is left out when the
+# container would find the same place through the other (no symlink between them
+# leading elsewhere: compared once resolved by the host, one realpath for all).
+# Linear in the number of paths: each one looks for its nearest kept parent by
+# walking up its own components.
 docker_mounts() {
-  local entry mode path kept=() k parent pmode place
-  declare -A want=()
+  local entry mode path parent pmode slashes what i paths=() real=()
+  local -A want=() mounted=() source=()
   for entry in "${TG_MOUNTS[@]}"; do
     mode=${entry%%:*}
     path=${entry#*:}
     [[ ${want[$path]:-} == rw ]] || want[$path]=$mode
   done
   TG_DOCKER_MOUNTS=()
+  ((${#want[@]})) || return 0
   # Shallowest first, so each path's enclosing mount is already decided.
-  while IFS= read -r -d '' path; do
-    mode=${want[$path]}
-    if place=$(reserved_in_image "$path"); then
-      die "cannot give $path to the container: it would hide the image's own $place; move it or use TG_RUNTIME=local"
-    fi
-    if [[ $mode == rw && ! -d $path ]]; then
-      mkdir -p -- "$path" 2>/dev/null || die "cannot create the folder $path"
-    fi
-    parent="" pmode=""
-    for k in "${kept[@]}"; do
-      if [[ $path == "$k"/* && ${#k} -gt ${#parent} ]]; then
-        parent=$k
-        pmode=${want[$k]}
-      fi
-    done
-    [[ -n $parent && $pmode == "$mode" ]] && continue
-    kept+=("$path")
-    TG_DOCKER_MOUNTS+=(--mount "$(mount_option "$mode" "$path")")
-  done < <(for path in "${!want[@]}"; do
+  mapfile -d '' -t paths < <(for path in "${!want[@]}"; do
     slashes=${path//[^\/]/}
     printf '%04d %s\0' "${#slashes}" "$path"
-  done | LC_ALL=C sort -z | while IFS= read -r -d '' line; do printf '%s\0' "${line#* }"; done)
+  done | LC_ALL=C sort -z)
+  paths=("${paths[@]#* }")
+  for path in "${paths[@]}"; do
+    if reserved_in_image "$path"; then
+      die "cannot give $path to the container: it would hide the image's own $REPLY; move it or use TG_RUNTIME=local"
+    fi
+    if [[ ${want[$path]} == rw && ! -d $path ]]; then
+      what=${TG_MOUNT_WHAT[$path]:-folder}
+      if [[ -e $path || -L $path ]]; then
+        die "$path exists and is not a folder; choose another $what"
+      fi
+      mkdir -p -- "$path" || die "cannot create the $what $path"
+    fi
+  done
+  mapfile -d '' -t real < <(realpath -z -m -- "${paths[@]}")
+  for ((i = 0; i < ${#paths[@]}; i++)); do
+    path=${paths[i]}
+    source[$path]=${TG_MOUNT_SOURCE[$path]:-${real[i]}}
+  done
+  for path in "${paths[@]}"; do
+    mode=${want[$path]}
+    parent=$path pmode=""
+    while [[ $parent == /*/* ]]; do
+      parent=${parent%/*}
+      if [[ -n ${mounted[$parent]:-} ]]; then
+        pmode=${want[$parent]}
+        break
+      fi
+    done
+    [[ $pmode == "$mode" && ${source[$path]} == "${source[$parent]%/}/${path#"$parent"/}" ]] && continue
+    mounted[$path]=1
+    mount_option "$mode" "$path" "${TG_MOUNT_SOURCE[$path]:-}"
+    TG_DOCKER_MOUNTS+=(--mount "$REPLY")
+  done
 }
 
 # module_access: TG_DOCKER_MODULE, the options giving the container train's module

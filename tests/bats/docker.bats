@@ -212,6 +212,60 @@ EOF
   [ "$(not_owned "$WORK/tf files/report-held out")" = "" ]
 }
 
+@test "docker: symlinks are followed to the end: a chain of links, a relative link through a symlinked folder" {
+  # SRC is a symlinked folder; inside it, a link to a link (both outside any
+  # mounted folder), a relative link whose `..` the host takes through SRC's real
+  # place (the container, where SRC is a real folder, looks beside the link's name
+  # for it), and a dangling link, left dangling.
+  mkdir -p "$TOP/elsewhere/real src" "$TOP/elsewhere/vader store" "$TOP/hops" "$TOP/store"
+  cp "$(first_photo elsa)" "$TOP/store/elsa.jpg"
+  cp "$(first_photo darth_vader)" "$TOP/elsewhere/vader store/vader.jpg"
+  ln -s "$TOP/store/elsa.jpg" "$TOP/hops/elsa.jpg"
+  ln -s "$TOP/hops/elsa.jpg" "$TOP/elsewhere/real src/chain.jpg"
+  ln -s "../vader store/vader.jpg" "$TOP/elsewhere/real src/vader.jpg"
+  ln -s "../nothing here.jpg" "$TOP/elsewhere/real src/gone.jpg"
+  ln -s "$TOP/elsewhere/real src" "$WORK/linked src"
+  chown -R -h "$TEST_UID:$TEST_GID" "$TOP/elsewhere" "$TOP/hops" "$TOP/store" "$WORK/linked src"
+  run as_user bash "$REPO/guessDir.sh" "tf files" "linked src" "sorted links"
+  echo "$output"
+  [[ $output == *"Copied 2 images into $WORK/sorted links (darth vader 1, elsa 1)"* ]]
+  [[ $output == *"gone.jpg"* ]]
+  [ "$(labels_of "$WORK/sorted links")" = "$(printf 'darth vader.jpg\nelsa.jpg\nguesses.jsonl')" ]
+  # guess.sh, given the links themselves.
+  run --separate-stderr as_user bash "$REPO/guess.sh" "tf files" "linked src/chain.jpg" "linked src/vader.jpg"
+  echo "$stderr"
+  [ "$status" -eq 0 ]
+  [ "${lines[0]}" = "==> linked src/chain.jpg <==" ]
+  [[ ${lines[1]} == "elsa (score = "* ]]
+  [ "${lines[3]}" = "==> linked src/vader.jpg <==" ]
+  [[ ${lines[4]} == "darth vader (score = "* ]]
+}
+
+@test "docker: guess.sh on 300 images of one folder mounts the folder once and scores them all" {
+  mkdir "$WORK/many"
+  for i in $(seq 200); do cp "$(first_photo elsa)" "$WORK/many/copy $i.jpg"; done
+  for i in $(seq 100); do ln -s "$(first_photo elsa)" "$WORK/many/link $i.jpg"; done
+  chown -R -h "$TEST_UID:$TEST_GID" "$WORK/many"
+  cd "$WORK"
+  # DIR, the folder, and the folder its links lead to.
+  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
+  run as_user bash -c 'source "$1/scripts/lib.sh"; shift; mount_guess "$@"; docker_mounts; printf "%s\n" "${TG_DOCKER_MOUNTS[@]}"' \
+    _ "$REPO" "tf files" many/*.jpg
+  [ "$status" -eq 0 ]
+  [ "$(grep -c '^--mount$' <<<"$output")" -eq 3 ]
+  run --separate-stderr as_user bash "$REPO/guess.sh" "tf files" many/*.jpg --json
+  echo "$stderr"
+  [ "$status" -eq 0 ]
+  "$REPO/.venv/bin/python" - "$output" <<'EOF2'
+import json, sys
+guesses = json.loads(sys.argv[1])
+assert len(guesses) == 300, len(guesses)
+assert sorted(g["image"] for g in guesses) == sorted(
+    [f"many/copy {i}.jpg" for i in range(1, 201)] + [f"many/link {i}.jpg" for i in range(1, 101)])
+assert {g["label"] for g in guesses} == {"elsa"}, guesses
+EOF2
+}
+
 @test "docker: a module URL not in the image gets the network once, then comes from the host's cache" {
   # A TF Hub-style server for the MobileNet in ../shared, on the engine's bridge.
   gateway=$(docker network inspect bridge --format '{{(index .IPAM.Config 0).Gateway}}')
@@ -263,14 +317,19 @@ EOF
   [[ $stderr == *"tensor-guess: building the Docker image $image (first use only, a few minutes)"* ]]
   [[ ${lines[0]} == "darth vader (score = "* ]]
   [ "$(docker image inspect --format '{{index .Config.Labels "io.tensorguess.source-hash"}}' "$image")" = "$(source_hash)" ]
-  # Stale: the same image under a label from other sources.
+  # Stale: the same image under a label from other sources, which the user also
+  # tagged themselves: the rebuild takes the version tag, theirs stays.
   printf 'FROM %s\nLABEL io.tensorguess.source-hash=0000\n' "$image" | docker build --quiet --tag "$image" - >/dev/null
+  docker tag "$image" "$name:known-good"
+  stale=$(docker image inspect --format '{{.Id}}' "$image")
   run --separate-stderr as_user env TG_IMAGE_NAME=$name bash "$REPO/guess.sh" "tf files" "to sort/vader.jpg"
-  docker image rm "$image" "$name:cpu" >/dev/null 2>&1 || true
+  tagged=$(docker image inspect --format '{{.Id}}' "$name:known-good" 2>&1) || true
+  docker image rm "$image" "$name:cpu" "$name:known-good" >/dev/null 2>&1 || true
   echo "$stderr"
   [ "$status" -eq 0 ]
   [[ $stderr == *"tensor-guess: rebuilding the Docker image $image: the sources changed since it was built"* ]]
   [[ ${lines[0]} == "darth vader (score = "* ]]
+  [ "$tagged" = "$stale" ]
 }
 
 @test "docker: TG_RUNTIME=docker without an engine is one clear error" {
@@ -301,6 +360,20 @@ EOF
   run as_user bash "$REPO/train.sh" "tf files" --bottleneck_dir /usr/lib/tensor-guess-cache
   [ "$status" -eq 1 ]
   [ "$output" = "tensor-guess: cannot give /usr/lib/tensor-guess-cache to the container: it would hide the image's own /usr; move it or use TG_RUNTIME=local" ]
+}
+
+@test "docker: an output folder that is a file is named as such, before any container starts" {
+  echo mine >"$WORK/a file"
+  chown "$TEST_UID:$TEST_GID" "$WORK/a file"
+  run as_user bash "$REPO/evaluate.sh" "tf files" "to sort" "a file"
+  [ "$status" -eq 1 ]
+  [ "$output" = "tensor-guess: $WORK/a file exists and is not a folder; choose another report folder" ]
+  run as_user bash "$REPO/guessDir.sh" "tf files" "to sort" "a file/sorted"
+  [ "$status" -eq 1 ]
+  [[ $output == *"mkdir: cannot create directory"*"Not a directory"* ]]
+  [[ $output == *"tensor-guess: cannot create the folder $WORK/a file/sorted" ]]
+  [ "$(cat "$WORK/a file")" = mine ]
+  rm "$WORK/a file"
 }
 
 @test "docker: no container is left behind" {

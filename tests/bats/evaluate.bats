@@ -32,11 +32,18 @@ setup() {
   [[ $output =~ Evaluation\ accuracy\ =\ [0-9.]+%\ \(N=10\) ]]
   [[ $output == *"tensor-guess: skipping $LABELLED/elsa/broken.jpg: not an image"* ]]
   [[ $output == *"label        precision  recall     f1  support"* ]]
-  [[ $output == *"darth vader"*"5"* ]]
+  # The table rows, to the support column.
+  grep -Eq '^darth vader +[0-9.]+ +[0-9.]+ +[0-9.]+ +5$' <<<"$output"
+  grep -Eq '^elsa +[0-9.]+ +[0-9.]+ +[0-9.]+ +5$' <<<"$output"
   for name in report.json report.html confusion_matrix.png reliability.png; do
     [ -s "$TF/report-held out/$name" ]
   done
   grep -q '"n": 10,' "$TF/report-held out/report.json"
+  "$REPO/.venv/bin/python" -c '
+import json, sys
+per_class = json.load(open(sys.argv[1]))["per_class"]
+assert per_class["darth vader"]["support"] == 5 and per_class["elsa"]["support"] == 5, per_class
+' "$TF/report-held out/report.json"
   grep -q '"file": "elsa/broken.jpg"' "$TF/report-held out/report.json"
   [ "$(find "held out" -exec stat -c '%n %s %Y' {} + | sort)" = "$before" ]
 }
@@ -70,4 +77,28 @@ setup() {
   run bash "$REPO/evaluate.sh" "$TF"
   [ "$status" -eq 2 ]
   [[ $output == *"Usage: bash evaluate.sh DIR LABELLED_DIR [OUT_DIR]"* ]]
+}
+
+@test "evaluate.sh refuses an OUT_DIR inside LABELLED_DIR before creating it" {
+  # The wrapper refuses before choosing a runtime (the Docker one would create
+  # OUT_DIR first): the same answer with a Docker runtime that cannot answer.
+  for runtime in local docker; do
+    run env TG_RUNTIME=$runtime DOCKER_HOST=unix:///nonexistent bash "$REPO/evaluate.sh" "$TF" "$LABELLED" "$LABELLED/report"
+    [ "$status" -eq 2 ]
+    [ "$output" = "tensor-guess: the report folder $LABELLED/report is inside $LABELLED; choose one outside it" ]
+    [ ! -e "$LABELLED/report" ]
+    run bash -c 'cd "$1" && TG_RUNTIME=$2 DOCKER_HOST=unix:///nonexistent bash "$3/evaluate.sh" "$4" . elsa/new' \
+      _ "$LABELLED" "$runtime" "$REPO" "$TF"
+    [ "$status" -eq 2 ]
+    [ "$output" = "tensor-guess: the report folder $LABELLED/elsa/new is inside $LABELLED; choose one outside it" ]
+    [ ! -e "$LABELLED/elsa/new" ]
+  done
+}
+
+@test "evaluate.sh with an OUT_DIR that is a file says so" {
+  echo mine >"$BATS_TEST_TMPDIR/a file"
+  run bash "$REPO/evaluate.sh" "$TF" "$LABELLED" "$BATS_TEST_TMPDIR/a file"
+  [ "$status" -eq 1 ]
+  [ "$(grep '^tensor-guess:' <<<"$output")" = "tensor-guess: $BATS_TEST_TMPDIR/a file exists and is not a folder; choose another report folder" ]
+  [ "$(cat "$BATS_TEST_TMPDIR/a file")" = mine ]
 }
