@@ -68,7 +68,6 @@ def main() -> None:
     size = spec.input_size
     run = bottlenecks.compile_features(spec, loaded)
     module_only(run, 4 * BATCH)
-    bottlenecks.compile_features = lambda _spec, _loaded: run
     as_is = pipeline.prepare_for_network
 
     variants = {

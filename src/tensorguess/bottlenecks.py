@@ -12,6 +12,7 @@ import io
 import json
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,8 +72,20 @@ class Extraction:
         return text
 
 
+# Traced functions per loaded module, so that extracting again (another folder, a second
+# pass in one process) does not trace again; gone with the module.
+_compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def compile_features(spec: ModuleSpec, loaded) -> Callable:
     """A tf.function mapping float images in [0,1] [N,S,S,3] to features [N,D]."""
+    per_spec = _compiled.setdefault(loaded, {})
+    if spec.identity not in per_spec:
+        per_spec[spec.identity] = _trace_features(spec, loaded)
+    return per_spec[spec.identity]
+
+
+def _trace_features(spec: ModuleSpec, loaded) -> Callable:
     import tensorflow as tf
 
     features = feature_function(loaded)

@@ -101,3 +101,18 @@ def test_the_resize_is_part_of_the_module_identity(monkeypatch):
     monkeypatch.setattr(modules, "RESIZE_SCHEME", "something-else")
     changed, _ = modules.resolve(str(MOBILENET_V1))
     assert spec.identity != changed.identity and spec.cache_name != changed.cache_name
+
+
+def test_extracting_twice_with_one_module_traces_once(tmp_path):
+    from tensorguess import bottlenecks, modules
+
+    paths = write_images(tmp_path)
+    spec, loaded = modules.resolve(str(MOBILENET_V1))
+    first = bottlenecks.extract(paths[:2], spec, loaded, cache=None)
+    run = bottlenecks.compile_features(spec, loaded)
+    traces = run.experimental_get_tracing_count()
+    second = bottlenecks.extract(paths[:2], spec, loaded, cache=None)
+    assert bottlenecks.compile_features(spec, loaded) is run
+    assert run.experimental_get_tracing_count() == traces == 1
+    for path in paths[:2]:
+        np.testing.assert_array_equal(first.vectors[path], second.vectors[path])
