@@ -20,6 +20,7 @@ CPU figure hardly moves when other work shares the cores, the wall one does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +38,12 @@ def module_only(run, count: int) -> None:
         run(batch[:size]).numpy()
 
 
-def pre_decoded(paths: list[Path], size: int) -> list[np.ndarray]:
-    """The images decoded and resized ahead of any timing, in extract()'s batches."""
+def batches_on_one_thread(paths: list[Path], size: int) -> Iterator[np.ndarray]:
+    """The images decoded and resized on this thread, in extract()'s batches."""
     from tensorguess.pipeline import network_batch, prepare_for_network
 
-    return [network_batch([prepare_for_network(p, size) for p in paths[start:start + BATCH]], size)
-            for start in range(0, len(paths), BATCH)]
+    for start in range(0, len(paths), BATCH):
+        yield network_batch([prepare_for_network(p, size) for p in paths[start:start + BATCH]], size)
 
 
 def module_on(run, batches: list[np.ndarray]) -> None:
@@ -62,10 +63,8 @@ def one_at_a_time(run, paths: list[Path], size: int) -> None:
 
 
 def decode_one_thread(paths: list[Path], size: int) -> None:
-    from tensorguess.pipeline import network_batch, prepare_for_network
-
-    for start in range(0, len(paths), BATCH):
-        network_batch([prepare_for_network(path, size) for path in paths[start:start + BATCH]], size)
+    for _ in batches_on_one_thread(paths, size):
+        pass
 
 
 def decode_pipeline(paths: list[Path], size: int) -> None:
@@ -110,7 +109,7 @@ def main() -> None:
         return bottlenecks.extract(paths, spec, loaded, cache=None, batch_size=BATCH, warn=lambda _: None)
 
     # A and ours alternate, --rounds times each, so both see the same load; best round counts.
-    batches = pre_decoded(first_of_each_content, size)
+    batches = list(batches_on_one_thread(first_of_each_content, size))  # before any timing
     schedule = [("A", distinct, lambda: module_on(run, batches)),
                 ("A_one_batch", distinct, lambda: module_only(run, distinct)),
                 ("ours", distinct, ours)] * args.rounds

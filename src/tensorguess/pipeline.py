@@ -61,8 +61,8 @@ def network_batch(images: list[np.ndarray], size: int) -> np.ndarray:
     if len(shapes) == 1:  # one shape (a camera's, a dataset's): one op for the batch
         return _enlarger(size)(np.stack(images)).numpy()
     values = np.concatenate([image.reshape(-1) for image in images])
-    shapes = np.array([image.shape[:2] for image in images], dtype=np.int32)
-    return _packed_enlarger(size)(values, shapes).numpy()
+    heights_widths = np.array([image.shape[:2] for image in images], dtype=np.int32)
+    return _packed_enlarger(size)(values, heights_widths).numpy()
 
 
 @functools.cache
