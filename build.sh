@@ -67,17 +67,26 @@ if [[ -n "${EXTRA_CA_CERTS+x}" ]]; then
     [[ -z "$cert" ]] || grep -q -- '-----BEGIN CERTIFICATE-----' "$cert" ||
       die "EXTRA_CA_CERTS: '$cert' is not a PEM certificate"
   done
-  rm -rf -- "$ca_dir"
+  # Staged apart and swapped in only when they differ from the remembered ones, so the
+  # same certificates need no write access to the checkout (a test user's rebuild).
+  staged="$(mktemp -d)"
+  trap 'rm -rf -- "$staged"' EXIT
   n=0
   for cert in "${certs[@]}"; do
     [[ -n "$cert" ]] || continue
-    mkdir -p "$ca_dir"
     n=$((n + 1))
     base="$(basename "$cert")"
     base="${base%.*}"
     # update-ca-certificates only reads *.crt
-    cp -- "$cert" "$ca_dir/$(printf '%02d' "$n")-${base//[^A-Za-z0-9._-]/_}.crt"
+    cp -- "$cert" "$staged/$(printf '%02d' "$n")-${base//[^A-Za-z0-9._-]/_}.crt"
   done
+  if ((n == 0)); then
+    rm -rf -- "$ca_dir"
+  elif ! diff -r -q -- "$staged" "$ca_dir" >/dev/null 2>&1; then
+    rm -rf -- "$ca_dir"
+    { mkdir -p "$ca_dir" && cp -- "$staged"/*.crt "$ca_dir"/; } ||
+      die "cannot remember the certificates in $ca_dir"
+  fi
 fi
 if [[ -d "$ca_dir" ]]; then
   say "trusting $(find "$ca_dir" -name '*.crt' | wc -l) extra CA certificate file(s) during the build ($ca_dir)"

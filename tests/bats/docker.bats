@@ -21,7 +21,9 @@ setup_file() {
   # A missing one is built here without a baked module (the tests mount theirs);
   # a stale one is rebuilt by the wrappers' own rule, keeping its baked module.
   SECONDS=0
-  if ! docker image inspect "$TG_IMAGE_NAME:$(tg_version)-cpu" >/dev/null 2>&1; then
+  # Given EXTRA_CA_CERTS (behind a TLS-intercepting proxy), build.sh remembers them
+  # here, as the caller, for the test user's builds below.
+  if [[ -n ${EXTRA_CA_CERTS+x} ]] || ! docker image inspect "$TG_IMAGE_NAME:$(tg_version)-cpu" >/dev/null 2>&1; then
     BAKE_MODULE='' VARIANT=cpu bash "$REPO/build.sh" >&2
   fi
   (TG_GPU=0 ensure_image cpu)
