@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: bash evaluate.sh DIR LABELLED_DIR [OUT_DIR]
+# Usage: bash evaluate.sh DIR LABELLED_DIR [OUT_DIR] [--trust_graph] [--batch_size N]
 #
 # Score the photos in LABELLED_DIR/<label>/ with the classifier in DIR (ours, or
 # a graph made by the old retrain.py) and write an evaluation report into
@@ -12,19 +12,25 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"
 
-check_usage 2 3 "$@"
+check_usage 2 - "$@"
 dir=$(abs_path "$1")
 labelled=$(abs_path "$2")
+shift 2
+out_arg="" # OUT_DIR, when the third argument is not a flag
+if (($#)) && [[ $1 != --* ]]; then
+  out_arg=$1
+  shift
+fi
 require_dir "$dir" "DIR"
 require_dir "$labelled" "LABELLED_DIR"
-out=$(abs_path "${3:-$dir/report-$(basename "$labelled")}")
+out=$(abs_path "${out_arg:-$dir/report-$(basename "$labelled")}")
 # The CLI refuses this too, but only after the Docker runtime has created OUT_DIR.
 real_out=$(realpath -m -- "$out")
 real_labelled=$(realpath -m -- "$labelled")
 if [[ $real_out == "$real_labelled" || $real_out == "$real_labelled"/* ]]; then
   die "the report folder $real_out is inside $real_labelled; choose one outside it" 2
 fi
-mount_input "$dir"
+mount_guess "$dir" "$@" # DIR, and graph files that flags name elsewhere
 mount_input "$labelled"
 mount_output "$out" "report folder"
-run_tensorguess evaluate "$dir" "$labelled" "$out"
+run_tensorguess evaluate "$dir" "$labelled" "$out" "$@"

@@ -9,7 +9,7 @@ into place, so a killed run never leaves a half-written entry behind.
 from __future__ import annotations
 
 import io
-import json
+import re
 import sys
 import time
 import weakref
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import strict_json
 from .files import write_atomically
 from .images import Skipped, UnreadableImage, content_hash
 from .modules import ModuleSpec, feature_function, to_value_range
@@ -28,12 +29,20 @@ from .pipeline import bounded_map, decoded_batches, default_workers, progress
 class BottleneckCache:
     """Feature vectors of one module, one small .npy file per image content hash."""
 
-    def __init__(self, root: Path, spec: ModuleSpec):
+    def __init__(self, root: Path, spec: ModuleSpec,
+                 warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr)):
         self.dir = Path(root) / spec.cache_name
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.warn = warn
+        self.unwritable: str | None = None  # why entries cannot be stored, once that is known
+        self.warned = False
         about = self.dir / "module.json"
-        if not about.exists():
-            write_atomically(about, json.dumps(spec.describe(), indent=1).encode())
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if not about.exists():
+                write_atomically(about, strict_json.dumps(spec.describe(), indent=1).encode())
+        except OSError as error:
+            # A read-only cache still serves what it holds; only new entries are lost.
+            self.unwritable = error.strerror or str(error)
 
     def _path(self, digest: str) -> Path:
         return self.dir / digest[:2] / f"{digest}.npy"
@@ -49,9 +58,20 @@ class BottleneckCache:
         return vector
 
     def put(self, digest: str, vector: np.ndarray) -> None:
-        buffer = io.BytesIO()
-        np.save(buffer, np.asarray(vector, dtype=np.float32), allow_pickle=False)
-        write_atomically(self._path(digest), buffer.getvalue())
+        """Store one entry; if the cache cannot take it, say so once and go on without storing."""
+        if self.unwritable is None:
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(vector, dtype=np.float32), allow_pickle=False)
+            try:
+                write_atomically(self._path(digest), buffer.getvalue())
+                return
+            except OSError as error:
+                self.unwritable = error.strerror or str(error)
+        if not self.warned:
+            self.warn(f"tensor-guess: cannot store bottlenecks in {self.dir} ({self.unwritable}): "
+                      "the missing ones are computed for this run only; give a writable "
+                      "--bottleneck_dir to keep them")
+            self.warned = True
 
 
 @dataclass
@@ -83,6 +103,22 @@ def compile_features(spec: ModuleSpec, loaded) -> Callable:
     if spec.identity not in per_spec:
         per_spec[spec.identity] = _trace_features(spec, loaded)
     return per_spec[spec.identity]
+
+
+def classification_warning(spec: ModuleSpec, loaded) -> str | None:
+    """A warning when the module gives class scores (ImageNet's 1000 or 1001 logits), not features.
+
+    Such a module still trains a classifier, but on what ImageNet's last layer kept
+    of each photo: its feature_vector sibling is what transfer learning wants.
+    """
+    size = spec.input_size
+    width = int(compile_features(spec, loaded)(np.zeros([1, size, size, 3], np.float32)).shape[-1])
+    named = "classification" in re.split(r"[/\\]", spec.handle)
+    if width not in (1000, 1001) and not named:
+        return None
+    return (f"tensor-guess: {spec.handle} looks like a classification module ({width} outputs: "
+            "class scores, not features); training on them works but loses most of what a "
+            "feature_vector module gives; use the module's feature_vector version")
 
 
 def _trace_features(spec: ModuleSpec, loaded) -> Callable:

@@ -72,6 +72,11 @@ def fit_temperature(logits: np.ndarray, truth: np.ndarray, iterations: int = 80)
     return best if loss(math.log(best)) <= scaled_nll(logits, truth, 1.0) else 1.0
 
 
+def at_bound(temperature: float) -> bool:
+    """Whether a fitted T ended at an end of the search range (within 0.5%)."""
+    return abs(math.log(temperature / T_MIN)) < 5e-3 or abs(math.log(temperature / T_MAX)) < 5e-3
+
+
 def calibrate(logits: np.ndarray, truth: np.ndarray, mode: str = "auto") -> Calibration:
     """Decide the temperature for `mode`: "auto", "on" or "off"."""
     logits = np.asarray(logits, np.float64)
@@ -92,7 +97,15 @@ def calibrate(logits: np.ndarray, truth: np.ndarray, mode: str = "auto") -> Cali
         expected_calibration_error(softmax(logits), truth),
         expected_calibration_error(softmax(logits / temperature), truth),
     )
-    if mode == "auto" and before - after <= AUTO_MIN_GAIN:
+    if at_bound(temperature):
+        result.temperature, result.applied = 1.0, False
+        result.nll_after, result.ece_after = before, result.ece_before
+        trend = ("as T -> 0 (every validation photo is right, by a wide margin)" if temperature < 1
+                 else "as T grows")
+        result.reason = (f"skipped: the best temperature is at the search's bound "
+                         f"(T={temperature:.3f}): the validation NLL keeps falling {trend}, which "
+                         "says nothing about new photos; kept T = 1")
+    elif mode == "auto" and before - after <= AUTO_MIN_GAIN:
         result.temperature, result.applied = 1.0, False
         result.nll_after, result.ece_after = before, result.ece_before
         result.reason = "skipped: no temperature lowers the validation NLL"

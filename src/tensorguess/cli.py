@@ -10,13 +10,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .config import TrainConfig
+from . import strict_json
+from .config import SettingError, TrainConfig
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -67,9 +67,27 @@ def fail(message: str, code: int = EXIT_FAILED) -> int:
     return code
 
 
+WRAPPERS = {"train": "train.sh", "guess": "guess.sh", "sort": "guessDir.sh",
+            "evaluate": "evaluate.sh"}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, and a hint when a file name that starts with '-' was taken for a flag."""
+
+    argv: list[str] = []  # the arguments being parsed, set by main()
+
+    def error(self, message: str):
+        dashed = [arg for arg in self.argv if arg.startswith("-") and os.path.lexists(arg)]
+        if dashed:
+            wrapper = WRAPPERS.get(self.prog.split()[-1], "guess.sh")
+            message += (f"; {dashed[0]!r} was read as a flag: put file names that start with '-' "
+                        f"after '--' ({wrapper} DIR -- {dashed[0]})")
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tensorguess", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="tensorguess", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
@@ -131,6 +149,9 @@ def _graph_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--final_tensor_name", default="final_result",
                         help="output tensor name (default: final_result)")
     parser.add_argument("--batch_size", type=int, default=32, help="images per batch")
+    parser.add_argument("--trust_graph", action="store_true",
+                        help="run the graph even if it holds operations that can do more than "
+                        "compute (read or write files...); only for a graph whose maker you trust")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -147,12 +168,10 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
             value = None if chosen is None else base / chosen
         if value is not None and value is not False:
             setattr(cfg, item.name, value)
-    for name in ("how_many_training_steps", "train_batch_size", "eval_step_interval",
-                 "bottleneck_batch_size"):
-        if getattr(cfg, name) < 1:
-            raise UsageError(f"--{name} must be at least 1")
-    if not 0 <= cfg.testing_percentage + cfg.validation_percentage < 100:
-        raise UsageError("--testing_percentage plus --validation_percentage must be under 100")
+    try:
+        cfg.check()
+    except SettingError as error:
+        raise UsageError(str(error)) from error
     return cfg
 
 
@@ -173,12 +192,14 @@ def _classifier(args):
     from .predict import Classifier
 
     require_dir(args.dir)
+    if args.batch_size < 1:
+        raise UsageError(f"--batch_size must be at least 1, not {args.batch_size}")
     return Classifier(args.dir / args.output_graph, args.dir / args.output_labels,
-                      args.final_tensor_name)
+                      args.final_tensor_name, trust_graph=args.trust_graph)
 
 
 def run_guess(args) -> int:
-    from .images import Skipped
+    from .images import Skipped, printable
 
     failed = 0
     documents = []
@@ -195,12 +216,12 @@ def run_guess(args) -> int:
                                   "score": ranked[0][1], "scores": dict(ranked)})
                 continue
             if len(args.images) > 1:
-                print(f"{'' if index == 0 else chr(10)}==> {result.path} <==")
+                print(f"{'' if index == 0 else chr(10)}==> {printable(result.path)} <==")
             for label, score in ranked:
                 print(f"{label} (score = {score:.5f})")
             sys.stdout.flush()
     if args.json:
-        print(json.dumps(documents, indent=1))
+        print(strict_json.dumps(documents, indent=1))
     return EXIT_FAILED if failed else 0
 
 
@@ -211,10 +232,15 @@ def run_sort(args) -> int:
         raise UsageError(f"source folder {args.source} does not exist or is not a folder")
     if args.source.resolve() == args.dest.resolve():
         raise UsageError("SRC and DEST must be different folders: sources are never touched")
+    if args.dest.exists() and not args.dest.is_dir():
+        raise UsageError(f"DEST {args.dest} exists and is not a folder; choose another DEST")
     with _classifier(args) as classifier:
         summary = sort_folder(classifier, args.source, args.dest, args.batch_size,
                               warn=lambda line: print(line, file=sys.stderr, flush=True))
     counts = ", ".join(f"{label} {n}" for label, n in sorted(summary.per_label.items()))
+    if summary.already_sorted:
+        print(f"Skipped {summary.already_sorted} photos of {args.source} already sorted into "
+              f"{args.dest} by this classifier (recorded in {MANIFEST})")
     print(f"Copied {summary.copied} images into {args.dest}" + (f" ({counts})" if counts else "")
           + (f"; {summary.unreadable} unreadable, listed in {args.dest / MANIFEST}"
              if summary.unreadable else ""))
@@ -268,12 +294,15 @@ def quiet_tensorflow() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()
+    Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     from .dataset import DatasetError
     from .evaluate import EvaluationError
     from .modules import ModuleError
     from .predict import ClassifierError
     from .report import ReportError
+    from .sort import SortError
+    from .train import TrainingDiverged
 
     handlers = {"train": run_train, "guess": run_guess, "sort": run_sort,
                 "evaluate": run_evaluate, "fetch-module": run_fetch}
@@ -281,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         return handlers[args.command](args)
     except UsageError as error:
         return fail(str(error), EXIT_USAGE)
-    except (DatasetError, ModuleError, ClassifierError, EvaluationError, ReportError) as error:
+    except (DatasetError, ModuleError, ClassifierError, EvaluationError, ReportError, SortError,
+            TrainingDiverged) as error:
         return fail(str(error))
     except KeyboardInterrupt:
         return fail("interrupted", 130)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .modules import DEFAULT_MODULE
+
+
+class SettingError(ValueError):
+    """A setting out of its range; the message names the flag and what it accepts."""
 
 
 @dataclass
@@ -40,6 +45,36 @@ class TrainConfig:
     saved_model_dir: Path = Path("saved_model")
     train_log: Path = Path("train_log.json")
     final_tensor_name: str = "final_result"
+
+    def check(self) -> None:
+        """Raise SettingError naming the first flag whose value cannot give a sound run.
+
+        Called before any photo is read, so a typo costs nothing and never replaces a model.
+        """
+        def require(ok: bool, message: str) -> None:
+            if not ok:
+                raise SettingError(message)
+
+        require(math.isfinite(self.learning_rate) and self.learning_rate > 0,
+                f"--learning_rate must be a finite number above 0, not {self.learning_rate:g}")
+        for name in ("testing_percentage", "validation_percentage"):
+            value = getattr(self, name)
+            require(math.isfinite(value) and 0 <= value <= 100,
+                    f"--{name} must be between 0 and 100, not {value:g}")
+        require(self.testing_percentage + self.validation_percentage < 100,
+                "--testing_percentage plus --validation_percentage must be under 100 "
+                f"(now {self.testing_percentage + self.validation_percentage:g}), or nothing is "
+                "left to train on")
+        for name in ("how_many_training_steps", "train_batch_size", "eval_step_interval",
+                     "bottleneck_batch_size"):
+            require(getattr(self, name) >= 1, f"--{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("validation_batch_size", "test_batch_size"):
+            value = getattr(self, name)
+            require(value == -1 or value >= 1, f"--{name} must be -1 (all) or at least 1, not {value}")
+        require(self.input_size is None or 1 <= self.input_size <= 4096,
+                f"--input_size must be between 1 and 4096 pixels, not {self.input_size}")
+        require(self.random_seed is None or 0 <= self.random_seed < 2**63,
+                f"--random_seed must be between 0 and 2**63-1, not {self.random_seed}")
 
     def as_json(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ class ImageSet:
     files: dict[str, list[Path]]  # label -> files, in a stable order
 
 
-def discover(image_dir: Path) -> ImageSet:
+def discover(image_dir: Path, warn: Callable[[str], None] | None = None) -> ImageSet:
     """Read the class folders of `image_dir`; no image is decoded here."""
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
@@ -51,8 +52,31 @@ def discover(image_dir: Path) -> ImageSet:
             )
         by_label[label] = folder
     labels = [label_for(f) for f in folders]
-    files = {label_for(f): list_files(image_dir / f) for f in folders}
+    files = {label_for(f): list_files(image_dir / f, warn) for f in folders}
     return ImageSet(image_dir, labels, folders, files)
+
+
+def require_trainable(image_set: ImageSet, files: dict[str, list[Path]], which: str = "") -> None:
+    """Raise DatasetError unless `files` (label -> files) can be trained on: 2 or more
+    categories of 2 or more images each. Checked on the files found before the
+    bottleneck pass, so that an untrainable set costs no extraction, and on the
+    readable ones after it."""
+    too_small = {label: len(found) for label, found in files.items() if len(found) < 2}
+    if too_small:
+        listing = ", ".join(
+            f"{image_set.folders[image_set.labels.index(label)]!r} ({count})"
+            for label, count in too_small.items()
+        )
+        raise DatasetError(
+            f"each category needs at least 2 {which}images, fewer in: {listing}; "
+            f"add photos to those folders of {image_set.root} or remove them"
+        )
+    if len(files) < 2:
+        found = ", ".join(repr(f) for f in image_set.folders) or "none"
+        raise DatasetError(
+            f"training needs at least 2 categories (folders of images) in {image_set.root}; "
+            f"found {found}"
+        )
 
 
 def split_key(relative_path: str) -> float:
@@ -92,22 +116,7 @@ def split(
     Every class with at least 3 images gets at least one validation and one test
     image and keeps at least one training image, however the hashes fall.
     """
-    too_small = {label: len(files) for label, files in readable.items() if len(files) < 2}
-    if too_small:
-        listing = ", ".join(
-            f"{image_set.folders[image_set.labels.index(label)]!r} ({count})"
-            for label, count in too_small.items()
-        )
-        raise DatasetError(
-            f"each category needs at least 2 readable images, fewer in: {listing}; "
-            f"add photos to those folders of {image_set.root} or remove them"
-        )
-    if len(readable) < 2:
-        found = ", ".join(repr(f) for f in image_set.folders) or "none"
-        raise DatasetError(
-            f"training needs at least 2 categories (folders of images) in {image_set.root}; "
-            f"found {found}"
-        )
+    require_trainable(image_set, readable, "readable ")
     result = Split()
     for label, files in readable.items():
         keyed = sorted(

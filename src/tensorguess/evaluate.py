@@ -39,10 +39,11 @@ def label_index(labels: list[str]) -> dict[str, int]:
     return index
 
 
-def labelled_files(folder: Path, labels: list[str]) -> tuple[list[Path], list[int], list[Path]]:
+def labelled_files(folder: Path, labels: list[str], warn: Callable[[str], None] | None = None
+                   ) -> tuple[list[Path], list[int], list[Path]]:
     """(files, index of each file's label, stray files outside any class folder)."""
     folder = Path(folder)
-    image_set = discover(folder)
+    image_set = discover(folder, warn)
     if not image_set.labels:
         raise EvaluationError(
             f"{folder} has no class folders; put the photos of each label in {folder}/<label>/"
@@ -86,7 +87,7 @@ def undo_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarra
 def evaluate_folder(classifier: Classifier, folder: Path, classifier_name: str, batch_size: int = 32,
                     warn: Callable[[str], None] = print, show_progress: bool = True) -> Evaluation:
     folder = Path(folder).resolve()
-    files, truth, stray = labelled_files(folder, classifier.labels)
+    files, truth, stray = labelled_files(folder, classifier.labels, warn)
     if stray:
         warn(f"tensor-guess: ignoring {len(stray)} file(s) directly in {folder} "
              f"(only files in class folders are scored), e.g. {stray[0].name}")

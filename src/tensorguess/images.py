@@ -10,7 +10,9 @@ import hashlib
 import io
 import os
 import re
+import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,20 +38,51 @@ class Skipped:
     reason: str
 
     def warning(self) -> str:
-        return f"tensor-guess: skipping {self.path}: {self.reason}"
+        return f"tensor-guess: skipping {printable(self.path)}: {self.reason}"
+
+
+def printable(path) -> str:
+    """A path as one line of text: control characters (a newline in a file name) escaped.
+
+    The escapes are Python's (`\\n`, `\\x1b`), so every message stays one line and a
+    header such as guess's `==> IMAGE <==` cannot be forged by a file's name.
+    """
+    text = str(path)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def list_files(folder: Path) -> list[Path]:
-    """Every non-hidden regular file below `folder`, in a stable order."""
+def list_files(folder: Path, warn: Callable[[str], None] | None = None) -> list[Path]:
+    """Every non-hidden file below `folder`, in a stable order, symlinked folders followed.
+
+    One rule for train, guessDir and evaluate: a symlinked folder is walked like a real
+    one, except one that leads back to a folder already being walked (a loop) or
+    already listed through another path, which is left out with a warning, never
+    silently. Broken links are listed, so that they are reported as unreadable.
+    """
+    warn = warn or _warn_stderr
     found: list[Path] = []
-    for root, dirs, files in os.walk(folder):
+    seen: dict[str, Path] = {}  # real folder -> the path it was first walked through
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        here = os.path.realpath(root)
+        if here in seen:
+            warn(f"tensor-guess: skipping {printable(root)}: a symlink to {printable(seen[here])}, "
+                 "which is listed already (a loop, or the same folder twice)")
+            dirs[:] = []
+            continue
+        seen[here] = Path(root)
         dirs[:] = sorted(d for d in dirs if not is_hidden(d))
         found.extend(Path(root) / f for f in sorted(files) if not is_hidden(f))
     return found
+
+
+def _warn_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def sniff_format(head: bytes) -> str | None:

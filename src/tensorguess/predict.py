@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import graph_check
 from .export import IMAGE_BATCH, INPUT_BYTES
 from .images import Skipped, UnreadableImage, read_image
 from .pipeline import decoded_batches, progress
@@ -32,22 +34,34 @@ class Classifier:
     any format and EXIF orientation through), or encoded bytes one at a time.
     """
 
-    def __init__(self, graph_path: Path, labels_path: Path, output_name: str = "final_result"):
+    def __init__(self, graph_path: Path, labels_path: Path, output_name: str = "final_result",
+                 trust_graph: bool = False):
         import tensorflow as tf
 
         self.labels = read_labels(labels_path)
         graph_def = tf.compat.v1.GraphDef()
         try:
-            graph_def.ParseFromString(Path(graph_path).read_bytes())
+            data = Path(graph_path).read_bytes()
+            graph_def.ParseFromString(data)
         except OSError as error:
             raise ClassifierError(
                 f"cannot read {graph_path} ({error.strerror}); train first with train.sh"
             ) from error
         except Exception as error:
             raise ClassifierError(f"{graph_path} is not a TensorFlow GraphDef ({error})") from error
+        # Which model this is, whatever its file is called: guessDir's records name it.
+        self.digest = hashlib.sha1(data).hexdigest()
+        refused = graph_check.refusal(graph_def, graph_path, trusted=trust_graph)
+        if refused:
+            raise ClassifierError(refused)
         self.graph = tf.Graph()
-        with self.graph.as_default():
-            tf.compat.v1.import_graph_def(graph_def, name="")
+        try:
+            with self.graph.as_default():
+                tf.compat.v1.import_graph_def(graph_def, name="")
+        except (ValueError, tf.errors.OpError) as error:
+            raise ClassifierError(
+                f"{graph_path} cannot be loaded ({str(error).strip().splitlines()[0][:200]})"
+            ) from error
         nodes = {node.name: node for node in graph_def.node}
         if output_name not in nodes:
             raise ClassifierError(
@@ -103,7 +117,7 @@ class Classifier:
         if self.mode == "batch":
             for batch in decoded_batches(paths, self.size, batch_size):
                 scores = iter(self._run(batch.pixels) if batch.pixels is not None else [])
-                yield [Skipped(p, str(error)) if error else Scored(p, next(scores))
+                yield [Skipped(p, str(error)) if error else _checked(p, next(scores))
                        for p, error in batch.entries]
             return
         for path in paths:
@@ -116,7 +130,7 @@ class Classifier:
             return Skipped(path, str(error))
         feed = pixels if self.mode == "pixels" else Path(path).read_bytes()
         try:
-            return Scored(path, self._run(feed)[0])
+            return _checked(path, self._run(feed)[0])
         except Exception as error:  # the old graph's own decoder rejected the file
             return Skipped(path, f"the graph could not decode it ({str(error).splitlines()[0]})")
 
@@ -128,6 +142,14 @@ class Classifier:
         """(label, score) best first; ties keep the labels-file order."""
         order = sorted(range(len(scores)), key=lambda i: -scores[i])
         return [(self.labels[i], float(scores[i])) for i in order]
+
+
+def _checked(path: Path, scores: np.ndarray) -> Scored | Skipped:
+    """Scores that are probabilities; NaN or infinite ones (a broken graph) are no answer."""
+    if not np.all(np.isfinite(scores)):
+        return Skipped(path, "the graph gave no usable scores (NaN or infinite); the model is "
+                       "broken: train it again")
+    return Scored(path, scores)
 
 
 def ancestors(nodes: dict, name: str) -> dict:

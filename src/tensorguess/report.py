@@ -12,14 +12,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, metrics, plots
+from . import __version__, metrics, plots, strict_json
 from .files import write_atomically
 from .images import Skipped
 
@@ -142,7 +141,7 @@ def write(out_dir: Path, evaluation: Evaluation, train_log: dict | None = None,
     if train_log is not None:
         figures["training_curves.png"] = plots.training_curves_png(train_log)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(out_dir / "report.json", (json.dumps(report, indent=1) + "\n").encode())
+    write_atomically(out_dir / "report.json", (strict_json.dumps(report, indent=1) + "\n").encode())
     for name, data in figures.items():
         write_atomically(out_dir / name, data)
     thumbnails = _thumbnails(evaluation, report["misclassified"][:WORST_SHOWN])

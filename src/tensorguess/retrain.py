@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 import time
@@ -11,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bottlenecks, dataset, export, modules, report
+from . import bottlenecks, dataset, export, modules, report, strict_json
 from .balance import balanced_weights, imbalance_warning
 from .calibration import calibrate
 from .config import TrainConfig
 from .files import write_atomically
 from .metrics import softmax
-from .train import EvalPoint, train_final_layer
+from .train import EvalPoint, TrainingDiverged, train_final_layer
 
 
 def _say(line: str) -> None:
@@ -36,18 +35,23 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
             warn: Callable[[str], None] = _warn) -> dict:
     """Train and export a classifier as `cfg` says; returns what train_log.json holds."""
     started = time.perf_counter()
+    cfg.check()
     # Refuse a report folder holding someone else's files now, not after the training.
     report.check_out_dir(cfg.report_dir)
-    image_set = dataset.discover(cfg.image_dir)
+    image_set = dataset.discover(cfg.image_dir, warn=warn)
     all_files = [path for label in image_set.labels for path in image_set.files[label]]
     say(f"Found {len(all_files)} files in {len(image_set.labels)} categories: "
         + ", ".join(f"{label} ({len(image_set.files[label])})" for label in image_set.labels))
+    dataset.require_trainable(image_set, image_set.files)  # before the bottleneck pass
 
     say(f"Loading module {cfg.tfhub_module}")
     spec, loaded = modules.resolve(cfg.tfhub_module, cfg.input_size, cfg.input_range)
     say(f"Module input {spec.input_size}x{spec.input_size}, values in "
         f"[{spec.value_range[0]:g}, {spec.value_range[1]:g}]")
-    cache = bottlenecks.BottleneckCache(cfg.bottleneck_dir, spec)
+    not_features = bottlenecks.classification_warning(spec, loaded)
+    if not_features:
+        warn(not_features)
+    cache = bottlenecks.BottleneckCache(cfg.bottleneck_dir, spec, warn=warn)
     extraction = bottlenecks.extract(all_files, spec, loaded, cache, cfg.bottleneck_batch_size,
                                      warn=warn)
     say(extraction.summary())
@@ -98,6 +102,11 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
             cfg.learning_rate, cfg.train_batch_size, cfg.validation_batch_size,
             cfg.eval_step_interval, seed, on_eval=on_eval, class_weights=weights,
         )
+    except TrainingDiverged as error:
+        # Nothing has been written yet: the model already in place stays as it was.
+        raise TrainingDiverged(f"{error}: nothing was written, {cfg.output_graph} is as it was; "
+                               f"try a smaller --learning_rate than {cfg.learning_rate:g}",
+                               error.step) from error
     finally:
         if summaries:
             summaries.close()
@@ -159,7 +168,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         "training_seconds": round(training_seconds, 3),
         "total_seconds": round(time.perf_counter() - started, 3),
     }
-    write_atomically(Path(cfg.train_log), (json.dumps(log, indent=1) + "\n").encode())
+    write_atomically(Path(cfg.train_log), (strict_json.dumps(log, indent=1) + "\n").encode())
     report.write(cfg.report_dir, evaluation, train_log=log, report=summary)
     say(f"Wrote the test report {Path(cfg.report_dir) / 'report.html'}")
     return log

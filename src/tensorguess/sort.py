@@ -6,6 +6,7 @@ gets " (2)", " (3)"... instead. Every source gets one line in DEST/guesses.jsonl
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import strict_json
 from .images import Skipped, list_files
 from .predict import Classifier
 
@@ -50,20 +52,104 @@ def claim_name(dest: Path, stem: str, suffix: str) -> Path:
 
 
 def copy_into(source: Path, target: Path) -> None:
-    """Fill the claimed `target` with `source`'s bytes and timestamps; remove it on failure."""
+    """Fill the claimed `target` with `source`'s bytes and timestamps; remove it on failure.
+
+    A failure to read `source` raises SourceError; one to write `target` (a full disk)
+    the OSError itself.
+    """
     try:
-        with open(source, "rb") as reader, open(target, "wb") as writer:
-            shutil.copyfileobj(reader, writer, 1 << 20)
+        try:
+            reader = open(source, "rb")  # noqa: SIM115 - closed below; its errors are the source's
+        except OSError as error:
+            raise SourceError(f"cannot read the file ({error.strerror or error})") from error
+        with reader, open(target, "wb") as writer:
+            while True:
+                try:
+                    block = reader.read(1 << 20)
+                except OSError as error:
+                    raise SourceError(f"cannot read the file ({error.strerror or error})") from error
+                if not block:
+                    break
+                writer.write(block)
         shutil.copystat(source, target)
     except BaseException:
         target.unlink(missing_ok=True)
         raise
 
 
+class SortError(Exception):
+    """guessDir cannot go on (DEST is not a folder, the disk is full); the message says what to do."""
+
+
+class SourceError(Exception):
+    """One source file could not be read while copying it; the others go on."""
+
+
+class Manifest:
+    """DEST/guesses.jsonl: one JSON record per line, appended whole or not at all.
+
+    Each record is one write() on a file opened for appending; if the disk fills in
+    the middle of it, the file is cut back to where it was, so it never holds a
+    partial line. A partial last line left by an older version or a crash is removed
+    (with a warning) before anything is appended.
+    """
+
+    def __init__(self, path: Path, warn: Callable[[str], None]):
+        self.path = path
+        self.records: list[dict] = []
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise SortError(f"cannot write {path} ({error.strerror}); choose a writable DEST") from error
+        data = b""
+        while block := os.read(self.fd, 1 << 20):
+            data += block
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            tail = data[keep:]
+            try:
+                json.loads(tail)
+                self._append(b"\n")  # a whole record that only lacks its newline
+            except ValueError:
+                os.ftruncate(self.fd, keep)
+                data = data[:keep]
+                warn(f"tensor-guess: {path} ended in a partial record ({len(tail)} bytes, from a run "
+                     "that was stopped); removed it")
+        broken = 0
+        for line in data.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                broken += 1
+                continue
+            if isinstance(record, dict):
+                self.records.append(record)
+        if broken:
+            warn(f"tensor-guess: {broken} line(s) of {path} are not JSON records; left as they are")
+
+    def _append(self, data: bytes) -> None:
+        before = os.fstat(self.fd).st_size
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(self.fd, data[written:])
+        except OSError:
+            os.ftruncate(self.fd, before)  # never a partial line; truncating needs no space
+            raise
+
+    def append(self, record: dict) -> None:
+        self._append((strict_json.dumps(record) + "\n").encode("utf-8"))
+        self.records.append(record)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 @dataclass
 class SortSummary:
     copied: int = 0
     unreadable: int = 0
+    already_sorted: int = 0
     per_label: dict[str, int] | None = None
 
 
@@ -74,33 +160,93 @@ def sort_folder(
     batch_size: int = 32,
     warn: Callable[[str], None] = print,
 ) -> SortSummary:
+    """Copy each photo of `source` into `dest` by label and score; see the module docstring.
+
+    Resumable: photos of this `source` that `dest`'s manifest records as copied by this
+    same classifier (the copy still there) are skipped, so a run stopped by a kill or a
+    full disk is completed by running it again. Files of `source` that guessDir itself
+    wrote (the manifest, recorded copies) are never sorted, so SRC may lie inside DEST
+    or DEST inside SRC.
+    """
     source, dest = Path(source).resolve(), Path(dest).resolve()
-    dest.mkdir(parents=True, exist_ok=True)
-    files = [p for p in list_files(source) if not p.is_relative_to(dest)]
+    if dest.exists() and not dest.is_dir():
+        raise SortError(f"DEST {dest} exists and is not a folder; choose another DEST")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SortError(f"cannot create DEST {dest} ({error.strerror})") from error
+    manifest = Manifest(dest / MANIFEST, warn)
+    try:
+        return _sort(classifier, source, dest, manifest, batch_size, warn)
+    finally:
+        manifest.close()
+
+
+def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
+    ours = {dest / MANIFEST} | {dest / r["copy"] for r in manifest.records if isinstance(r.get("copy"), str)}
+    done = {r["source"] for r in manifest.records
+            if r.get("root") == str(source) and r.get("model") == classifier.digest
+            and isinstance(r.get("copy"), str) and (dest / r["copy"]).is_file()}
     summary = SortSummary(per_label={})
-    # Appended, not rewritten: the manifest of an earlier run into DEST is kept.
-    with open(dest / MANIFEST, "a", encoding="utf-8") as manifest:
-        for result in classifier.score_files(files, batch_size, show_progress=True):
-            name = result.path.relative_to(source).as_posix()
-            if isinstance(result, Skipped):
-                warn(result.warning())
-                entry = {"source": name, "error": result.reason}
-                summary.unreadable += 1
-            else:
-                ranked = classifier.ranked(result.scores)
-                label, score = ranked[0]
-                stem = f"{safe_label(label)}--{score_digits(score)}"
-                copy = claim_name(dest, stem, result.path.suffix)
-                copy_into(result.path, copy)
-                entry = {
-                    "source": name,
-                    "copy": copy.name,
-                    "label": label,
-                    "score": score,
-                    "scores": dict(ranked),
-                }
-                summary.copied += 1
-                summary.per_label[label] = summary.per_label.get(label, 0) + 1
-            manifest.write(json.dumps(entry) + "\n")
-            manifest.flush()
+    files = []
+    for path in list_files(source, warn):
+        if Path(os.path.realpath(path)) in ours:
+            continue
+        if path.relative_to(source).as_posix() in done:
+            summary.already_sorted += 1
+            continue
+        files.append(path)
+    for result in classifier.score_files(files, batch_size, show_progress=True):
+        name = result.path.relative_to(source).as_posix()
+        # Where the photo came from and which model sorted it: what a rerun skips by.
+        where = {"root": str(source), "model": classifier.digest}
+        if isinstance(result, Skipped):
+            entry = _record_unreadable(result, name, where, summary, warn)
+            _append_or_stop(manifest, entry, None, dest, summary, len(files))
+            continue
+        ranked = classifier.ranked(result.scores)
+        label, score = ranked[0]
+        stem = f"{safe_label(label)}--{score_digits(score)}"
+        try:
+            copy = claim_name(dest, stem, result.path.suffix)
+            copy_into(result.path, copy)
+        except SourceError as error:
+            entry = _record_unreadable(Skipped(result.path, str(error)), name, where, summary, warn)
+            _append_or_stop(manifest, entry, None, dest, summary, len(files))
+            continue
+        except OSError as error:
+            raise _stopped(dest, error, summary, len(files)) from error
+        entry = {"source": name, "copy": copy.name, "label": label, "score": score,
+                 "scores": dict(ranked), **where}
+        _append_or_stop(manifest, entry, copy, dest, summary, len(files))
+        summary.copied += 1
+        summary.per_label[label] = summary.per_label.get(label, 0) + 1
     return summary
+
+
+def _record_unreadable(skipped: Skipped, name: str, where: dict, summary: SortSummary, warn) -> dict:
+    warn(skipped.warning())
+    summary.unreadable += 1
+    return {"source": name, "error": skipped.reason, **where}
+
+
+def _append_or_stop(manifest: Manifest, entry: dict, copy: Path | None, dest: Path,
+                    summary: SortSummary, total: int) -> None:
+    """Record `entry`; if that fails, take back its copy (no copy without a record) and stop."""
+    try:
+        manifest.append(entry)
+    except OSError as error:
+        if copy is not None:
+            copy.unlink(missing_ok=True)
+        raise _stopped(dest, error, summary, total) from error
+
+
+def _stopped(dest: Path, error: OSError, summary: SortSummary, total: int) -> SortError:
+    done = summary.copied + summary.unreadable
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return SortError(
+        f"{'DEST is full' if full else 'cannot write into DEST'} ({dest}: {error.strerror or error}); "
+        f"stopped after {done} of {total} photos ({summary.copied} copied, each recorded in "
+        f"{MANIFEST}); {'free some space' if full else 'fix that'} and run guessDir again: it skips "
+        "the photos already sorted"
+    )

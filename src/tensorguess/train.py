@@ -14,6 +14,14 @@ import numpy as np
 from .metrics import softmax
 
 
+class TrainingDiverged(Exception):
+    """The loss or the weights stopped being finite numbers: the layer learned nothing usable."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
 @dataclass
 class EvalPoint:
     step: int
@@ -152,7 +160,14 @@ def train_final_layer(
                           float(val_entropy), int(val_n))
         history.append(point)
         on_eval(point)
-    return FinalLayer(weights.numpy(), biases.numpy()), history
+        if not np.isfinite(point.cross_entropy):
+            raise TrainingDiverged(f"training diverged at step {target} (cross entropy "
+                                   f"{point.cross_entropy})", target)
+    layer = FinalLayer(weights.numpy(), biases.numpy())
+    if not (np.all(np.isfinite(layer.weights)) and np.all(np.isfinite(layer.biases))):
+        raise TrainingDiverged(f"training diverged by step {steps - 1} (weights are no longer "
+                               "finite numbers)", steps - 1)
+    return layer, history
 
 
 def eval_steps(steps: int, interval: int) -> list[int]:
