@@ -16,7 +16,12 @@
 #                          while building, for a TLS-intercepting proxy; never in
 #                          the final image. Remembered (git-ignored, under
 #                          docker/extra-ca/build/) for later builds, the wrappers'
-#                          automatic rebuilds included; set and empty forgets them
+#                          automatic rebuilds included; set and empty trusts none
+#                          (remembered too). Unset with nothing remembered: the
+#                          host's own extra CAs, every *.crt under
+#                          /usr/local/share/ca-certificates (TG_HOST_CA_DIR),
+#                          remembered the same way; rm -r docker/extra-ca/build
+#                          goes back to that default
 #   IMAGE_NAME=NAME        image repository (default: tensor-guess)
 #
 # Other arguments go to `docker build` as they are (--no-cache, --pull, ...).
@@ -58,38 +63,40 @@ build_args=(--build-arg "VERSION=$version" --build-arg "VARIANT=$variant"
 # same certificates under the same names keep the pip layer cached, so a rebuild
 # after a code change (the wrappers do it themselves) needs neither the network
 # nor EXTRA_CA_CERTS again. One build at a time per checkout while it changes.
+# Which ones: EXTRA_CA_CERTS, else those remembered, else the host's own extra CAs
+# (ca_certs_to_stage in scripts/lib.sh).
 ca_dir="$root/docker/extra-ca/build"
-if [[ -n "${EXTRA_CA_CERTS+x}" ]]; then
-  certs=()
-  IFS=: read -r -a certs <<<"$EXTRA_CA_CERTS"
-  for cert in "${certs[@]}"; do
-    [[ -z "$cert" ]] || [[ -f "$cert" && -r "$cert" ]] || die "EXTRA_CA_CERTS: cannot read '$cert'"
-    [[ -z "$cert" ]] || grep -q -- '-----BEGIN CERTIFICATE-----' "$cert" ||
-      die "EXTRA_CA_CERTS: '$cert' is not a PEM certificate"
-  done
+ca_certs_to_stage "$ca_dir"
+if [[ $TG_CA_FROM != remembered ]]; then
   # Staged apart and swapped in only when they differ from the remembered ones, so the
   # same certificates need no write access to the checkout (a test user's rebuild).
   staged="$(mktemp -d)"
   trap 'rm -rf -- "$staged"' EXIT
   n=0
-  for cert in "${certs[@]}"; do
-    [[ -n "$cert" ]] || continue
+  for cert in "${TG_CA_CERTS[@]}"; do
     n=$((n + 1))
     base="$(basename "$cert")"
     base="${base%.*}"
     # update-ca-certificates only reads *.crt
     cp -- "$cert" "$staged/$(printf '%02d' "$n")-${base//[^A-Za-z0-9._-]/_}.crt"
   done
-  if ((n == 0)); then
-    rm -rf -- "$ca_dir"
+  if [[ $TG_CA_FROM == host ]] && ((n == 0)); then
+    : # nothing to trust and nothing to remember: a CA the host adds later still counts
   elif ! diff -r -q -- "$staged" "$ca_dir" >/dev/null 2>&1; then
+    # An empty folder remembers an empty EXTRA_CA_CERTS: no extra CA, not even the host's.
     rm -rf -- "$ca_dir"
-    { mkdir -p "$ca_dir" && cp -- "$staged"/*.crt "$ca_dir"/; } ||
-      die "cannot remember the certificates in $ca_dir"
+    if ! { mkdir -p "$ca_dir" && { ((n == 0)) || cp -- "$staged"/*.crt "$ca_dir"/; }; }; then
+      [[ $TG_CA_FROM == host ]] || die "cannot remember the certificates in $ca_dir"
+      # Only a default: a checkout this user cannot write still builds, as before.
+      rm -rf -- "$ca_dir" 2>/dev/null || true
+      say "cannot copy the host's CA certificates into $ca_dir; building without them"
+    fi
   fi
 fi
-if [[ -d "$ca_dir" ]]; then
-  say "trusting $(find "$ca_dir" -name '*.crt' | wc -l) extra CA certificate file(s) during the build ($ca_dir)"
+if [[ -d "$ca_dir" ]] && (($(find "$ca_dir" -name '*.crt' | wc -l))); then
+  from=""
+  [[ $TG_CA_FROM != host ]] || from=", the host's from ${TG_HOST_CA_DIR:-/usr/local/share/ca-certificates}"
+  say "trusting $(find "$ca_dir" -name '*.crt' | wc -l) extra CA certificate file(s) during the build ($ca_dir$from)"
 fi
 
 tag="$name:$version-$variant"

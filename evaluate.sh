@@ -7,7 +7,9 @@
 # report.html, confusion_matrix.png and reliability.png. Folder names map to
 # labels by retrain.py's rule (darth_vader -> darth vader). OUT_DIR is created
 # if missing; tensor-guess replaces its own report files there and never
-# touches any other file. LABELLED_DIR is only read.
+# touches any other file. LABELLED_DIR is only read. A labels CSV (columns
+# path and label, optionally split; paths relative to it) may stand for it:
+# its test rows are scored, or all its rows when it has no split column.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"
@@ -22,15 +24,21 @@ if (($#)) && [[ $1 != --* ]]; then
   shift
 fi
 require_dir "$dir" "DIR"
-require_dir "$labelled" "LABELLED_DIR"
-out=$(abs_path "${out_arg:-$dir/report-$(basename "$labelled")}")
+if [[ -f $labelled ]]; then
+  photos=$(dirname "$labelled") # a labels CSV: its paths are relative to its folder
+  name=$(basename "$labelled" .csv)
+else
+  require_dir "$labelled" "LABELLED_DIR"
+  photos=$labelled name=$(basename "$labelled")
+fi
+out=$(abs_path "${out_arg:-$dir/report-$name}")
 # The CLI refuses this too, but only after the Docker runtime has created OUT_DIR.
 real_out=$(realpath -m -- "$out")
-real_labelled=$(realpath -m -- "$labelled")
+real_labelled=$(realpath -m -- "$photos")
 if [[ $real_out == "$real_labelled" || $real_out == "$real_labelled"/* ]]; then
   die "the report folder $real_out is inside $real_labelled; choose one outside it" 2
 fi
 mount_guess "$dir" "$@" # DIR, and graph files that flags name elsewhere
-mount_input "$labelled"
+mount_input "$photos"
 mount_output "$out" "report folder"
 run_tensorguess evaluate "$dir" "$labelled" "$out" "$@"

@@ -194,8 +194,8 @@ mount_train() {
       name=${name%%=*}
     else
       case $name in
-        image_dir | tfhub_module | bottleneck_dir | output_graph | output_labels | saved_model_dir | \
-          train_log | summaries_dir | report_dir)
+        image_dir | labels_csv | tfhub_module | bottleneck_dir | output_graph | output_labels | \
+          saved_model_dir | train_log | summaries_dir | report_dir)
           (($#)) || continue
           value=$1
           shift
@@ -205,6 +205,8 @@ mount_train() {
     fi
     case $name in
       image_dir) mount_input "$(in_dir "$dir" "$value")" ;;
+      # The CSV's folder: the photos it names are relative to it.
+      labels_csv) mount_input "$(dirname "$(in_dir "$dir" "$value")")" ;;
       # Folders the CLI writes files into.
       bottleneck_dir | summaries_dir) mount_output "$(in_dir "$dir" "$value")" ;;
       report_dir) mount_output "$(in_dir "$dir" "$value")" "report folder" ;;
@@ -291,13 +293,17 @@ choose_runtime() {
   esac
 }
 
-# run_tensorguess ARGS...: run the Python CLI in the chosen runtime; its status is ours.
+# run_tensorguess ARGS...: run the Python CLI in the chosen runtime, in place of
+# the wrapper (exec), so it must come last. The wrapper's pid is then the CLI's
+# (locally) or the docker client's: a kill, a Ctrl-C or a SIGTERM reaches what
+# does the work instead of a shell waiting on it, and its status is the wrapper's.
 run_tensorguess() {
   choose_runtime
   case $TG_RUNTIME_CHOSEN in
     local)
       ensure_local_runtime
-      PYTHONPATH="$TG_ROOT/src${PYTHONPATH:+:$PYTHONPATH}" "$TG_VENV/bin/python" -m tensorguess "$@"
+      export PYTHONPATH="$TG_ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
+      exec "$TG_VENV/bin/python" -m tensorguess "$@"
       ;;
     docker) run_in_docker "$@" ;;
   esac
@@ -436,6 +442,53 @@ build_image() {
     die "building the Docker image $2 failed (see above); without Docker Hub, build the base first: sudo bash scripts/local-base.sh"
 }
 
+# ca_certs_to_stage REMEMBERED: which extra CA certificates build.sh puts into the
+# build context (REMEMBERED: docker/extra-ca/build, kept between builds), for a
+# build behind a TLS-intercepting proxy. Into TG_CA_CERTS the files to copy there,
+# into TG_CA_FROM where they come from:
+#   given       EXTRA_CA_CERTS is set: its colon-separated PEM files; none when it is
+#               empty (no extra CA, and later builds remember that). A file that
+#               cannot be read or is not PEM stops the build: the user named it.
+#   remembered  EXTRA_CA_CERTS is unset and REMEMBERED exists (an earlier build's
+#               choice): kept as it is, nothing to copy.
+#   host        neither: the CAs this host trusts beyond Debian's own, every *.crt
+#               under TG_HOST_CA_DIR (default /usr/local/share/ca-certificates,
+#               where update-ca-certificates takes them from; subfolders and links
+#               included), in name order, so that a host which trusts its proxy
+#               builds with nothing set. A file that cannot be read or is not PEM
+#               is left out, saying so: it is not the user's choice.
+# shellcheck disable=SC2034  # TG_CA_FROM is read by build.sh
+ca_certs_to_stage() {
+  local remembered=$1 cert certs=() host_dir=${TG_HOST_CA_DIR:-/usr/local/share/ca-certificates}
+  TG_CA_CERTS=()
+  if [[ -n ${EXTRA_CA_CERTS+x} ]]; then
+    TG_CA_FROM=given
+    IFS=: read -r -a certs <<<"$EXTRA_CA_CERTS"
+    for cert in "${certs[@]}"; do
+      [[ -n $cert ]] || continue
+      [[ -f $cert && -r $cert ]] || die "EXTRA_CA_CERTS: cannot read '$cert'"
+      grep -q -- '-----BEGIN CERTIFICATE-----' "$cert" || die "EXTRA_CA_CERTS: '$cert' is not a PEM certificate"
+      TG_CA_CERTS+=("$cert")
+    done
+  elif [[ -d $remembered ]]; then
+    TG_CA_FROM=remembered
+  else
+    TG_CA_FROM=host
+    [[ -d $host_dir ]] || return 0
+    mapfile -d '' -t certs < <(find -L "$host_dir" -type f -name '*.crt' -print0 2>/dev/null | LC_ALL=C sort -z)
+    for cert in "${certs[@]}"; do
+      if [[ ! -r $cert ]]; then
+        say "leaving out the host's CA certificate $cert: it cannot be read"
+      elif ! grep -q -- '-----BEGIN CERTIFICATE-----' "$cert"; then
+        say "leaving out the host's CA certificate $cert: it is not a PEM certificate"
+      else
+        TG_CA_CERTS+=("$cert")
+      fi
+    done
+  fi
+  return 0
+}
+
 # reserved_in_image PATH: succeeds when mounting PATH would hide part of the image
 # (the system, the venv, HOME); that part into REPLY (no subshell: it runs per path).
 reserved_in_image() {
@@ -542,17 +595,43 @@ module_access() {
   TG_DOCKER_MODULE+=(--env "TFHUB_CACHE_DIR=$cache")
 }
 
-# run_in_docker ARGS...: the CLI in a container; stderr as it comes, the
-# container's exit status.
+# run_in_docker ARGS...: the CLI in a container, the docker client in place of the
+# wrapper (exec): stderr as it comes, the container's exit status. The client
+# passes SIGINT and SIGTERM on to the CLI (its signal proxy, then --init's tini),
+# but nothing can pass on a SIGKILL, and a container outlives its client: so the
+# container is also stopped when the client dies, however it dies.
+#  - Without a terminal, the container's stdin is a pipe that stays open, silent,
+#    while the client lives: `tail --pid` of the client (this shell's pid until the
+#    exec), which ignores a Ctrl-C meant for the client and ends a second after
+#    it. --interactive makes the attach "stdin once": once the client's connection
+#    is gone the daemon closes that stdin, and the CLI, told by TG_EXIT_WITH_CLIENT,
+#    stops at its end (src/tensorguess/watchdog.py).
+#  - With one (-it), the daemon closes nothing when the client dies (a tty
+#    container waits to be attached again), so a watcher on the host removes the
+#    container, named after the client, once the client is gone; it ignores the
+#    signals a terminal sends (Ctrl-C, hang-up), which reach the CLI through the
+#    client, and after a normal end it finds the container already removed (--rm).
 run_in_docker() {
+  local client=$BASHPID name
   prepare_docker
-  docker "${TG_DOCKER_RUN[@]}" "$TG_IMAGE_CHOSEN" "$@"
+  if ((TG_DOCKER_TTY)); then
+    name=tensor-guess-$client-$RANDOM$RANDOM
+    (
+      trap '' INT QUIT TERM HUP
+      tail --pid="$client" -f /dev/null
+      docker rm --force "$name" || true
+    ) </dev/null >/dev/null 2>&1 &
+    exec docker "${TG_DOCKER_RUN[@]}" --name "$name" "$TG_IMAGE_CHOSEN" "$@"
+  fi
+  exec docker "${TG_DOCKER_RUN[@]}" --interactive --env TG_EXIT_WITH_CLIENT=1 "$TG_IMAGE_CHOSEN" "$@" \
+    < <(trap '' INT QUIT; exec tail --pid="$client" -f /dev/null </dev/null 2>/dev/null)
 }
 
 # prepare_docker: TG_IMAGE_CHOSEN (built or rebuilt if need be) and TG_DOCKER_RUN,
 # the `docker run` options before it: the caller's uid and gid, the declared mounts
 # at their own paths, the caller's working directory, no network unless a module
-# must be downloaded, the GPUs when the GPU image is used.
+# must be downloaded, the GPUs when the GPU image is used, a terminal when the
+# caller's three streams are one (then TG_DOCKER_TTY=1, else 0).
 prepare_docker() {
   local variant=cpu name
   use_gpu && variant=gpu
@@ -564,7 +643,11 @@ prepare_docker() {
   [[ $variant == gpu ]] && TG_DOCKER_RUN+=(--gpus all)
   # A terminal only when all three streams are one: progress bars then redraw in
   # place, and otherwise stdout and stderr stay apart.
-  [[ -t 0 && -t 1 && -t 2 ]] && TG_DOCKER_RUN+=(--interactive --tty)
+  TG_DOCKER_TTY=0
+  if [[ -t 0 && -t 1 && -t 2 ]]; then
+    TG_DOCKER_TTY=1
+    TG_DOCKER_RUN+=(--interactive --tty)
+  fi
   for name in TFHUB_MODULE TF_CPP_MIN_LOG_LEVEL TF_ENABLE_ONEDNN_OPTS CUDA_VISIBLE_DEVICES \
     TF_FORCE_GPU_ALLOW_GROWTH; do
     [[ -n ${!name:-} ]] && TG_DOCKER_RUN+=(--env "$name=${!name}")

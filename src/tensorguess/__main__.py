@@ -1,5 +1,11 @@
 import sys
 
-from .cli import main
+from . import watchdog
+
+# Before anything else (importing TensorFlow takes seconds): a container whose
+# client is gone should stop at any point of the run.
+watchdog.start()
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

@@ -79,6 +79,7 @@ class Extraction:
     """What one pass produced: a vector per readable path and what was skipped."""
 
     vectors: dict[Path, np.ndarray] = field(default_factory=dict)
+    digests: dict[Path, str] = field(default_factory=dict)  # content hash of every hashed path
     skipped: list[Skipped] = field(default_factory=list)
     computed: int = 0
     from_cache: int = 0
@@ -152,6 +153,7 @@ def extract(
             _skip(result, path, str(digest), warn)
             continue
         by_digest.setdefault(digest, []).append(path)
+        result.digests[path] = digest
 
     missing = []
     for digest, same in by_digest.items():

@@ -10,8 +10,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sys
+import threading
 from dataclasses import fields
 from pathlib import Path
 
@@ -22,7 +25,10 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 TRAIN_HELP = {
-    "image_dir": "folder of category folders of images (default: DIR/data)",
+    "image_dir": "folder of category folders of images (default: DIR/data); with train/, val/ and "
+    "test/ folders of category folders, that split is used",
+    "labels_csv": "CSV naming each photo and its label (columns path and label, optionally split: "
+    "train, val or test), paths relative to the CSV; instead of DIR/data's folders",
     "tfhub_module": "TF Hub module URL or handle, or a local SavedModel folder "
     "(default: $TFHUB_MODULE, else Inception v3)",
     "input_size": "module input height and width in pixels (default: from the module)",
@@ -36,6 +42,9 @@ TRAIN_HELP = {
     "test_batch_size": "images for the final test; -1 uses all",
     "eval_step_interval": "evaluate every this many steps",
     "testing_percentage": "percentage of images kept for the final test",
+    "near_duplicate_threshold": "photos whose features are at least this similar (cosine), or "
+    "identical, are kept in one split (default: automatic, 0.90 or more; see README); 1 joins "
+    "only identical features",
     "validation_percentage": "percentage of images kept for validation",
     "random_seed": "seed for a reproducible run (default: random, written to train_log.json)",
     "print_misclassified_test_images": "list the test images the classifier got wrong",
@@ -54,7 +63,7 @@ TRAIN_HELP = {
 }
 CHOICES = {"class_weights": ("none", "balanced"), "calibrate": ("auto", "on", "off")}
 
-IN_DIR = ("image_dir", "bottleneck_dir", "output_graph", "output_labels", "saved_model_dir",
+IN_DIR = ("image_dir", "labels_csv", "bottleneck_dir", "output_graph", "output_labels", "saved_model_dir",
           "train_log", "summaries_dir", "report_dir")
 
 
@@ -103,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         if isinstance(default, bool):
             train.add_argument(flag, action="store_true", help=TRAIN_HELP[item.name])
             continue
-        kind = {"input_size": int, "random_seed": int}.get(item.name, type(default))
+        kind = {"input_size": int, "random_seed": int, "near_duplicate_threshold": float}.get(
+            item.name, type(default))
         if kind in (Path, type(None)):
             kind = str
         shown = "" if default is None or item.name in IN_DIR or item.name == "tfhub_module" else (
@@ -251,17 +261,22 @@ def run_evaluate(args) -> int:
     from .evaluate import evaluate_folder
     from .report import check_out_dir, console_lines, write
 
-    if not args.labelled.is_dir():
-        raise UsageError(f"labelled folder {args.labelled} does not exist or is not a folder")
+    if not args.labelled.is_dir() and not args.labelled.is_file():
+        raise UsageError(f"labelled folder {args.labelled} does not exist or is not a folder "
+                         "(or a labels CSV)")
     labelled = args.labelled.resolve()
-    out = (args.out or args.dir / f"report-{labelled.name}").resolve()
-    if out.is_relative_to(labelled):
-        raise UsageError(f"the report folder {out} is inside {labelled}; choose one outside it")
+    photos = labelled.parent if labelled.is_file() else labelled
+    out = (args.out or args.dir / f"report-{labelled.stem if labelled.is_file() else labelled.name}"
+           ).resolve()
+    if out.is_relative_to(photos):
+        raise UsageError(f"the report folder {out} is inside {photos}; choose one outside it")
     check_out_dir(out)
+    train_log, log_path = _train_log(args.dir)
     with _classifier(args) as classifier:
         evaluation = evaluate_folder(classifier, labelled, str(args.dir / args.output_graph),
                                      args.batch_size,
-                                     warn=lambda line: print(line, file=sys.stderr, flush=True))
+                                     warn=lambda line: print(line, file=sys.stderr, flush=True),
+                                     train_log=train_log, train_log_path=log_path)
     report = write(out, evaluation)
     accuracy = "n/a" if report["accuracy"] is None else f"{report['accuracy'] * 100:.1f}%"
     print(f"Evaluation accuracy = {accuracy} (N={report['n']})")
@@ -275,6 +290,16 @@ def run_evaluate(args) -> int:
               f"({len(report['unreadable_files'])} unreadable); nothing was evaluated", file=sys.stderr)
         return 1
     return 0
+
+
+def _train_log(folder: Path) -> tuple[dict | None, Path]:
+    """DIR/train_log.json, if train.sh wrote one there: what evaluate checks leaks against."""
+    path = folder / "train_log.json"
+    try:
+        log = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, path
+    return (log if isinstance(log, dict) else None), path
 
 
 def run_fetch(args) -> int:
@@ -292,8 +317,27 @@ def quiet_tensorflow() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
+class Terminated(BaseException):
+    """SIGTERM (docker stop, systemd, kill): ended like Ctrl-C, with one line and no traceback."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None) -> int:
     Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     from .dataset import DatasetError
@@ -315,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(error))
     except KeyboardInterrupt:
         return fail("interrupted", 130)
+    except Terminated:
+        return fail("terminated", 143)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,11 @@ class SettingError(ValueError):
 class TrainConfig:
     # data
     image_dir: Path = Path("data")
+    labels_csv: Path | None = None  # labels (and a split) from a CSV instead of folder names
     testing_percentage: float = 10.0
     validation_percentage: float = 10.0
+    # photos whose bottlenecks are at least this close (cosine) stay in one split; None: automatic
+    near_duplicate_threshold: float | None = None
     # module
     tfhub_module: str = DEFAULT_MODULE
     input_size: int | None = None  # None: from the module's signature or the known-module table
@@ -65,6 +68,9 @@ class TrainConfig:
                 "--testing_percentage plus --validation_percentage must be under 100 "
                 f"(now {self.testing_percentage + self.validation_percentage:g}), or nothing is "
                 "left to train on")
+        threshold = self.near_duplicate_threshold
+        require(threshold is None or (math.isfinite(threshold) and 0 < threshold <= 1),
+                f"--near_duplicate_threshold must be a cosine above 0 and at most 1, not {threshold}")
         for name in ("how_many_training_steps", "train_batch_size", "eval_step_interval",
                      "bottleneck_batch_size"):
             require(getattr(self, name) >= 1, f"--{name} must be at least 1, not {getattr(self, name)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,30 +30,80 @@ class ImageSet:
 
     root: Path
     labels: list[str]
-    folders: list[str]
+    folders: list[str]  # the names the labels come from (folders, or a CSV's label values)
     files: dict[str, list[Path]]  # label -> files, in a stable order
+    given: dict[Path, str] | None = None  # file -> split, when the data set comes split
+    origin: str = ""  # how the labels and the split were found, for the console
+
+    def name(self, path: Path) -> str:
+        """The name a file is split and reported by: relative to the root when inside it."""
+        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
+
+
+# Folder names of a data set that comes split (YOLO's layout, many published sets).
+SPLIT_FOLDERS = {"train": "training", "training": "training", "val": "validation",
+                 "valid": "validation", "validation": "validation", "test": "testing",
+                 "testing": "testing"}
 
 
 def discover(image_dir: Path, warn: Callable[[str], None] | None = None) -> ImageSet:
-    """Read the class folders of `image_dir`; no image is decoded here."""
+    """Read the class folders of `image_dir`; no image is decoded here.
+
+    `image_dir/train/<class>/`, with `val/` (or `validation/`) and `test/` beside it,
+    is a split given by the data set, honoured as it is.
+    """
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise DatasetError(
             f"image folder {image_dir} does not exist; put photos in {image_dir}/<category>/"
         )
-    folders = sorted(p.name for p in image_dir.iterdir() if p.is_dir() and not is_hidden(p.name))
-    by_label: dict[str, str] = {}
-    for folder in folders:
-        label = label_for(folder)
-        if label in by_label:
-            raise DatasetError(
-                f"folders {by_label[label]!r} and {folder!r} in {image_dir} both give the label "
-                f"{label!r}; rename one of them"
-            )
-        by_label[label] = folder
-    labels = [label_for(f) for f in folders]
+    folders = _folders(image_dir)
+    if _given_split_layout(image_dir, folders):
+        return _discover_given_split(image_dir, folders, warn)
+    labels = unique_labels(folders, f"folders in {image_dir}")
     files = {label_for(f): list_files(image_dir / f, warn) for f in folders}
     return ImageSet(image_dir, labels, folders, files)
+
+
+def _folders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
+
+
+def unique_labels(names: list[str], where: str) -> list[str]:
+    """The label of each name, refusing two names that give one label."""
+    by_label: dict[str, str] = {}
+    for name in names:
+        label = label_for(name)
+        if label in by_label:
+            raise DatasetError(f"{by_label[label]!r} and {name!r} ({where}) both give the label "
+                               f"{label!r}; rename one of them")
+        by_label[label] = name
+    return [label_for(name) for name in names]
+
+
+def _given_split_layout(image_dir: Path, folders: list[str]) -> bool:
+    """train/ and val/ or test/, nothing else, each holding only folders."""
+    kinds = {SPLIT_FOLDERS.get(f.lower()) for f in folders}
+    if None in kinds or "training" not in kinds or len(kinds) < 2:
+        return False
+    return all(not any(p.is_file() and not is_hidden(p.name) for p in (image_dir / f).iterdir())
+               for f in folders)
+
+
+def _discover_given_split(image_dir: Path, split_folders: list[str], warn) -> ImageSet:
+    classes = sorted({c for f in split_folders for c in _folders(image_dir / f)})
+    labels = unique_labels(classes, f"class folders in {image_dir}")
+    files: dict[str, list[Path]] = {label: [] for label in labels}
+    given: dict[Path, str] = {}
+    for folder in split_folders:
+        for name in _folders(image_dir / folder):
+            found = list_files(image_dir / folder / name, warn)
+            files[label_for(name)].extend(found)
+            given.update((path, SPLIT_FOLDERS[folder.lower()]) for path in found)
+    for label in labels:
+        files[label].sort(key=Path.as_posix)
+    origin = (f"Split given by the folders {', '.join(f + '/' for f in split_folders)} of {image_dir}")
+    return ImageSet(image_dir, labels, classes, files, given, origin)
 
 
 def require_trainable(image_set: ImageSet, files: dict[str, list[Path]], which: str = "") -> None:
@@ -92,11 +142,12 @@ def split_key(relative_path: str) -> float:
 
 @dataclass
 class Split:
-    """Files of each split per label: split name -> label -> files."""
+    """Files of each split per label: split name -> label -> files; and what to tell the user."""
 
     parts: dict[str, dict[str, list[Path]]] = field(
         default_factory=lambda: {name: {} for name in SPLITS}
     )
+    notes: list[str] = field(default_factory=list)  # groups too big to place, classes left out...
 
     def sizes(self) -> dict[str, int]:
         return {name: sum(len(f) for f in part.values()) for name, part in self.parts.items()}
@@ -105,60 +156,206 @@ class Split:
         return {name: {lab: len(f) for lab, f in part.items()} for name, part in self.parts.items()}
 
 
+Entry = tuple[str, Path]  # (label, file): a file listed under two labels is two entries
+
+
 def split(
     image_set: ImageSet,
     readable: dict[str, list[Path]],
     testing_percentage: float,
     validation_percentage: float,
+    groups: Iterable[Iterable[Path]] = (),
 ) -> Split:
-    """Assign each readable file to a split, stably.
+    """Assign each readable file to a split, stably, keeping each group in one split.
 
-    Every class with at least 3 images gets at least one validation and one test
-    image and keeps at least one training image, however the hashes fall.
+    A group is photos that must not be on both sides of the split: a `_nohash_`
+    family, the same content under several names or labels, near-duplicates (the
+    caller's `groups`). Each group takes the split of its first member by path (by
+    retrain.py's hash of that path relative to the image folder), so the rule is
+    the same on every machine and after the folder is moved. A group that
+    would take more than twice its split's share of a class stays in training
+    (said in `notes`). Every class with at least 3 images gets at least one
+    validation and one test image and keeps at least one training image, moving
+    whole groups; a class whose groups are too few for that lacks a split, said
+    in `notes`, rather than have a group broken up.
     """
     require_trainable(image_set, readable, "readable ")
+    entries: list[Entry] = [(label, path) for label in image_set.labels
+                            for path in readable.get(label, [])]
+    units = _units(image_set, entries, groups)
     result = Split()
-    for label, files in readable.items():
-        keyed = sorted(
-            (split_key(path.relative_to(image_set.root).as_posix()), path) for path in files
-        )
-        parts: dict[str, list[tuple[float, Path]]] = {name: [] for name in SPLITS}
-        for key, path in keyed:
-            if key < validation_percentage:
-                parts["validation"].append((key, path))
-            elif key < validation_percentage + testing_percentage:
-                parts["testing"].append((key, path))
-            else:
-                parts["training"].append((key, path))
-        _ensure_each_split(parts, len(files))
-        for name in SPLITS:
-            result.parts[name][label] = [path for _, path in sorted(parts[name], key=_by_path)]
+    if image_set.given is not None:
+        return _follow_given(image_set, units, testing_percentage, validation_percentage, result)
+    place: dict[int, str] = {}
+    counts = {label: len(readable.get(label, [])) for label in image_set.labels}
+    for index, (key, members) in enumerate(units):
+        name = _band(key, testing_percentage, validation_percentage)
+        if name != "training":
+            share = testing_percentage if name == "testing" else validation_percentage
+            # More than twice its split's share of a class (and more than a pair): placing it
+            # there would make that split a poor sample of the class.
+            too_big = [label for label, n in _per_label(members).items()
+                       if n > max(2.0, 2 * counts[label] * share / 100)]
+            if too_big:
+                result.notes.append(
+                    f"a group of {len(members)} near-duplicate or same-named photos "
+                    f"({_rel(image_set, members[0][1])}, ...) is more than twice the {name} split's share of "
+                    f"{', '.join(too_big)}: kept in training")
+                name = "training"
+        place[index] = name
+    _ensure_each_split(image_set, units, place, counts, result.notes)
+    for name in SPLITS:
+        for label in image_set.labels:
+            result.parts[name][label] = []
+    for index, (_, members) in enumerate(units):
+        for label, path in members:
+            result.parts[place[index]][label].append(path)
+    for part in result.parts.values():
+        for files in part.values():
+            files.sort(key=Path.as_posix)
     return result
 
 
-def _by_path(item: tuple[float, Path]) -> str:
-    return item[1].as_posix()
+def _band(key: float, testing_percentage: float, validation_percentage: float) -> str:
+    if key < validation_percentage:
+        return "validation"
+    return "testing" if key < validation_percentage + testing_percentage else "training"
 
 
-def _ensure_each_split(parts: dict[str, list[tuple[float, Path]]], total: int) -> None:
-    """Move the fewest files needed so small classes are present in every split.
+def _follow_given(image_set: ImageSet, units, testing_percentage: float, validation_percentage: float,
+                  result: Split) -> Split:
+    """Each file in the split the data set gives it. A split it does not give at all is
+    taken from its training photos by the usual rule, groups kept whole; files with no
+    split of their own (a CSV row with an empty split) follow the usual rule. Groups
+    that the given split puts on both sides are counted in `notes`: the split is the
+    data set's, and so is the leak."""
+    given = image_set.given or {}
+    named = set(given.values())
+    carved = [name for name in ("validation", "testing") if name not in named]
+    if carved:
+        result.notes.append(f"no {' or '.join(carved)} split given: taken from the training photos "
+                            "by the usual rule")
+    for name in SPLITS:
+        for label in image_set.labels:
+            result.parts[name][label] = []
+    leaks = []
+    for key, members in units:
+        own = {given[path] for _, path in members if path in given}
+        band = _band(key, testing_percentage, validation_percentage)
+        if len(own) > 1:
+            leaks.append(members)
+        for label, path in members:
+            if len(own) > 1:
+                name = given.get(path, "training")  # each where the data set put it
+            elif not own:
+                name = band  # no split of its own: the usual rule
+            else:
+                (name,) = own
+                if name == "training" and band in carved:
+                    name = band
+            result.parts[name][label].append(path)
+    if leaks:
+        example = " ~ ".join(image_set.name(path) for _, path in leaks[0][:2])
+        result.notes.append(f"{len(leaks)} group(s) of identical or near-duplicate photos are on both "
+                            f"sides of the given split (e.g. {example}): its validation and test "
+                            "figures flatter the classifier")
+    for name in ("validation", "testing"):
+        missing = [label for label in image_set.labels if not result.parts[name][label]]
+        if missing and name not in carved:
+            result.notes.append(f"the given {name} split has no photo of {', '.join(missing)}")
+    for part in result.parts.values():
+        for files in part.values():
+            files.sort(key=Path.as_posix)
+    return result
 
-    Files move from the largest split, lowest hash first, so the result is as near
-    the hash split as it can be. A `_nohash_` group (files sharing a key) moves
-    whole when the donor keeps other files; only a class with too few groups has
-    one broken up.
+
+def _rel(image_set: ImageSet, path: Path) -> str:
+    return image_set.name(path)
+
+
+def _per_label(members: list[Entry]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for label, _ in members:
+        found[label] = found.get(label, 0) + 1
+    return found
+
+
+def _units(image_set: ImageSet, entries: list[Entry], groups) -> list[tuple[float, list[Entry]]]:
+    """The entries joined into groups (union-find): (the group's split key, members), by key."""
+    parent = list(range(len(entries)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(indices: list[int]) -> None:
+        for other in indices[1:]:
+            a, b = find(indices[0]), find(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+
+    keys = [split_key(_rel(image_set, path)) for _, path in entries]
+    by_key: dict[float, list[int]] = {}
+    by_path: dict[Path, list[int]] = {}
+    for i, (_, path) in enumerate(entries):
+        by_key.setdefault(keys[i], []).append(i)  # _nohash_ families share a key
+        by_path.setdefault(path, []).append(i)  # one file under two labels
+    for same in [*by_key.values(), *by_path.values()]:
+        join(same)
+    for group in groups:
+        join([i for path in group for i in by_path.get(Path(path), [])])
+    members: dict[int, list[int]] = {}
+    for i in range(len(entries)):
+        members.setdefault(find(i), []).append(i)
+    # A group's key is its first member's by path: as uniform as one photo's key (the lowest
+    # of several keys would favour the small splits), and the same wherever the folder is.
+    units = []
+    for found in members.values():
+        found.sort(key=lambda i: _entry_order(entries[i]))
+        units.append((keys[found[0]], [entries[i] for i in found]))
+    units.sort(key=lambda unit: (unit[0], _entry_order(unit[1][0])))
+    return units
+
+
+def _entry_order(entry: Entry) -> tuple[str, str]:
+    return entry[1].as_posix(), entry[0]
+
+
+def _ensure_each_split(image_set: ImageSet, units, place: dict[int, str], counts: dict[str, int],
+                       notes: list[str]) -> None:
+    """Move the fewest whole groups needed so classes of 3 or more are in every split.
+
+    A group moves from the split that holds most of the class, smallest first (then
+    lowest key), and
+    only if that split keeps some of the class and of every other class it takes
+    from there; so the result is as near the hash split as it can be. Linear in the
+    number of photos: the counts are kept up to date rather than recounted.
     """
-    wanted = ("validation", "testing", "training") if total >= 3 else ("training",)
-    for name in wanted:
-        if parts[name]:
-            continue
-        donor = max((n for n in SPLITS if n != name), key=lambda n: len(parts[n]))
-        parts[donor].sort()
-        keys = sorted({key for key, _ in parts[donor]})
-        movable = [key for key in keys if any(k != key for k, _ in parts[donor])]
-        if movable:
-            moving = [item for item in parts[donor] if item[0] == movable[0]]
-            parts[donor] = [item for item in parts[donor] if item[0] != movable[0]]
-            parts[name].extend(moving)
-        else:
-            parts[name].append(parts[donor].pop(0))
+    held = {name: dict.fromkeys(image_set.labels, 0) for name in SPLITS}
+    units_of: dict[str, list[int]] = {label: [] for label in image_set.labels}
+    taken = [_per_label(members) for _, members in units]
+    for index, per_label in enumerate(taken):
+        for label, n in per_label.items():
+            held[place[index]][label] += n
+            units_of[label].append(index)
+    for indices in units_of.values():
+        indices.sort(key=lambda index: len(units[index][1]))  # stable: lowest key among equals
+    for label in image_set.labels:
+        wanted = ("validation", "testing", "training") if counts[label] >= 3 else ("training",)
+        for name in wanted:
+            if held[name][label]:
+                continue
+            donors = sorted((n for n in SPLITS if n != name), key=lambda n: -held[n][label])
+            chosen = next((index for donor in donors for index in units_of[label]
+                           if place[index] == donor
+                           and all(held[donor][lab] > n for lab, n in taken[index].items())), None)
+            if chosen is None:
+                notes.append(f"{label!r} has no {name} photo: its photos form too few groups of "
+                             "near-duplicate or same-named photos to be in every split")
+                continue
+            for lab, n in taken[chosen].items():
+                held[place[chosen]][lab] -= n
+                held[name][lab] += n
+            place[chosen] = name

@@ -13,7 +13,9 @@ import numpy as np
 
 from .dataset import discover, label_for
 from .export import TEMPERATURE
-from .images import Skipped, is_hidden
+from .images import Skipped, content_hash, is_hidden
+from .labels_csv import read_labels_csv
+from .leaks import Leaks, find_leaks, reference_features
 from .metrics import softmax
 from .predict import Classifier
 from .report import Evaluation
@@ -41,9 +43,18 @@ def label_index(labels: list[str]) -> dict[str, int]:
 
 def labelled_files(folder: Path, labels: list[str], warn: Callable[[str], None] | None = None
                    ) -> tuple[list[Path], list[int], list[Path]]:
-    """(files, index of each file's label, stray files outside any class folder)."""
+    """(files, index of each file's label, stray files outside any class folder).
+
+    `folder` may be a labels CSV (labels_csv.py) instead: its test rows when it has a
+    split column, else all its rows.
+    """
     folder = Path(folder)
-    image_set = discover(folder, warn)
+    if folder.is_file():
+        image_set = read_labels_csv(folder, warn or print, only_split="testing")
+        if image_set.origin and warn:
+            warn(f"tensor-guess: {image_set.origin}")
+    else:
+        image_set = discover(folder, warn)
     if not image_set.labels:
         raise EvaluationError(
             f"{folder} has no class folders; put the photos of each label in {folder}/<label>/"
@@ -61,8 +72,30 @@ def labelled_files(folder: Path, labels: list[str], warn: Callable[[str], None] 
     for label in image_set.labels:
         files += image_set.files[label]
         truth += [index[label]] * len(image_set.files[label])
-    stray = sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name))
+    stray = ([] if folder.is_file() else
+             sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name)))
     return files, truth, stray
+
+
+def check_leaks(paths: list[Path], features: list, train_log: dict, log_path: Path | None) -> Leaks:
+    """Which scored photos are, or nearly are, photos the classifier trained on."""
+    seen, seen_features, why = reference_features(train_log, log_path or Path("train_log.json"))
+    digests = []
+    for path in paths:
+        try:
+            digests.append(content_hash(path))
+        except OSError:
+            digests.append(None)
+    usable = features and all(f is not None for f in features)
+    threshold = (train_log.get("data_checks") or {}).get("near_duplicate_threshold")
+    found = find_leaks(digests, np.stack(features) if usable else None, seen, seen_features, threshold)
+    if not seen:
+        found.note = f"{log_path} lists no training photos (written by an older tensor-guess)"
+    elif not usable:
+        found.note = "the graph gives no features (not one of ours): identical photos only"
+    elif why:
+        found.note = f"{why}: identical photos only"
+    return found
 
 
 def graph_temperature(classifier: Classifier) -> float | None:
@@ -85,14 +118,17 @@ def undo_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarra
 
 
 def evaluate_folder(classifier: Classifier, folder: Path, classifier_name: str, batch_size: int = 32,
-                    warn: Callable[[str], None] = print, show_progress: bool = True) -> Evaluation:
+                    warn: Callable[[str], None] = print, show_progress: bool = True,
+                    train_log: dict | None = None, train_log_path: Path | None = None) -> Evaluation:
+    """Score the labelled photos; with the classifier's `train_log`, also find those it has seen."""
     folder = Path(folder).resolve()
     files, truth, stray = labelled_files(folder, classifier.labels, warn)
     if stray:
         warn(f"tensor-guess: ignoring {len(stray)} file(s) directly in {folder} "
              f"(only files in class folders are scored), e.g. {stray[0].name}")
-    scores, kept_truth, paths, skipped = [], [], [], []
-    results = classifier.score_files(files, batch_size, show_progress=show_progress)
+    scores, kept_truth, paths, skipped, features = [], [], [], [], []
+    results = classifier.score_files(files, batch_size, show_progress=show_progress,
+                                     with_features=train_log is not None)
     for result, label in zip(results, truth, strict=True):
         if isinstance(result, Skipped):
             warn(result.warning())
@@ -101,7 +137,11 @@ def evaluate_folder(classifier: Classifier, folder: Path, classifier_name: str, 
         scores.append(result.scores)
         kept_truth.append(label)
         paths.append(result.path)
+        features.append(result.features)
     probabilities = (np.stack(scores) if scores else np.zeros((0, len(classifier.labels))))
+    found_leaks = None
+    if train_log is not None:
+        found_leaks = check_leaks(paths, features, train_log, train_log_path)
     temperature = graph_temperature(classifier)
     return Evaluation(
         labels=list(classifier.labels),
@@ -115,4 +155,5 @@ def evaluate_folder(classifier: Classifier, folder: Path, classifier_name: str, 
         uncalibrated=(undo_temperature(probabilities, temperature)
                       if temperature not in (None, 1.0) else None),
         temperature=temperature,
+        leaks=found_leaks,
     )

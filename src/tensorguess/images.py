@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -100,16 +101,48 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def decode_bytes(data: bytes) -> np.ndarray:
+# A JPEG decoded at reduced size (see `_draft`) keeps at least this many times the
+# network's input side on every side: below 6, the missing resolution itself changes
+# the scores; from 6 on, only the reduction's own colour rounding does (bench/huge_photos.py).
+DRAFT_MARGIN = 6
+
+# Called with the number of pixels about to be decoded, before any is: the hook by which a
+# memory budget makes a worker wait (pipeline.prepare_for_network passes one).
+Hold = Callable[[int], object]
+
+
+def decode_bytes(data: bytes, target: int | None = None, max_pixels: int | None = None,
+                 hold: Hold | None = None) -> np.ndarray:
     """Decode encoded image bytes to a uint8 HxWx3 RGB array.
 
     Applies EXIF orientation, takes the first frame of an animation and converts
     grayscale, CMYK, palette and alpha images to RGB (alpha over white).
     Raises UnreadableImage with a reason a person can act on.
+
+    Without `max_pixels` the image comes at full size. With it, a JPEG of more pixels
+    than that is decoded at 1/2, 1/4 or 1/8 size: the least reduction that brings it
+    under `max_pixels`, as far as every side keeps DRAFT_MARGIN x `target` (the
+    network's input side) pixels. `hold` is called with the number of pixels about
+    to be decoded, once the header is read and before any pixel is.
     """
+    return as_array(decode_rgb(data, target, max_pixels, hold))
+
+
+def decode_rgb(data: bytes, target: int | None = None, max_pixels: int | None = None,
+               hold: Hold | None = None) -> Image.Image:
+    """decode_bytes's pixels as a loaded RGB Pillow image, for callers that work on it in parts."""
     if not data:
         raise UnreadableImage("the file is empty (0 bytes)")
-    fmt = sniff_format(data[:16])
+    return _decode(io.BytesIO(data), sniff_format(data[:16]), target, max_pixels, hold)
+
+
+def as_array(image: Image.Image) -> np.ndarray:
+    """A loaded RGB Pillow image as a uint8 HxWx3 array."""
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _decode(stream: BinaryIO, fmt: str | None, target: int | None, max_pixels: int | None,
+            hold: Hold | None) -> Image.Image:
     if fmt is None:
         raise UnreadableImage(
             "not an image tensor-guess can read (expected JPEG, PNG, GIF, BMP or WebP content)"
@@ -117,10 +150,19 @@ def decode_bytes(data: bytes) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=[fmt]) as image:
-                image.seek(0)
-                image.load()
-                return _to_rgb(ImageOps.exif_transpose(image))
+            # Image.open reads only the header; Pillow refuses a bomb there, by its declared size.
+            # No `with`: closing a Pillow image frees its pixels, which are the result here;
+            # the stream is the caller's to close.
+            image = Image.open(stream, formats=[fmt])
+            image.seek(0)
+            _refuse_bomb(image)
+            if max_pixels and fmt == "JPEG":
+                _draft(image, max_pixels, DRAFT_MARGIN * (target or 1))
+            if hold is not None:
+                hold(image.width * image.height)  # the size load() will decode at
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no full-size copy when upright
+            return _rgb_image(image)
     except UnreadableImage:
         raise
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError, EOFError) as error:
@@ -129,7 +171,47 @@ def decode_bytes(data: bytes) -> np.ndarray:
         raise UnreadableImage(f"too large to decode safely ({_short(error)})") from error
 
 
-def _to_rgb(image: Image.Image) -> np.ndarray:
+def _refuse_bomb(image: Image.Image) -> None:
+    """Refuse an image declared larger than MAX_IMAGE_PIXELS, before decoding any of it.
+
+    Pillow's own check warns, and the warning is an error only inside the
+    catch_warnings above, which is not thread-safe: a worker leaving it restores the
+    filters under another still in it. This check holds on every thread.
+    """
+    pixels = image.width * image.height
+    if Image.MAX_IMAGE_PIXELS and pixels > Image.MAX_IMAGE_PIXELS:
+        raise UnreadableImage(
+            f"too large to decode safely ({image.width}x{image.height} = {pixels:,} pixels, "
+            f"over the limit of {Image.MAX_IMAGE_PIXELS:,})"
+        )
+
+
+def _draft(image: Image.Image, max_pixels: int, keep: int) -> None:
+    """Have libjpeg decode a JPEG of over `max_pixels` at 1/2, 1/4 or 1/8 size (Image.draft).
+
+    Its scaled IDCT never builds the full-size pixels: a 12000x12000 photo at 1/2 costs
+    6000x6000. The least reduction that brings the photo under `max_pixels` is taken,
+    short of any side going under `keep`. Only photos over `max_pixels` are reduced:
+    the reduction changes colours a little wherever the full-size ones were clipped
+    (saturated colours), which moves scores by up to about 1e-2 (bench/huge_photos.py).
+    """
+    width, height = image.size
+    if width * height <= max_pixels:
+        return
+    chosen = 1
+    for scale in (2, 4, 8):
+        reduced = -(-width // scale), -(-height // scale)  # libjpeg rounds up
+        if min(reduced) < keep:
+            break
+        chosen = scale
+        if reduced[0] * reduced[1] <= max_pixels:
+            break
+    if chosen > 1:
+        # Pillow scales by the largest of 8, 4, 2 that leaves the size asked for: this one.
+        image.draft("RGB", (width // chosen, height // chosen))  # the mode stays the file's
+
+
+def _rgb_image(image: Image.Image) -> Image.Image:
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -138,23 +220,41 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         # 16-bit grayscale: keep the top byte rather than clipping everything to white.
         array = np.asarray(image, dtype=np.uint32) >> 8
         image = Image.fromarray(array.astype(np.uint8), mode="L")
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    # An RGB image is used as it is: convert() would copy it, full size.
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _short(error: BaseException) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    # Pillow names the in-memory buffer it read from; that means nothing to a person.
-    text = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-f]+>", "", text)
+    # Pillow names the buffer or file object it read from; that means nothing to a person.
+    text = re.sub(r" ?<_io\.\w+ (object at 0x[0-9a-f]+|name=[^>]*)>", "", text)
     return text[:160]
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Read and decode one image file; UnreadableImage says why it cannot be."""
+def read_image(path: Path, target: int | None = None, max_pixels: int | None = None,
+               hold: Hold | None = None) -> np.ndarray:
+    """Read and decode one image file; UnreadableImage says why it cannot be.
+
+    `target`, `max_pixels` and `hold` are decode_bytes's.
+    """
+    return as_array(read_rgb(path, target, max_pixels, hold))
+
+
+def read_rgb(path: Path, target: int | None = None, max_pixels: int | None = None,
+             hold: Hold | None = None) -> Image.Image:
+    """read_image's pixels as a loaded RGB Pillow image.
+
+    The file is read as Pillow decodes it, never held whole in memory.
+    """
     try:
-        data = Path(path).read_bytes()
-    except OSError as error:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+            if not head:
+                raise UnreadableImage("the file is empty (0 bytes)")
+            handle.seek(0)
+            return _decode(handle, sniff_format(head), target, max_pixels, hold)
+    except OSError as error:  # decoding errors are UnreadableImage already: this is open or read
         raise UnreadableImage(f"cannot read the file ({error.strerror or error})") from error
-    return decode_bytes(data)
 
 
 def content_hash(path: Path) -> str:

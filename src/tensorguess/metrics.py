@@ -4,7 +4,9 @@ Conventions follow scikit-learn's so the numbers can be checked against it:
 precision or recall of a class with nothing to divide by is 0, and the macro
 and weighted averages run over the classes that occur in the truth or in the
 predictions (a class the classifier knows but that neither appears nor is
-predicted does not drag the macro F1 down).
+predicted does not drag the macro F1 down). Top-k accuracy is scikit-learn's
+top_k_accuracy_score, except that tied scores rank the lower class index first, as
+argmax does, so that top-1 accuracy is the accuracy.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 ECE_BINS = 15
+TOP_K = 5  # the report's top-k accuracy; only meaningful with more classes than that
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -42,6 +45,27 @@ def per_class(matrix: np.ndarray) -> dict[str, np.ndarray]:
     recall = _divide(hits, support.astype(np.float64))
     f1 = _divide(2 * precision * recall, precision + recall)
     return {"precision": precision, "recall": recall, "f1": f1, "support": support}
+
+
+def top_k_accuracy(probabilities: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """Share of images whose true label is among their k highest scores (nan for no image).
+
+    A label's rank is the number of labels scored higher, plus those scored the same
+    with a lower index: the order a stable descending sort gives, without sorting.
+    """
+    probabilities = np.asarray(probabilities, np.float64)
+    truth = np.asarray(truth, np.int64)
+    if not len(truth):
+        return float("nan")
+    own = probabilities[np.arange(len(truth)), truth][:, None]
+    before = np.arange(probabilities.shape[1])[None, :] < truth[:, None]
+    rank = np.sum((probabilities > own) | ((probabilities == own) & before), axis=1)
+    return float(np.mean(rank < k))
+
+
+def never_predicted(matrix: np.ndarray) -> np.ndarray:
+    """Indices of the classes present in the truth that no image was predicted as."""
+    return np.flatnonzero((matrix.sum(axis=1) > 0) & (matrix.sum(axis=0) == 0))
 
 
 def expected_calibration_error(probabilities: np.ndarray, truth: np.ndarray,
@@ -95,7 +119,11 @@ def negative_log_likelihood(probabilities: np.ndarray, truth: np.ndarray) -> flo
 
 
 def summary(probabilities: np.ndarray, truth: np.ndarray, labels: list[str]) -> dict:
-    """The report's numbers: n, accuracy, macro and weighted F1, per class, confusion, ECE, Brier."""
+    """The report's numbers: n, accuracy, top-5 accuracy, macro and weighted F1, per class,
+    confusion, the classes never predicted, ECE, Brier.
+
+    `top5_accuracy` is None with 5 classes or fewer, where it is 1 whatever the scores.
+    """
     probabilities = np.asarray(probabilities, np.float64).reshape(-1, len(labels))
     truth = np.asarray(truth, np.int64)
     predicted = probabilities.argmax(axis=1) if len(truth) else truth
@@ -111,6 +139,8 @@ def summary(probabilities: np.ndarray, truth: np.ndarray, labels: list[str]) -> 
     return {
         "n": n,
         "accuracy": number(np.trace(matrix) / n if n else np.nan),
+        "top5_accuracy": number(top_k_accuracy(probabilities, truth, TOP_K))
+        if len(labels) > TOP_K else None,
         "macro_f1": number(f1_seen.mean() if len(f1_seen) else np.nan),
         "weighted_f1": number(np.sum(classes["f1"] * classes["support"]) / n if n else np.nan),
         "per_class": {
@@ -119,6 +149,8 @@ def summary(probabilities: np.ndarray, truth: np.ndarray, labels: list[str]) -> 
             for i, label in enumerate(labels)
         },
         "confusion_matrix": {"labels": list(labels), "matrix": matrix.tolist()},
+        # A class present but never guessed: the failure a single accuracy hides best.
+        "never_predicted": [labels[i] for i in never_predicted(matrix)],
         "ece": number(expected_calibration_error(probabilities, truth)),
         "brier": number(brier_score(probabilities, truth)),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
@@ -13,12 +14,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from .images import UnreadableImage, read_image
+from . import decode_budget
+from .images import UnreadableImage, as_array, read_rgb
 from .modules import enlarge, shrink_to_fit
+
+WORKERS_ENV = "TG_DECODE_WORKERS"
+# "0" decodes every photo at full size and shrinks it with TensorFlow, as before huge
+# photos were handled: for benchmarks that compare the two (with TG_DECODE_BUDGET_MPIX=0).
+REDUCED_ENV = "TG_DECODE_REDUCED"
+
+
+# Pillow allocates a large image in blocks of this size (16 MB by default). glibc serves
+# a block under its mmap threshold, which rises to 32 MB once a block is freed, from a
+# worker thread's heap, and a heap keeps freed memory: a huge photo's 576 MB stayed in
+# the process after it was shrunk, and each worker's heap could keep its own. Blocks
+# above that threshold are mapped and unmapped, so freed pixels go back to the system.
+PILLOW_BLOCK_SIZE = 64 << 20
+Image.core.set_block_size(PILLOW_BLOCK_SIZE)
 
 
 def default_workers() -> int:
+    """Decoding threads: TG_DECODE_WORKERS if it is a positive number, else one per core (at least 2)."""
+    text = os.environ.get(WORKERS_ENV, "").strip()
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    if text:
+        print(f"tensor-guess: {WORKERS_ENV}={text!r} is not a positive number; using one per core",
+              file=sys.stderr, flush=True)
     return max(2, os.cpu_count() or 2)
 
 
@@ -44,13 +68,92 @@ def prepare_for_network(path: Path, size: int) -> np.ndarray:
     The first step of `resize_image` (shrinking) runs here, on a worker thread, where
     the full-size pixels are, so no batch ever holds a full-size photo; the second
     (enlarging) runs in `network_batch` on the whole batch at once. Together they
-    give exactly the pixels of `resize_image` on the whole image.
+    give the pixels of `resize_image` on the image as decoded (exactly, up to
+    BANDED_ABOVE pixels; within float32 rounding above).
+
+    Huge photos: the pixels being decoded are held in the process's decode budget
+    (decode_budget.shared) from just before they are decoded until they are shrunk,
+    so that all workers together never hold more than it; a JPEG larger than the
+    whole budget is decoded at reduced size to fit in it (images.decode_bytes); and
+    an image of more than BANDED_ABOVE pixels is shrunk a band of rows at a time
+    (`shrink_in_bands`), never copied whole.
     """
-    image = read_image(path)
-    if image.shape[0] > size or image.shape[1] > size:
-        return shrink_to_fit(image, size).numpy()
-    # Bit for bit what tf.image.convert_image_dtype does, without a TensorFlow call.
-    return image.astype(np.float32) * np.float32(1 / 255)
+    budget = decode_budget.shared()
+    reduced = os.environ.get(REDUCED_ENV, "").strip() != "0"
+    with contextlib.ExitStack() as held:
+        image = read_rgb(path, target=size, max_pixels=budget.capacity if reduced else None,
+                         hold=lambda pixels: held.enter_context(budget.hold(pixels)))
+        if reduced and image.width * image.height > BANDED_ABOVE:
+            pixels = shrink_in_bands(image, size)
+        else:
+            array = as_array(image)
+            del image  # Pillow's copy of the pixels, before TensorFlow makes a float32 one
+            if array.shape[0] > size or array.shape[1] > size:
+                pixels = shrink_to_fit(array, size).numpy()
+            else:
+                # Bit for bit what tf.image.convert_image_dtype does, without a TensorFlow call.
+                pixels = array.astype(np.float32) * np.float32(1 / 255)
+            del array
+        image = None  # before the budget is released: the next worker may decode into this room
+    return pixels
+
+
+# Decoded images with more pixels than this are shrunk by `shrink_in_bands` (about 4
+# bytes a pixel: Pillow's) rather than by shrink_to_fit (about 19: Pillow's, a uint8
+# copy and TensorFlow's float32 one), so that the budget's pixels all cost about the
+# same. Smaller ones (every photo of ../shared's sets but one) keep shrink_to_fit's pixels.
+BANDED_ABOVE = 1_000_000
+BAND_PIXELS = 1 << 19  # rows per band: about this many pixels, 6 MB in float32
+
+
+def shrink_in_bands(image: Image.Image, size: int) -> np.ndarray:
+    """shrink_to_fit's box average, computed a band of rows at a time from Pillow's pixels.
+
+    TensorFlow's area-resize weights (`area_weights`), applied as two matrix products
+    (rows, then columns), so that no full-size copy is ever made; the result differs
+    from shrink_to_fit's by float32 rounding only (under 1e-5; the weights, 10 MB for a
+    12000-pixel side, are the one other cost).
+    """
+    width, height = image.size
+    rows, columns = area_weights(height, size), area_weights(width, size)
+    band = max(1, BAND_PIXELS // width)
+    shrunk_rows = np.zeros((rows.shape[0], width, 3), np.float32)
+    for top in range(0, height, band):
+        bottom = min(top + band, height)
+        weights = rows[:, top:bottom]
+        fed = np.flatnonzero(weights.any(axis=1))  # the few output rows this band feeds
+        first, last = fed[0], fed[-1] + 1
+        pixels = np.asarray(image.crop((0, top, width, bottom)), dtype=np.float32)
+        shrunk_rows[first:last] += np.tensordot(weights[first:last], pixels, axes=1)
+    # One BLAS product per output row: a broadcast matmul would loop in numpy (seconds), and
+    # a single tensordot would copy all of shrunk_rows first.
+    return np.stack([columns @ row for row in shrunk_rows]) * np.float32(1 / 255)
+
+
+def area_weights(length: int, size: int) -> np.ndarray:
+    """[out, length] float32 weights of the box average of `length` pixels down to out = min(length, size).
+
+    Output pixel j averages the input span [j, j+1) * length / out, each input pixel
+    weighted by how much of it lies in the span. The span ends are computed in float32
+    as tf.image.resize(method="area") computes them, so the weights are TensorFlow's
+    (exact ones differ from them by up to 3e-5 of a pixel's value). A span is longer
+    than a pixel, so each input pixel lies in one span or two.
+    """
+    out = min(length, size)
+    if out == length:
+        return np.eye(length, dtype=np.float32)
+    scale = np.float32(length) / np.float32(out)
+    starts = np.arange(out, dtype=np.float32) * scale
+    ends = np.arange(1, out + 1, dtype=np.float32) * scale
+    index = np.arange(length)
+    pixel = index.astype(np.float32)
+    span = np.searchsorted(starts, pixel, side="right") - 1  # the span each pixel starts in
+    weights = np.zeros((out, length), np.float32)
+    weights[span, index] = np.minimum(pixel + 1, ends[span]) - np.maximum(pixel, starts[span])
+    spills = (ends[span] < pixel + 1) & (span + 1 < out)  # the rest lies in the next span
+    after = span[spills] + 1
+    weights[after, index[spills]] = np.minimum(pixel[spills] + 1, ends[after]) - starts[after]
+    return weights / scale
 
 
 def network_batch(images: list[np.ndarray], size: int) -> np.ndarray:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import graph_check
-from .export import IMAGE_BATCH, INPUT_BYTES
+from . import decode_budget, graph_check
+from .export import BOTTLENECK, IMAGE_BATCH, INPUT_BYTES
 from .images import Skipped, UnreadableImage, read_image
 from .pipeline import decoded_batches, progress
 
@@ -23,6 +23,7 @@ class ClassifierError(Exception):
 class Scored:
     path: Path
     scores: np.ndarray  # one probability per label, in labels-file order
+    features: np.ndarray | None = None  # the bottleneck, from graphs of ours, when asked for
 
 
 class Classifier:
@@ -69,6 +70,9 @@ class Classifier:
             )
         self.output = self.graph.get_tensor_by_name(f"{output_name}:0")
         self.mode, self.input, self.size = self._feeding_style(ancestors(nodes, output_name))
+        # Our graphs name the module's output: evaluate compares it with the training photos'.
+        self.features = (self.graph.get_tensor_by_name(f"{BOTTLENECK}:0")
+                         if self.mode == "batch" and BOTTLENECK in nodes else None)
         classes = self.output.shape[-1]
         if classes is not None and classes != len(self.labels):
             raise ClassifierError(
@@ -105,27 +109,48 @@ class Classifier:
         self.close()
 
     def score_files(
-        self, paths: list[Path], batch_size: int = 32, show_progress: bool = False
+        self, paths: list[Path], batch_size: int = 32, show_progress: bool = False,
+        with_features: bool = False,
     ) -> Iterator[Scored | Skipped]:
-        """Scores for each path, in order, or a Skipped for a file that cannot be read."""
+        """Scores for each path, in order, or a Skipped for a file that cannot be read.
+
+        `with_features` also returns each photo's bottleneck, where the graph has one.
+        """
         with progress(len(paths), "Classifying", enabled=show_progress) as bar:
-            for chunk in self._score_chunks(paths, batch_size):
+            for chunk in self._score_chunks(paths, batch_size, with_features):
                 yield from chunk
                 bar.update(len(chunk))
 
-    def _score_chunks(self, paths, batch_size):
+    def _score_chunks(self, paths, batch_size, with_features=False):
         if self.mode == "batch":
+            fetch_features = with_features and self.features is not None
             for batch in decoded_batches(paths, self.size, batch_size):
-                scores = iter(self._run(batch.pixels) if batch.pixels is not None else [])
-                yield [Skipped(p, str(error)) if error else _checked(p, next(scores))
-                       for p, error in batch.entries]
+                if batch.pixels is None:
+                    scores, features = [], []
+                elif fetch_features:
+                    scores, features = self.session.run([self.output, self.features],
+                                                        {self.input: batch.pixels})
+                    scores = np.asarray(scores, np.float64).reshape(-1, len(self.labels))
+                else:
+                    scores, features = self._run(batch.pixels), None
+                rows = iter(range(len(scores)))  # the readable photos' rows, in order
+                chunk = []
+                for path, error in batch.entries:
+                    if error:
+                        chunk.append(Skipped(path, str(error)))
+                        continue
+                    row = next(rows)
+                    chunk.append(_checked(path, scores[row], features[row] if fetch_features else None))
+                yield chunk
             return
         for path in paths:
             yield [self._score_one(path)]
 
     def _score_one(self, path: Path) -> Scored | Skipped:
         try:
-            pixels = read_image(path)
+            # The old graph resizes by itself: a huge JPEG comes reduced (never under 6x the
+            # 299 px it wants), within the decode budget that bounds memory.
+            pixels = read_image(path, target=299, max_pixels=decode_budget.shared().capacity)
         except UnreadableImage as error:
             return Skipped(path, str(error))
         feed = pixels if self.mode == "pixels" else Path(path).read_bytes()
@@ -144,12 +169,12 @@ class Classifier:
         return [(self.labels[i], float(scores[i])) for i in order]
 
 
-def _checked(path: Path, scores: np.ndarray) -> Scored | Skipped:
+def _checked(path: Path, scores: np.ndarray, features: np.ndarray | None = None) -> Scored | Skipped:
     """Scores that are probabilities; NaN or infinite ones (a broken graph) are no answer."""
     if not np.all(np.isfinite(scores)):
         return Skipped(path, "the graph gave no usable scores (NaN or infinite); the model is "
                        "broken: train it again")
-    return Scored(path, scores)
+    return Scored(path, scores, features)
 
 
 def ancestors(nodes: dict, name: str) -> dict:

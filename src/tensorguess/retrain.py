@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bottlenecks, dataset, export, modules, report, strict_json
+from . import bottlenecks, data_checks, dataset, export, modules, report, strict_json
 from .balance import balanced_weights, imbalance_warning
 from .calibration import calibrate
 from .config import TrainConfig
 from .files import write_atomically
+from .labels_csv import read_labels_csv
 from .metrics import softmax
 from .train import EvalPoint, TrainingDiverged, train_final_layer
 
@@ -38,7 +39,12 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     cfg.check()
     # Refuse a report folder holding someone else's files now, not after the training.
     report.check_out_dir(cfg.report_dir)
-    image_set = dataset.discover(cfg.image_dir, warn=warn)
+    if cfg.labels_csv:
+        image_set = read_labels_csv(cfg.labels_csv, warn=warn)
+    else:
+        image_set = dataset.discover(cfg.image_dir, warn=warn)
+    if image_set.origin:
+        say(image_set.origin)
     all_files = [path for label in image_set.labels for path in image_set.files[label]]
     say(f"Found {len(all_files)} files in {len(image_set.labels)} categories: "
         + ", ".join(f"{label} ({len(image_set.files[label])})" for label in image_set.labels))
@@ -60,10 +66,20 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         label: [p for p in image_set.files[label] if p in extraction.vectors]
         for label in image_set.labels
     }
-    parts = dataset.split(image_set, readable, cfg.testing_percentage, cfg.validation_percentage)
+    checks = data_checks.duplicate_checks(image_set, readable, extraction.digests, extraction.vectors,
+                                          cfg.near_duplicate_threshold, cache.dir, warn)
+    parts = dataset.split(image_set, readable, cfg.testing_percentage, cfg.validation_percentage,
+                          groups=checks.groups)
+    checks.split_notes = parts.notes
+    checks.suspected_label_errors = data_checks.label_checks(
+        image_set, readable, extraction.digests, extraction.vectors, spec.identity, cache.dir, warn)
+    for line in checks.console_lines(image_set):
+        say(line)
     sizes = parts.sizes()
     say(f"Split: {sizes['training']} training, {sizes['validation']} validation, "
         f"{sizes['testing']} testing images")
+    for note in parts.notes:
+        say(f"Split: {note}")
     imbalance = imbalance_warning({label: len(files) for label, files in readable.items()},
                                   cfg.class_weights)
     if imbalance:
@@ -154,6 +170,10 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         "labels": image_set.labels,
         "split_sizes": sizes,
         "split_sizes_per_class": parts.per_class_sizes(),
+        "data_checks": checks.as_json(image_set),
+        # Content hashes of each split: evaluate.sh counts the photos it is given that are these.
+        "split_digests": {name: sorted({extraction.digests[p] for files in part.values() for p in files})
+                          for name, part in parts.parts.items()},
         "unreadable_files": [{"file": str(s.path), "reason": s.reason} for s in extraction.skipped],
         "bottlenecks": {"computed": extraction.computed, "from_cache": extraction.from_cache,
                         "seconds": round(extraction.seconds, 3)},

@@ -21,9 +21,12 @@ setup_file() {
   # A missing one is built here without a baked module (the tests mount theirs);
   # a stale one is rebuilt by the wrappers' own rule, keeping its baked module.
   SECONDS=0
-  # Given EXTRA_CA_CERTS (behind a TLS-intercepting proxy), build.sh remembers them
-  # here, as the caller, for the test user's builds below.
-  if [[ -n ${EXTRA_CA_CERTS+x} ]] || ! docker image inspect "$TG_IMAGE_NAME:$(tg_version)-cpu" >/dev/null 2>&1; then
+  # Given EXTRA_CA_CERTS (behind a TLS-intercepting proxy), or by default the host's
+  # own extra CAs when none are remembered yet, build.sh remembers them here, as
+  # the caller, for the test user's builds below.
+  ca_certs_to_stage "$REPO/docker/extra-ca/build" 2>/dev/null
+  if [[ $TG_CA_FROM == given ]] || { [[ $TG_CA_FROM == host ]] && ((${#TG_CA_CERTS[@]})); } ||
+    ! docker image inspect "$TG_IMAGE_NAME:$(tg_version)-cpu" >/dev/null 2>&1; then
     BAKE_MODULE='' VARIANT=cpu bash "$REPO/build.sh" >&2
   fi
   (TG_GPU=0 ensure_image cpu)
@@ -83,6 +86,13 @@ setup() {
 teardown() {
   # The module server of the network test, whatever its outcome.
   [[ -z ${server:-} ]] || kill "$server" 2>/dev/null || true
+  # A run of the signal tests, whatever their outcome: the wrapper (the client's
+  # death stops the container), then whatever is left of the container.
+  if [[ -n ${run_dir:-} ]]; then
+    pid=$(cat "$run_dir/pid" 2>/dev/null) && kill -9 "$pid" 2>/dev/null || true
+    wait_until 15 run_is_gone ||
+      docker ps --all --quiet --filter "volume=$run_dir/tf" | xargs -r docker rm --force >/dev/null 2>&1 || true
+  fi
 }
 
 # as_user CMD...: CMD as the test user (in the docker group), in $WORK.
@@ -93,6 +103,58 @@ as_user() {
   else
     (cd "$WORK" && "$@")
   fi
+}
+
+# start_training [script]: train.sh as the test user on the long set, in the
+# background, into $run_dir/tf (a new folder of theirs each time), in its own process
+# group and with SIGINT at its default, as a terminal's foreground job; with
+# `script`, on a terminal of its own (all three streams: the wrapper runs docker
+# -it). Once the first bottlenecks are written, sets pid (the wrapper's, so the
+# docker client's) and job (the background job, whose status is the wrapper's).
+start_training() {
+  run_dir=$(mktemp -d "$WORK/run XXXXXX")
+  mkdir "$run_dir/tf"
+  chown -R "$TEST_UID:$TEST_GID" "$run_dir"
+  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
+  local command=(bash -c 'echo $$ >"$1/pid"; exec bash "$2/train.sh" "$1/tf" --image_dir "$3" --how_many_training_steps 10'
+    _ "$run_dir" "$REPO" "$LONG_SET")
+  if [[ ${1:-} == script ]]; then
+    command=(script --quiet --flush --return --command "$(printf '%q ' "${command[@]}")" /dev/null)
+  fi
+  as_user setsid env --default-signal=INT "${command[@]}" </dev/null >"$run_dir/stdout" 2>"$run_dir/stderr" 3>&- &
+  job=$!
+  wait_for_bottlenecks "$run_dir/tf" "$run_dir/pid"
+  pid=$(cat "$run_dir/pid")
+}
+
+# run_is_gone: no container has the run's folder mounted, running or not (--rm
+# removed it), and no host process names that folder (the wrapper, the
+# container's CLI, the terminal watcher) or watches the client (tail --pid).
+run_is_gone() {
+  [ -z "$(docker ps --all --quiet --filter "volume=$run_dir/tf")" ] &&
+    [ -z "$(pgrep -f -- "$run_dir/tf")" ] && [ -z "$(pgrep -f -- "tail --pid=$pid ")" ]
+}
+
+# killed_in_the_middle: kill -9 of the docker client: within 15 s the container
+# and everything that watched it are gone, and no bottleneck comes after. Sets
+# died_with, the container's exit status as the engine recorded it.
+killed_in_the_middle() {
+  local written cid since
+  # The one container of the run, of the image under test.
+  cid=$(docker ps --quiet --filter "volume=$run_dir/tf" --filter "ancestor=$TG_IMAGE_NAME:$(tg_version)-cpu")
+  [ "$(wc -w <<<"$cid")" -eq 1 ]
+  [ "$(cat "/proc/$pid/comm")" = docker ]
+  since=$(($(date +%s) - 1))
+  kill -9 "$pid"
+  SECONDS=0
+  wait_until 15 run_is_gone
+  echo "# gone ${SECONDS}s after the kill" >&3
+  died_with=$(docker events --since "$since" --until "$(($(date +%s) + 1))" --filter "container=$cid" --filter event=die \
+    --format '{{.Actor.Attributes.exitCode}}')
+  written=$(bottlenecks_in "$run_dir/tf")
+  [ "$written" -lt "$LONG_SET_SIZE" ]
+  sleep 3
+  [ "$(bottlenecks_in "$run_dir/tf")" -eq "$written" ]
 }
 
 # labels_of DEST: guessDir's copies in DEST with the score left out of their names.
@@ -271,6 +333,12 @@ EOF2
 @test "docker: a module URL not in the image gets the network once, then comes from the host's cache" {
   # A TF Hub-style server for the MobileNet in ../shared, on the engine's bridge.
   gateway=$(docker network inspect bridge --format '{{(index .IPAM.Config 0).Gateway}}')
+  if [[ -z $gateway ]]; then
+    # Docker 20.10 leaves the Gateway out when dockerd chose the bridge's address
+    # itself: the address of the bridge's interface, then.
+    bridge=$(docker network inspect bridge --format '{{index .Options "com.docker.network.bridge.name"}}')
+    gateway=$(ip -4 -o addr show dev "${bridge:-docker0}" | sed -n 's/.* inet \([0-9.]*\).*/\1/p' | head -n 1)
+  fi
   served="$BATS_TEST_TMPDIR/served"
   mkdir "$served"
   tar -C "$TFHUB_MODULE" --mode=u+w -czf "$served/mobilenet.tar.gz" .
@@ -378,6 +446,178 @@ EOF2
   rm "$WORK/a file"
 }
 
+@test "docker: kill -9 of train.sh stops its container: its stdin closes, the CLI ends, --rm removes it" {
+  start_training
+  # No terminal: the silent pipe that keeps the container's stdin open.
+  pgrep -f -- "tail --pid=$pid "
+  killed_in_the_middle
+  # Ended by the CLI's watchdog (watchdog.EXIT_STATUS), not killed.
+  [ "$died_with" = 129 ]
+  code=0
+  wait "$job" || code=$?
+  [ "$code" -eq 137 ]
+}
+
+@test "docker: kill -9 of train.sh on a terminal (docker run -it) stops its container too" {
+  start_training script
+  [[ $(ps -o args= -p "$pid") == *" --interactive --tty "* ]]
+  killed_in_the_middle
+  # Killed by the watcher's docker rm --force.
+  [ "$died_with" = 137 ]
+}
+
+@test "docker: Ctrl-C and SIGTERM of train.sh reach the CLI through the client and tini: 130 and 143" {
+  # Ctrl-C: SIGINT to the whole process group, the client and its stdin's tail,
+  # which ignores it (were stdin to close first, the CLI would end without its
+  # clean message).
+  start_training
+  kill -INT -- "-$pid"
+  code=0
+  wait "$job" || code=$?
+  cat "$run_dir/stderr"
+  [ "$code" -eq 130 ]
+  [ "$(tail -n 1 "$run_dir/stderr")" = "tensor-guess: interrupted" ]
+  run ! grep -q -e Traceback -e "the wrapper is gone" "$run_dir/stderr"
+  wait_until 15 run_is_gone
+  start_training
+  kill -TERM "$pid"
+  code=0
+  wait "$job" || code=$?
+  cat "$run_dir/stderr"
+  [ "$code" -eq 143 ]
+  run ! grep -q -e Traceback -e "the wrapper is gone" "$run_dir/stderr"
+  wait_until 15 run_is_gone
+}
+
+@test "docker: build.sh trusts the host's extra CA certificates when EXTRA_CA_CERTS is unset and none are remembered" {
+  # A stand-in for /usr/local/share/ca-certificates: certificates in subfolders, a
+  # file that is not PEM, files that are not *.crt.
+  host_ca="$BATS_TEST_TMPDIR/host ca"
+  mkdir -p "$host_ca/proxy" "$host_ca/zz"
+  printf -- '-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n' dGVuc29yLWd1ZXNzIHRlc3Q= \
+    >"$host_ca/proxy/corp proxy.crt"
+  cp "$host_ca/proxy/corp proxy.crt" "$host_ca/zz/second.crt"
+  cp "$host_ca/proxy/corp proxy.crt" "$host_ca/other.pem"
+  echo 'not a certificate' >"$host_ca/broken.crt"
+  echo notes >"$host_ca/README"
+  unset EXTRA_CA_CERTS
+  TG_HOST_CA_DIR=$host_ca ca_certs_to_stage "$BATS_TEST_TMPDIR/nothing remembered" 2>"$BATS_TEST_TMPDIR/notes"
+  [ "$TG_CA_FROM" = host ]
+  [ "$(printf '%s\n' "${TG_CA_CERTS[@]}")" = "$(printf '%s\n' "$host_ca/proxy/corp proxy.crt" "$host_ca/zz/second.crt")" ]
+  [ "$(cat "$BATS_TEST_TMPDIR/notes")" = "tensor-guess: leaving out the host's CA certificate $host_ca/broken.crt: it is not a PEM certificate" ]
+  # EXTRA_CA_CERTS set, even empty, wins; so does an earlier build's choice.
+  EXTRA_CA_CERTS='' TG_HOST_CA_DIR=$host_ca ca_certs_to_stage "$BATS_TEST_TMPDIR/nothing remembered"
+  [ "$TG_CA_FROM" = given ]
+  [ "${#TG_CA_CERTS[@]}" -eq 0 ]
+  mkdir "$BATS_TEST_TMPDIR/remembered"
+  TG_HOST_CA_DIR=$host_ca ca_certs_to_stage "$BATS_TEST_TMPDIR/remembered"
+  [ "$TG_CA_FROM" = remembered ]
+  [ "${#TG_CA_CERTS[@]}" -eq 0 ]
+
+  # build.sh itself, in a copy of the checkout with nothing remembered, against a
+  # stand-in engine that records what the build context holds.
+  copy=$BATS_TEST_TMPDIR/checkout
+  mkdir -p "$copy/scripts" "$copy/docker/extra-ca" "$copy/src" "$BATS_TEST_TMPDIR/bin"
+  cp "$REPO/build.sh" "$REPO/pyproject.toml" "$REPO/requirements.txt" "$copy/"
+  cp "$REPO/scripts/lib.sh" "$copy/scripts/"
+  cp "$REPO/docker/Dockerfile" "$REPO/docker/entrypoint.sh" "$copy/docker/"
+  cp "$REPO/docker/extra-ca/.gitignore" "$copy/docker/extra-ca/"
+  cp -r "$REPO/src/tensorguess" "$copy/src/"
+  cat >"$BATS_TEST_TMPDIR/bin/docker" <<'EOF'
+#!/usr/bin/env bash
+case $1 in
+  version) echo 20.10 ;;
+  build) (cd "${!#}/docker/extra-ca" && find . -type f ! -name .gitignore -exec sha1sum {} + | sort) >"$CONTEXT_LOG" ;;
+  image) [[ $* == *'{{.Size}}'* ]] && echo 1000000 || exit 1 ;;
+esac
+EOF
+  chmod +x "$BATS_TEST_TMPDIR/bin/docker"
+  export CONTEXT_LOG=$BATS_TEST_TMPDIR/context
+  build_copy() { env PATH="$BATS_TEST_TMPDIR/bin:$PATH" TG_HOST_CA_DIR="$host_ca" bash "$copy/build.sh"; }
+  run build_copy
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output == *"tensor-guess: trusting 2 extra CA certificate file(s) during the build ($copy/docker/extra-ca/build, the host's from $host_ca)"* ]]
+  digest=$(sha1sum <"$host_ca/proxy/corp proxy.crt")
+  digest=${digest%% *}
+  [ "$(cat "$CONTEXT_LOG")" = "$(printf '%s  ./build/%s\n' "$digest" 01-corp_proxy.crt "$digest" 02-second.crt)" ]
+  # Remembered for the next build, which reads the host's folder no more.
+  rm "$host_ca/zz/second.crt"
+  run build_copy
+  [ "$status" -eq 0 ]
+  [ "$(wc -l <"$CONTEXT_LOG")" -eq 2 ]
+  # EXTRA_CA_CERTS='' trusts none, and that is remembered too: no falling back on the host's.
+  EXTRA_CA_CERTS='' build_copy
+  [ ! -s "$CONTEXT_LOG" ]
+  build_copy
+  [ ! -s "$CONTEXT_LOG" ]
+}
+
+@test "docker: the image holds none of the CA certificates its build trusted" {
+  image=$TG_IMAGE_NAME:$(tg_version)-cpu
+  # Those remembered for this checkout's builds, and the host's (the default).
+  mapfile -t trusted < <(find "$REPO/docker/extra-ca/build" "${TG_HOST_CA_DIR:-/usr/local/share/ca-certificates}" \
+    -name '*.crt' -type f 2>/dev/null)
+  echo "# ${#trusted[@]} certificate file(s) to look for" >&3
+  # No extra CA folder, no certificate settings (the build stages' PIP_CERT...).
+  run docker run --rm --entrypoint /bin/sh "$image" -c \
+    'find /usr/local/share/ca-certificates -mindepth 1; env | grep -i -e cert -e "^pip" || true'
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [ "$output" = "" ]
+  bundle=$BATS_TEST_TMPDIR/bundle.crt
+  docker run --rm --entrypoint cat "$image" /etc/ssl/certs/ca-certificates.crt >"$bundle"
+  grep -q -- '-----BEGIN CERTIFICATE-----' "$bundle"
+  "$REPO/.venv/bin/python" - "$bundle" "${trusted[@]}" <<'EOF'
+import re, sys
+
+def bodies(path):
+    text = open(path).read()
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", text, re.S)
+    return {re.sub(r"\s", "", block) for block in blocks}
+
+in_image = bodies(sys.argv[1])
+for path in sys.argv[2:]:
+    assert not bodies(path) & in_image, f"{path} is trusted in the final image"
+EOF
+}
+
 @test "docker: no container is left behind" {
   [ "$(docker ps --all --quiet --filter "ancestor=$TG_IMAGE_NAME:$(tg_version)-cpu")" = "" ]
+}
+
+@test "docker: SRC inside DEST is sorted, a rerun skips what it sorted, guessDir's flags reach the CLI" {
+  as_user mkdir -p "nested/in"
+  as_user cp "to sort/elsa one.jpg" "to sort/vader.jpg" "nested/in/"
+  run as_user bash "$REPO/guessDir.sh" "tf files" "nested/in" "nested" --batch_size 1
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output == *"Copied 2 images into $WORK/nested"* ]]
+  run as_user bash "$REPO/guessDir.sh" "tf files" "nested/in" "nested"
+  [[ $output == *"Skipped 2 photos of $WORK/nested/in already sorted into $WORK/nested"*"Copied 0 images"* ]]
+  [ "$(find "$WORK/nested" -type f | wc -l)" -eq 5 ]
+  [ "$(not_owned "$WORK/nested")" = "" ]
+  run as_user bash "$REPO/guessDir.sh" "tf files" "nested/in" "nested" --batch_size 0
+  [ "$status" -eq 2 ]
+  [[ $output == *"tensor-guess: --batch_size must be at least 1, not 0"* ]]
+}
+
+@test "docker: train.sh --labels_csv and evaluate.sh LABELS.csv see the photos beside the CSV" {
+  # shellcheck disable=SC2016  # expanded by the inner shell, in $WORK; paths quoted (a photo's
+  # name holds a comma)
+  as_user bash -c 'mkdir -p "csv set/a" "csv set/b" && cp "tf files/data/elsa/"* "csv set/a/" &&
+    cp "tf files/data/darth_vader/"* "csv set/b/" &&
+    cd "csv set" && { echo "path,label"; for f in a/* b/*; do echo "\"$f\",${f%%/*}"; done; } >labels.csv'
+  as_user mkdir "csv run"
+  run as_user bash "$REPO/train.sh" "csv run" --labels_csv "$WORK/csv set/labels.csv" --how_many_training_steps 20
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output == *"Labels from $WORK/csv set/labels.csv (16 rows)"* ]]
+  [[ $output == *"Found 16 files in 2 categories: a (8), b (8)"* ]]
+  run as_user bash "$REPO/evaluate.sh" "csv run" "csv set/labels.csv"
+  echo "$output"
+  [ "$status" -eq 0 ]
+  # Its training and validation photos are identical to training's; its test photos are not.
+  [[ $output =~ Leaks:\ 1[0-4]\ of\ 16\ images\ are\ photos\ the\ classifier\ trained\ on\ \(1[0-4]\ identical ]]
+  [ -f "$WORK/csv run/report-labels/report.json" ]
 }

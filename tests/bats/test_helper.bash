@@ -26,3 +26,44 @@ train_small_classifier() {
   make_tf_files "$1"
   bash "$REPO/train.sh" "$1" --how_many_training_steps 100 --random_seed 1 >/dev/null
 }
+
+# A photo set big enough that train.sh is still extracting bottlenecks seconds
+# after the first ones are written (1,635 photos; MobileNet v1 takes about 15 s
+# for them on 2 cores): the signal tests stop a run in the middle of its work.
+# shellcheck disable=SC2034  # read by the tests that load this file
+LONG_SET=$SHARED/datasets/sign-digits LONG_SET_SIZE=1635
+
+# bottlenecks_in DIR: how many feature vectors DIR/bottlenecks holds.
+bottlenecks_in() {
+  find "$1/bottlenecks" -name '*.npy' 2>/dev/null | wc -l
+}
+
+# wait_for_bottlenecks DIR PIDFILE [SECONDS]: wait until DIR/bottlenecks holds a
+# first feature vector, while the process whose pid is in PIDFILE (written by the
+# command started) lives; default limit 300 s (a Docker image rebuild, TensorFlow's
+# start-up). Fails, saying why, if it ends first or the time is up.
+wait_for_bottlenecks() {
+  local dir=$1 pidfile=$2 limit=${3:-300} pid="" i
+  for ((i = 0; i < limit * 5; i++)); do
+    (($(bottlenecks_in "$dir") > 0)) && return 0
+    [[ -n $pid ]] || pid=$(cat "$pidfile" 2>/dev/null) || true
+    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+      echo "# the run ended before writing a bottleneck" >&3
+      return 1
+    fi
+    sleep 0.2
+  done
+  echo "# no bottleneck after ${limit}s" >&3
+  return 1
+}
+
+# wait_until SECONDS CMD...: run CMD every 0.2 s until it succeeds; fails after SECONDS.
+wait_until() {
+  local limit=$1 i
+  shift
+  for ((i = 0; i < limit * 5; i++)); do
+    "$@" && return 0
+    sleep 0.2
+  done
+  return 1
+}

@@ -16,7 +16,7 @@ from tensorguess import cli, graph_check, sort, strict_json
 from tensorguess.calibration import T_MIN, calibrate
 from tensorguess.config import SettingError, TrainConfig
 from tensorguess.images import list_files, printable
-from tensorguess.predict import Classifier, ClassifierError
+from tensorguess.predict import Classifier
 
 
 def strict_load(text: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import brier_score_loss, classification_report, log_loss
+from sklearn.metrics import brier_score_loss, classification_report, log_loss, top_k_accuracy_score
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.utils.class_weight import compute_class_weight
 
@@ -57,6 +57,52 @@ def test_metrics_agree_with_scikit_learn(seed):
         log_loss(truth, positive, labels=list(range(5))))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_top_k_accuracy_agrees_with_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    classes = int(rng.integers(3, 25))
+    truth = rng.integers(0, classes, 400)
+    scores = random_scores(rng, 400, classes, sharpness=rng.uniform(0.5, 4))
+    scores[np.arange(400), truth] += rng.uniform(0, 0.3, 400)  # better than chance
+    for k in range(1, classes):
+        expected = top_k_accuracy_score(truth, scores, k=k, labels=list(range(classes)))
+        assert metrics.top_k_accuracy(scores, truth, k) == pytest.approx(expected, abs=1e-12), k
+    assert metrics.top_k_accuracy(scores, truth, 1) == pytest.approx(np.mean(scores.argmax(axis=1) == truth))
+    summary = metrics.summary(scores, truth, [f"c{i}" for i in range(classes)])
+    if classes > 5:
+        assert summary["top5_accuracy"] == pytest.approx(
+            top_k_accuracy_score(truth, scores, k=5, labels=list(range(classes))))
+    else:
+        assert summary["top5_accuracy"] is None  # 1 whatever the scores: meaningless
+
+
+def test_tied_scores_rank_as_argmax_does_so_top_1_is_the_accuracy():
+    scores = np.full((4, 6), 1 / 6)
+    truth = np.array([0, 1, 5, 0])
+    assert metrics.top_k_accuracy(scores, truth, 1) == 0.5  # argmax picks class 0 on a tie
+    assert metrics.top_k_accuracy(scores, truth, 5) == 0.75  # class 5 ranks last
+    assert metrics.summary(scores, truth, list("abcdef"))["accuracy"] == 0.5
+    assert np.isnan(metrics.top_k_accuracy(np.zeros((0, 6)), np.zeros(0, np.int64), 5))
+
+
+def test_one_class_predicted_for_everything_is_named():
+    """The MPII project's failure: 20 classes, one guessed for nearly every image."""
+    rng = np.random.default_rng(4)
+    labels = [f"pose {i}" for i in range(20)]
+    truth = np.arange(400) % 20
+    scores = random_scores(rng, 400, 20, sharpness=0.1)
+    scores[:, 3] += 1.0  # class 3 wins almost everywhere
+    scores[truth == 7, 7] += 2.0  # class 7 is still found
+    scores /= scores.sum(axis=1, keepdims=True)
+    summary = metrics.summary(scores, truth, labels)
+    predicted = set(scores.argmax(axis=1).tolist())
+    assert predicted == {3, 7}
+    assert summary["never_predicted"] == [label for i, label in enumerate(labels) if i not in predicted]
+    assert summary["top5_accuracy"] > summary["accuracy"]
+    absent = metrics.summary(scores[truth != 5], truth[truth != 5], labels)
+    assert "pose 5" not in absent["never_predicted"]  # never predicted, but not present either
+
+
 def test_ece_of_a_perfectly_calibrated_case_is_zero():
     # In each bin, exactly the share of images the top score promises are right.
     classes, per_bin = 10, 1000
@@ -86,6 +132,9 @@ def test_ece_of_sampled_calibrated_scores_is_near_zero_and_of_overconfident_ones
 def test_an_empty_evaluation_has_no_numbers_and_does_not_fail():
     summary = metrics.summary(np.zeros((0, 3)), np.zeros(0, np.int64), ["a", "b", "c"])
     assert summary["n"] == 0 and summary["accuracy"] is None and summary["ece"] is None
+    assert summary["never_predicted"] == [] and summary["top5_accuracy"] is None
+    many = metrics.summary(np.zeros((0, 8)), np.zeros(0, np.int64), list("abcdefgh"))
+    assert many["top5_accuracy"] is None
     assert summary["confusion_matrix"]["matrix"] == [[0] * 3] * 3
 
 
@@ -112,8 +161,10 @@ def test_temperature_scaling_never_raises_the_validation_nll(seed):
 
 def test_calibration_modes():
     rng = np.random.default_rng(1)
-    logits = rng.normal(size=(100, 3)) * 10  # wildly overconfident for random labels
-    truth = rng.integers(0, 3, 100)
+    logits = rng.normal(size=(100, 3)) * 10
+    # Overconfident 5x, not random: with random labels the best T is past the search's bound,
+    # and a T at the bound is never kept.
+    truth = np.array([rng.choice(3, p=p) for p in metrics.softmax(logits / 5)])
     auto = calibrate(logits, truth, "auto")
     assert auto.applied and auto.temperature > 1 and auto.ece_after < auto.ece_before
     assert calibrate(logits, truth, "off").temperature == 1.0

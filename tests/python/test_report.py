@@ -234,3 +234,109 @@ def test_evaluating_a_folder_with_nothing_readable_writes_the_report_and_fails(d
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["n"] == 0 and [u["file"] for u in report["unreadable_files"]] == ["7/empty.jpg"]
     assert f"tensor-guess: no photo in {labelled} could be scored (1 unreadable)" in capsys.readouterr().err
+
+
+def synthetic_evaluation(root: Path, scores: np.ndarray, truth: np.ndarray, labels: list[str],
+                         paths: list[Path] | None = None):
+    from tensorguess.report import Evaluation
+
+    return Evaluation(labels=labels, truth=truth, probabilities=scores,
+                      paths=paths or [root / labels[t] / f"{i}.jpg" for i, t in enumerate(truth)],
+                      root=root, source="a test", classifier="none")
+
+
+def test_many_classes_list_the_worst_recall_first_and_name_the_classes_never_predicted(tmp_path):
+    """The MPII project's 20 classes: one predicted for everything hid behind a single accuracy."""
+    from tensorguess.report import console_lines, render_html
+
+    labels = [f"pose {i:02d}" for i in range(20)]
+    truth = np.repeat(np.arange(20), 10)
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 0.1, (200, 20))
+    scores[np.arange(200), truth] += np.where(truth < 14, 1.0, 0.0)  # 14 classes found
+    scores[truth >= 14, 5] += 2.0  # the last 6 all guessed as 'pose 05'
+    scores[truth >= 14, truth[truth >= 14]] += 0.5  # second best: their top 5 still holds them
+    scores[:3, 5] += 3.0  # and a few mistakes the other way, so recall differs within the found
+    scores /= scores.sum(axis=1, keepdims=True)
+    report = build(synthetic_evaluation(tmp_path, scores, truth, labels))
+    never = [f"pose {i}" for i in range(14, 20)]
+    assert report["never_predicted"] == never
+    assert report["top5_accuracy"] == 1.0 and report["accuracy"] == pytest.approx(137 / 200)
+    lines = console_lines(report)
+    assert lines[1] == "Top-1 accuracy = 68.5%, top-5 accuracy = 100.0%"
+    header = lines.index("Per class, worst recall first (20 classes):")
+    assert lines[header + 1] == "label    precision  recall     f1  support"
+    rows = [line.split() for line in lines[header + 2:header + 22]]
+    recalls = [float(row[3]) for row in rows]
+    assert recalls == sorted(recalls) and recalls[:6] == [0.0] * 6 and recalls[6] == 0.7
+    assert [" ".join(row[:2]) for row in rows[:7]] == never + ["pose 00"]
+    assert lines[-1] == ("Never predicted: " + ", ".join(f"'{label}'" for label in never)
+                         + ": present in these images, but no image was guessed as them")
+    page = render_html(report, [], {})
+    assert "<tr><td>top-5 accuracy</td><td>100.0%</td></tr>" in page
+    assert f'id="never_predicted">Never predicted: {html.escape(", ".join(map(repr, never)))}' in page
+    assert "20 classes, the worst recall first." in page
+    table = page[page.index("<h2>Per class</h2>"):page.index("<h2>Confusion matrix</h2>")]
+    assert table.index("pose 19") < table.index("pose 00") < table.index("pose 01")
+
+    few = build(synthetic_evaluation(tmp_path, scores[:40, :5] / scores[:40, :5].sum(1, keepdims=True),
+                                     np.minimum(truth[:40], 4), labels[:5]))
+    assert few["top5_accuracy"] is None and "top-5" not in render_html(few, [], {})
+    assert not any(line.startswith(("Top-1", "Per class, worst")) for line in console_lines(few))
+
+
+def test_report_html_shows_the_data_checks_with_photos_and_survives_moved_ones(tmp_path):
+    from tensorguess.report import write
+
+    vader, elsa = (sorted((SUPERHEROES / name).iterdir()) for name in ("darth_vader", "elsa"))
+    scored = vader[:3] + elsa[:3]
+    truth = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([[0.9, 0.1]] * 3 + [[0.2, 0.8], [0.3, 0.7], [0.95, 0.05]])  # one mistake
+    evaluation = synthetic_evaluation(SUPERHEROES, scores, truth, ["darth vader", "elsa"], scored)
+    name = evaluation.name
+    moved = "elsa/moved since.jpg"
+    checks = {
+        "near_duplicate_threshold": 0.95,
+        "exact_duplicates_across_labels": [
+            [{"file": name(vader[10]), "label": "darth vader"}, {"file": name(elsa[10]), "label": "elsa"}],
+            [{"file": name(vader[11]), "label": "darth vader"}, {"file": name(elsa[11]), "label": "elsa"},
+             {"file": moved, "label": "elsa"}],
+        ],
+        "near_duplicate_groups": [[name(p) for p in vader[20:28]], [name(elsa[20]), moved],
+                                  [name(elsa[21]), name(elsa[22])]],
+        "suspected_label_errors": [
+            {"file": name(elsa[30]), "given": "elsa", "suggested": "darth vader", "score": 0.97},
+            {"file": moved, "given": "elsa", "suggested": "darth vader", "score": 0.91},
+            {"file": name(vader[30]), "given": "darth vader", "suggested": "elsa", "score": 0.885},
+        ],
+        "split_notes": ["2 near-duplicate groups were kept on one side of the split"],
+    }
+    log = {"steps": [{"step": s, "train_accuracy": 0.9, "cross_entropy": 0.3, "validation_accuracy": 0.8,
+                      "validation_cross_entropy": 0.4} for s in (0, 10)],
+           "split_sizes": {"training": 300}, "data_checks": checks}
+    out = tmp_path / "report"
+    write(out, evaluation, train_log=log)
+    page = (out / "report.html").read_text()
+    section = page[page.index('<h2 id="data_checks">Data checks</h2>'):page.index("<h2>What the numbers")]
+    assert "<tr><td>identical photos under different labels</td><td>2</td></tr>" in section
+    assert "<tr><td>groups of near-duplicates (similarity threshold 0.95)</td><td>3</td></tr>" in section
+    assert "<tr><td>photos in the largest group</td><td>8</td></tr>" in section
+    assert "<tr><td>suspected label errors</td><td>3</td></tr>" in section
+    assert "Near-duplicates (3 groups, the largest of 8)" in section and "8 photos, 2 not drawn" in section
+    for copies in checks["exact_duplicates_across_labels"]:
+        for copy in copies:
+            assert f"{html.escape(copy['file'])} (<b>{html.escape(copy['label'])}</b>)" in section
+    for item in checks["suspected_label_errors"]:
+        assert (f"{html.escape(item['file'])}<br>given: <b>{item['given']}</b><br>suggested: "
+                f"<b>{item['suggested']}</b> ({item['score']:.3f})") in section
+    assert "2 near-duplicate groups were kept on one side of the split" in section
+    # Drawn: 6 + 1 + 2 near-duplicates and 2 suspects; the moved photo, twice, is a note instead.
+    assert section.count('<img class="thumb"') == 11 and section.count("(not readable now)") == 2
+    assert f'alt="{html.escape(name(elsa[30]))}"' in section
+    mistakes = page[page.index("<h2>Mistakes (1)</h2>"):page.index('<h2 id="data_checks">')]
+    assert mistakes.count('<img class="thumb"') == 1
+    render_in_chromium(out, tmp_path)
+
+    del log["data_checks"]
+    write(out, evaluation, train_log=log)
+    assert "Data checks" not in (out / "report.html").read_text()

@@ -1,0 +1,83 @@
+"""Photos of an evaluation set that the classifier has already seen, or near copies of them.
+
+An accuracy measured on photos the model trained on flatters it. evaluate.sh
+compares each labelled photo with the photos of DIR's training and validation
+splits, as train.sh recorded them in train_log.json (their content hashes, and
+their bottlenecks in DIR's cache): the same bytes are `identical`; bottlenecks at
+a cosine of at least the training's near-duplicate threshold are `near-identical`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SEEN_SPLITS = ("training", "validation")  # both shaped the model: weights, and the temperature
+BLOCK = 4096  # rows of seen features per product: bounds memory whatever the training set
+
+
+@dataclass
+class Leaks:
+    """What was checked and found: `kinds` holds one entry per labelled photo (None: no leak)."""
+
+    kinds: list[str | None] = field(default_factory=list)
+    threshold: float | None = None
+    checked_features: bool = False
+    note: str = ""  # why a part of the check could not be made
+
+    def count(self, kind: str) -> int:
+        return sum(1 for k in self.kinds if k == kind)
+
+
+def reference_features(train_log: dict, log_path: Path) -> tuple[set[str], np.ndarray | None, str]:
+    """(seen content hashes, their bottlenecks [M,D] or None, why features are missing)."""
+    from .bottlenecks import BottleneckCache
+    from .modules import ModuleSpec
+
+    seen = {digest for name in SEEN_SPLITS for digest in train_log.get("split_digests", {}).get(name, [])}
+    module = dict(train_log.get("module") or {})
+    cache_dir = (train_log.get("flags") or {}).get("bottleneck_dir")
+    if not module or not cache_dir:
+        return seen, None, f"{log_path} names no module or cache"
+    module["value_range"] = tuple(module.get("value_range", (0, 1)))
+    try:
+        cache = BottleneckCache(Path(cache_dir), ModuleSpec(**module), warn=lambda line: None)
+    except TypeError:
+        return seen, None, f"{log_path} was written by another version"
+    vectors = [v for v in (cache.get(d) for d in sorted(seen)) if v is not None]
+    if not vectors:
+        return seen, None, f"the bottleneck cache {cache.dir} holds none of the training photos"
+    return seen, np.stack(vectors).astype(np.float32), ""
+
+
+def find_leaks(digests: list[str | None], features: np.ndarray | None, seen: set[str],
+               seen_features: np.ndarray | None, threshold: float | None) -> Leaks:
+    """For each labelled photo (its content hash, its bottleneck row): identical, near-identical or None."""
+    leaks = Leaks(threshold=threshold)
+    leaks.kinds = ["identical" if d is not None and d in seen else None for d in digests]
+    if features is None or seen_features is None or threshold is None or not len(features):
+        return leaks
+    leaks.checked_features = True
+    best = max_cosine(features, seen_features)
+    for i, value in enumerate(best):
+        if leaks.kinds[i] is None and value >= threshold:
+            leaks.kinds[i] = "near-identical"
+    return leaks
+
+
+def max_cosine(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """For each query row, the highest cosine to any reference row, in blocks of the reference."""
+    q = _normalised(queries)
+    best = np.full(len(q), -1.0, np.float32)
+    for start in range(0, len(reference), BLOCK):
+        block = _normalised(reference[start:start + BLOCK])
+        np.maximum(best, (q @ block.T).max(axis=1), out=best)
+    return best
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
