@@ -24,7 +24,8 @@ class DataChecks:
     threshold: float
     groups: list[list[Path]] = field(default_factory=list)  # 2+ identical or near-duplicate photos
     across_labels: list[list[tuple[Path, str]]] = field(default_factory=list)  # same content, 2+ labels
-    suspected_label_errors: list[dict] = field(default_factory=list)
+    suspected_label_errors: list[dict] = field(default_factory=list)  # the most suspicious, at most
+    label_errors_found: int = 0  # ...of this many flagged
     split_notes: list[str] = field(default_factory=list)
 
     def as_json(self, image_set: ImageSet) -> dict:
@@ -35,6 +36,7 @@ class DataChecks:
                 for same in self.across_labels],
             "near_duplicate_groups": [[image_set.name(path) for path in group] for group in self.groups],
             "suspected_label_errors": self.suspected_label_errors,
+            "suspected_label_errors_found": self.label_errors_found,
             "split_notes": self.split_notes,
         }
 
@@ -53,8 +55,10 @@ class DataChecks:
         if self.suspected_label_errors:
             worst = self.suspected_label_errors[:3]
             lines.append(
-                f"Data check: {len(self.suspected_label_errors)} photo(s) whose label looks wrong, "
-                "most suspicious first: " + "; ".join(
+                f"Data check: {self.label_errors_found} photo(s) whose label looks wrong"
+                + (f" ({len(self.suspected_label_errors)} most suspicious kept)"
+                   if self.label_errors_found > len(self.suspected_label_errors) else "")
+                + ", most suspicious first: " + "; ".join(
                     f"{e['file']} is labelled {e['given']!r}, looks like {e['suggested']!r} "
                     f"({e['score']:.2f})" for e in worst)
                 + (" ... (all in train_log.json and the report)"
@@ -158,18 +162,18 @@ OUT_OF_FOLD_STORE = "out_of_fold.npz"
 
 def label_checks(image_set: ImageSet, readable: dict[str, list[Path]], digests: dict[Path, str],
                  vectors: dict[Path, np.ndarray], extractor: str, cache_dir: Path | None,
-                 warn: Callable[[str], None]) -> list[dict]:
+                 warn: Callable[[str], None]) -> tuple[list[dict], int]:
     """Photos whose folder label disagrees confidently with out-of-fold predictions.
 
     Confident learning (label_issues.py) on a 5-fold cross-validation of the head over
     the cached bottlenecks: seconds, and stored beside them, so that an unchanged set
-    and labels cost nothing on a rerun.
+    and labels cost nothing on a rerun. Returns (the most suspicious, how many are flagged).
     """
     from . import label_issues
 
     entries = [(path, k) for k, label in enumerate(image_set.labels) for path in readable.get(label, [])]
     if len(entries) < 2 * label_issues.FOLDS:
-        return []
+        return [], 0
     given = np.array([k for _, k in entries], np.int64)
     features = np.stack([vectors[path] for path, _ in entries]).astype(np.float32)
     key = label_issues.out_of_fold_key([digests[path] for path, _ in entries], given, extractor,
@@ -183,7 +187,9 @@ def label_checks(image_set: ImageSet, readable: dict[str, list[Path]], digests: 
     else:
         probabilities, _ = label_issues.cached_out_of_fold(cache_dir / OUT_OF_FOLD_STORE, key, compute,
                                                            warn)
-    return label_issues.suspected_label_errors([image_set.name(path) for path, _ in entries],
+    found = label_issues.find_label_issues(given, probabilities)
+    kept = label_issues.suspected_label_errors([image_set.name(path) for path, _ in entries],
                                                image_set.labels, given, probabilities,
                                                limit=LABEL_ERRORS_KEPT)
+    return kept, len(found)
 

@@ -71,7 +71,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     parts = dataset.split(image_set, readable, cfg.testing_percentage, cfg.validation_percentage,
                           groups=checks.groups)
     checks.split_notes = parts.notes
-    checks.suspected_label_errors = data_checks.label_checks(
+    checks.suspected_label_errors, checks.label_errors_found = data_checks.label_checks(
         image_set, readable, extraction.digests, extraction.vectors, spec.identity, cache.dir, warn)
     for line in checks.console_lines(image_set):
         say(line)
