@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import ImageSet
+from .dataset import Components, ImageSet
 from .near_duplicates import STORE_NAME, find_pairs
 
 
@@ -130,29 +130,17 @@ def duplicate_checks(image_set: ImageSet, readable: dict[str, list[Path]], diges
                     for path in readable.get(label, [])}  # a path under two labels: its first
         checks.threshold = threshold = automatic_threshold(
             matrix, [label_of[p] for p in paths], [digests[p] for p in paths])
-    parent = list(range(len(paths)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    index = {path: i for i, path in enumerate(paths)}
-    first_of: dict[str, int] = {}
-    for path in paths:
-        first = first_of.setdefault(digests[path], index[path])
-        parent[find(index[path])] = find(first)
+    components = Components(len(paths))
+    by_digest: dict[str, list[int]] = {}
+    for i, path in enumerate(paths):
+        by_digest.setdefault(digests[path], []).append(i)
+    for same in by_digest.values():
+        components.join(same)  # the same content under several names
     store = cache_dir / STORE_NAME if cache_dir is not None else None
     for i, j, _ in find_pairs([digests[p] for p in paths], matrix, threshold, store, warn=warn):
-        a, b = find(i), find(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    members: dict[int, list[Path]] = {}
-    for i, path in enumerate(paths):
-        members.setdefault(find(i), []).append(path)
-    checks.groups = sorted((group for group in members.values() if len(group) > 1),
-                           key=lambda group: (-len(group), group[0].as_posix()))
+        components.join((i, j))
+    groups = [[paths[i] for i in found] for found in components.members() if len(found) > 1]
+    checks.groups = sorted(groups, key=lambda group: (-len(group), group[0].as_posix()))
     return checks
 
 

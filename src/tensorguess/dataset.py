@@ -280,22 +280,38 @@ def _per_label(members: list[Entry]) -> dict[str, int]:
     return found
 
 
-def _units(image_set: ImageSet, entries: list[Entry], groups) -> list[tuple[float, list[Entry]]]:
-    """The entries joined into groups (union-find): (the group's split key, members), by key."""
-    parent = list(range(len(entries)))
+class Components:
+    """Union-find over 0..count-1: which items end up joined, through any chain of joins."""
 
-    def find(i: int) -> int:
+    def __init__(self, count: int):
+        self.parent = list(range(count))
+
+    def find(self, i: int) -> int:
+        """The smallest-index-rooted representative of i's component (paths halved on the way)."""
+        parent = self.parent
         while parent[i] != i:
             parent[i] = parent[parent[i]]
             i = parent[i]
         return i
 
-    def join(indices: list[int]) -> None:
+    def join(self, indices: Iterable[int]) -> None:
+        indices = list(indices)
         for other in indices[1:]:
-            a, b = find(indices[0]), find(other)
+            a, b = self.find(indices[0]), self.find(other)
             if a != b:
-                parent[max(a, b)] = min(a, b)
+                self.parent[max(a, b)] = min(a, b)
 
+    def members(self) -> list[list[int]]:
+        """Each component's items, in index order, components by their first item."""
+        found: dict[int, list[int]] = {}
+        for i in range(len(self.parent)):
+            found.setdefault(self.find(i), []).append(i)
+        return list(found.values())
+
+
+def _units(image_set: ImageSet, entries: list[Entry], groups) -> list[tuple[float, list[Entry]]]:
+    """The entries joined into groups (union-find): (the group's split key, members), by key."""
+    components = Components(len(entries))
     keys = [split_key(_rel(image_set, path)) for _, path in entries]
     by_key: dict[float, list[int]] = {}
     by_path: dict[Path, list[int]] = {}
@@ -303,16 +319,13 @@ def _units(image_set: ImageSet, entries: list[Entry], groups) -> list[tuple[floa
         by_key.setdefault(keys[i], []).append(i)  # _nohash_ families share a key
         by_path.setdefault(path, []).append(i)  # one file under two labels
     for same in [*by_key.values(), *by_path.values()]:
-        join(same)
+        components.join(same)
     for group in groups:
-        join([i for path in group for i in by_path.get(Path(path), [])])
-    members: dict[int, list[int]] = {}
-    for i in range(len(entries)):
-        members.setdefault(find(i), []).append(i)
+        components.join(i for path in group for i in by_path.get(Path(path), []))
     # A group's key is its first member's by path: as uniform as one photo's key (the lowest
     # of several keys would favour the small splits), and the same wherever the folder is.
     units = []
-    for found in members.values():
+    for found in components.members():
         found.sort(key=lambda i: _entry_order(entries[i]))
         units.append((keys[found[0]], [entries[i] for i in found]))
     units.sort(key=lambda unit: (unit[0], _entry_order(unit[1][0])))

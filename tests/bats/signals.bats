@@ -70,26 +70,24 @@ stopped_in_the_middle() {
   stopped_in_the_middle
 }
 
-@test "SIGINT of train.sh (Ctrl-C) ends it cleanly: one line, status 130" {
+# signalled_in_the_middle SIGNAL STATUS MESSAGE: SIGNAL the wrapper in the middle of
+# the work; it ends with STATUS, MESSAGE as its last line, no traceback, nothing left.
+signalled_in_the_middle() {
   start_training
-  kill -INT "$pid"
+  kill "-$1" "$pid"
   code=0
   wait "$pid" || code=$?
   cat "$BATS_TEST_TMPDIR/stderr"
-  [ "$code" -eq 130 ]
-  [ "$(tail -n 1 "$BATS_TEST_TMPDIR/stderr")" = "tensor-guess: interrupted" ]
+  [ "$code" -eq "$2" ]
+  [ "$(tail -n 1 "$BATS_TEST_TMPDIR/stderr")" = "$3" ]
   run ! grep -q Traceback "$BATS_TEST_TMPDIR/stderr"
   stopped_in_the_middle
 }
 
+@test "SIGINT of train.sh (Ctrl-C) ends it cleanly: one line, status 130" {
+  signalled_in_the_middle INT 130 "tensor-guess: interrupted"
+}
+
 @test "SIGTERM of train.sh ends it like Ctrl-C: one line, status 143" {
-  start_training
-  kill -TERM "$pid"
-  code=0
-  wait "$pid" || code=$?
-  cat "$BATS_TEST_TMPDIR/stderr"
-  [ "$code" -eq 143 ]
-  [ "$(tail -n 1 "$BATS_TEST_TMPDIR/stderr")" = "tensor-guess: terminated" ]
-  run ! grep -q Traceback "$BATS_TEST_TMPDIR/stderr"
-  stopped_in_the_middle
+  signalled_in_the_middle TERM 143 "tensor-guess: terminated"
 }
