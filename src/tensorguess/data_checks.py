@@ -17,6 +17,7 @@ import numpy as np
 
 from .dataset import Components, ImageSet
 from .near_duplicates import STORE_NAME, find_pairs
+from .train import TrainingDiverged
 
 
 @dataclass
@@ -170,11 +171,15 @@ def label_checks(image_set: ImageSet, readable: dict[str, list[Path]], digests: 
     def compute() -> np.ndarray:
         return label_issues.out_of_fold_probabilities(features, given, len(image_set.labels))
 
-    if cache_dir is None:
-        probabilities = compute()
-    else:
-        probabilities, _ = label_issues.cached_out_of_fold(cache_dir / OUT_OF_FOLD_STORE, key, compute,
-                                                           warn)
+    try:
+        if cache_dir is None:
+            probabilities = compute()
+        else:
+            probabilities, _ = label_issues.cached_out_of_fold(cache_dir / OUT_OF_FOLD_STORE, key,
+                                                               compute, warn)
+    except TrainingDiverged as error:  # a check, not the training: say so and go on without it
+        warn(f"tensor-guess: the label check was skipped: its cross-validation {error}")
+        return [], 0
     found = label_issues.find_label_issues(given, probabilities)
     kept = label_issues.suspected_label_errors([image_set.name(path) for path, _ in entries],
                                                image_set.labels, given, probabilities,

@@ -36,7 +36,7 @@ DEFAULT_THRESHOLD = 0.90
 # 812 for 2,934 photos), still tiny; PARTNERS bounds the rest.
 FLOOR = 0.85
 # Rows and columns per tile: the whole search at 100k x 1024 took the same CPU time
-# with 2048 and 4096 (bench/near_duplicates.py), and 2048 needs a quarter of the
+# with 2048 and 4096 (bench/near_duplicates.py), and 2048 needs a third of the
 # memory: two 16 MB products with their 4 MB masks, two 8 MB input tiles.
 BLOCK = 2048
 # Each photo keeps at most this many partners (its most similar ones; a pair stays
