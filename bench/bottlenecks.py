@@ -40,7 +40,7 @@ def module_only(run, count: int) -> None:
 
 def batches_on_one_thread(paths: list[Path], size: int) -> Iterator[np.ndarray]:
     """The images decoded and resized on this thread, in extract()'s batches."""
-    from tensorguess.pipeline import network_batch, prepare_for_network
+    from tensorguess.features.pipeline import network_batch, prepare_for_network
 
     for start in range(0, len(paths), BATCH):
         yield network_batch([prepare_for_network(p, size) for p in paths[start:start + BATCH]], size)
@@ -55,8 +55,8 @@ def one_at_a_time(run, paths: list[Path], size: int) -> None:
     """retrain.py's way: every image read, decoded, resized and run on its own."""
     import tensorflow as tf
 
-    from tensorguess.images import read_image
-    from tensorguess.modules import resize_image
+    from tensorguess.data.images import read_image
+    from tensorguess.features.modules import resize_image
 
     for path in paths:
         run(tf.expand_dims(resize_image(read_image(path), size), 0)).numpy()
@@ -68,7 +68,7 @@ def decode_one_thread(paths: list[Path], size: int) -> None:
 
 
 def decode_pipeline(paths: list[Path], size: int) -> None:
-    from tensorguess.pipeline import decoded_batches
+    from tensorguess.features.pipeline import decoded_batches
 
     for _ in decoded_batches(paths, size, BATCH):
         pass
@@ -80,9 +80,9 @@ def main() -> None:
     args = parse.parse_args()
     common.quiet_tensorflow()
     machine = common.machine()
-    from tensorguess import bottlenecks, modules
-    from tensorguess.images import content_hash
-    from tensorguess.pipeline import default_workers
+    from tensorguess.data.images import content_hash
+    from tensorguess.features import bottlenecks, modules
+    from tensorguess.features.pipeline import default_workers
 
     paths = common.image_files(common.SIGN_DIGITS, common.SUPERHEROES)
     megabytes = common.warm_page_cache(paths) / 1e6

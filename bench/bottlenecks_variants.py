@@ -4,7 +4,7 @@
                                          [--rounds 3]
 
 Runs bottlenecks.extract() (steady state, cache=None, batch 32) over every --every'th image of
-sign-digits + superheroes, each time with one change patched into tensorguess.pipeline, and
+sign-digits + superheroes, each time with one change patched into tensorguess.features.pipeline, and
 A (the module alone on a ready float batch, as many images) right before each, so every
 variant gets its own ratio to A under the same load; --rounds rounds, the best one of each counts:
   as_is              the code as it is (decode workers: pipeline.default_workers())
@@ -30,7 +30,7 @@ def load_always_antialiased(path: Path, size: int) -> np.ndarray:
     """The session-1 pipeline: every image resized on its worker, with the antialiasing filter."""
     import tensorflow as tf
 
-    from tensorguess.images import read_image
+    from tensorguess.data.images import read_image
 
     pixels = tf.image.convert_image_dtype(read_image(path), tf.float32)
     return tf.image.resize(pixels, [size, size], method="bilinear", antialias=True).numpy()
@@ -38,8 +38,8 @@ def load_always_antialiased(path: Path, size: int) -> np.ndarray:
 
 def load_resized_per_image(path: Path, size: int) -> np.ndarray:
     """Every image resized on its worker thread, one eager call each (antialias only to shrink)."""
-    from tensorguess.images import read_image
-    from tensorguess.modules import resize_image
+    from tensorguess.data.images import read_image
+    from tensorguess.features.modules import resize_image
 
     return resize_image(read_image(path), size).numpy()
 
@@ -57,8 +57,8 @@ def main() -> None:
     args = parse.parse_args()
     common.quiet_tensorflow()
     machine = common.machine()
-    from tensorguess import bottlenecks, modules, pipeline
-    from tensorguess.images import content_hash
+    from tensorguess.data.images import content_hash
+    from tensorguess.features import bottlenecks, modules, pipeline
 
     all_paths = common.image_files(common.SIGN_DIGITS, common.SUPERHEROES)
     paths = all_paths[::args.every]

@@ -32,7 +32,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def image_files(*folders: Path) -> list[Path]:
     """Every image of the given class folders, in a stable order."""
-    from tensorguess.images import list_files
+    from tensorguess.data.images import list_files
 
     return [path for folder in folders for path in list_files(folder)]
 

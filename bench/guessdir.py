@@ -71,8 +71,8 @@ def sort_old_way(graph_path: Path, labels_path: Path, source: Path, dest: Path) 
 
 
 def sort_our_way(graph_path: Path, labels_path: Path, source: Path, dest: Path) -> int:
-    from tensorguess.predict import Classifier
-    from tensorguess.sort import sort_folder
+    from tensorguess.serve.predict import Classifier
+    from tensorguess.serve.sort import sort_folder
 
     with Classifier(graph_path, labels_path) as classifier:
         summary = sort_folder(classifier, source, dest, warn=lambda line: None)

@@ -146,8 +146,9 @@ def score_changes(margins: list[int]) -> dict:
     """How far each way of decoding moves the scores of real photos from a full-size decode."""
     import tensorflow as tf
 
-    from tensorguess import decode_budget, images, pipeline
-    from tensorguess.modules import resize_image
+    from tensorguess.data import decode_budget, images
+    from tensorguess.features import pipeline
+    from tensorguess.features.modules import resize_image
 
     module = tf.saved_model.load(str(common.MODULE))
 
@@ -230,8 +231,8 @@ def score_changes(margins: list[int]) -> dict:
 
 def as_before_shrunk(path: Path) -> np.ndarray:
     """prepare_for_network's pixels as the previous version made them (full decode, TF shrink)."""
-    from tensorguess.images import read_image
-    from tensorguess.modules import shrink_to_fit
+    from tensorguess.data.images import read_image
+    from tensorguess.features.modules import shrink_to_fit
 
     image = read_image(path)
     if image.shape[0] > SIZE or image.shape[1] > SIZE:

@@ -25,8 +25,8 @@ import near_duplicate_threshold as copies
 
 
 def measure(name: str, folder: Path, spec, loaded, cache, sample: int, rng, work: Path) -> dict:
-    from tensorguess.data_checks import automatic_threshold
-    from tensorguess.images import content_hash
+    from tensorguess.checks.data_checks import automatic_threshold
+    from tensorguess.data.images import content_hash
 
     classes = sorted(p for p in folder.iterdir() if p.is_dir())
     paths, labels = [], []
@@ -61,8 +61,8 @@ def measure(name: str, folder: Path, spec, loaded, cache, sample: int, rng, work
 
 
 def main() -> None:
-    from tensorguess import modules
-    from tensorguess.bottlenecks import BottleneckCache
+    from tensorguess.features import modules
+    from tensorguess.features.bottlenecks import BottleneckCache
 
     parse = common.parser(__doc__.splitlines()[0])
     parse.add_argument("--models", nargs="+", default=["v1", "v2"], choices=sorted(copies.MODELS))

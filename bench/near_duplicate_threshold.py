@@ -61,7 +61,7 @@ def near_copy(image: Image.Image, variant: str) -> tuple[Image.Image, str]:
 
 
 def make_copies(originals: list[Path], folder: Path) -> dict[str, list[Path]]:
-    from tensorguess.images import read_rgb
+    from tensorguess.data.images import read_rgb
 
     copies: dict[str, list[Path]] = {variant: [] for variant in VARIANTS}
     for k, path in enumerate(originals):
@@ -75,7 +75,7 @@ def make_copies(originals: list[Path], folder: Path) -> dict[str, list[Path]]:
 
 
 def features(paths: list[Path], spec, loaded, cache) -> np.ndarray:
-    from tensorguess.bottlenecks import extract
+    from tensorguess.features.bottlenecks import extract
 
     result = extract(paths, spec, loaded, cache, batch_size=32)
     if result.skipped:
@@ -103,7 +103,7 @@ def groups(count: int, similar: np.ndarray, same: np.ndarray, threshold: float) 
 
 
 def measure_set(name: str, folder: Path, spec, loaded, cache, sample: int, rng, work: Path) -> dict:
-    from tensorguess.images import content_hash
+    from tensorguess.data.images import content_hash
 
     paths = common.image_files(*sorted(p for p in folder.iterdir() if p.is_dir()))
     digests = [content_hash(p) for p in paths]
@@ -172,8 +172,8 @@ def main() -> None:
     parse.add_argument("--cache", type=Path, help="a bottleneck cache to reuse between runs")
     args = parse.parse_args()
     common.quiet_tensorflow()
-    from tensorguess import modules
-    from tensorguess.bottlenecks import BottleneckCache
+    from tensorguess.features import modules
+    from tensorguess.features.bottlenecks import BottleneckCache
 
     results: dict = {"machine": common.machine(), "variants": VARIANTS, "choosing": CHOOSING,
                      "sample_per_set": args.sample, "models": {}}

@@ -76,8 +76,8 @@ def with_memory(function):
 
 
 def real_bottlenecks(cache_dir: Path | None) -> np.ndarray:
-    from tensorguess import modules
-    from tensorguess.bottlenecks import BottleneckCache, extract
+    from tensorguess.features import modules
+    from tensorguess.features.bottlenecks import BottleneckCache, extract
 
     folders = [p for root in (common.SUPERHEROES, common.SIGN_DIGITS, FLOWERS)
                for p in sorted(root.iterdir()) if p.is_dir()]
@@ -108,7 +108,7 @@ def synthetic(real: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 def ours(digests, vectors, store=None, threshold=FLOOR, partners=None):
     """find_pairs at the floor; with no cap on partners by default, to be compared pair for pair."""
-    from tensorguess.near_duplicates import find_pairs
+    from tensorguess.features.near_duplicates import find_pairs
 
     return find_pairs(digests, vectors, threshold, store, floor=FLOOR, partners=partners)
 
@@ -210,7 +210,7 @@ def measure_size(count: int, real: np.ndarray, ways: list[str], rounds: int, fai
 
 def measure_store(vectors: np.ndarray, digests: list[str], real: np.ndarray, work: Path) -> dict:
     """ours with a store: the first search, 1% new photos, another threshold."""
-    from tensorguess.near_duplicates import PARTNERS
+    from tensorguess.features.near_duplicates import PARTNERS
 
     store = work / "neighbours.npz"
     count = len(digests)
@@ -228,7 +228,7 @@ def measure_store(vectors: np.ndarray, digests: list[str], real: np.ndarray, wor
         lambda: ours(more_digests, more, store, threshold=0.95, partners=PARTNERS))
     out["other_threshold"] = {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "peak_mb": round(peak)}
     started = time.perf_counter()
-    from tensorguess import near_duplicates
+    from tensorguess.features import near_duplicates
 
     near_duplicates._load(store, more.shape[1])
     out["store_load_seconds"] = round(time.perf_counter() - started, 3)
@@ -266,7 +266,7 @@ def main() -> None:
 
 
 def measure_blocks(real: np.ndarray, count: int, blocks: list[int]) -> dict:
-    from tensorguess.near_duplicates import find_pairs
+    from tensorguess.features.near_duplicates import find_pairs
 
     vectors = synthetic(real, count, seed=count)
     digests = [f"{k:040x}" for k in range(count)]

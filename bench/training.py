@@ -26,7 +26,8 @@ SEED = 1
 
 def bottleneck_arrays():
     """(train_x, train_y, val_x, val_y, classes) as retrain() builds them."""
-    from tensorguess import bottlenecks, dataset, modules
+    from tensorguess.data import dataset
+    from tensorguess.features import bottlenecks, modules
 
     image_set = dataset.discover(common.SUPERHEROES)
     paths = [path for label in image_set.labels for path in image_set.files[label]]
@@ -45,7 +46,7 @@ def train_eager(train_x, train_y, val_x, val_y, classes: int, steps: int) -> flo
     """The naive loop: one eager step at a time; returns the last validation accuracy."""
     import tensorflow as tf
 
-    from tensorguess.train import eval_steps, grouped
+    from tensorguess.head.train import eval_steps, grouped
 
     generator = tf.random.Generator.from_seed(SEED)
     x, y, offsets, counts = (tf.constant(a) for a in grouped(train_x, train_y, classes))
@@ -84,7 +85,7 @@ def train_eager(train_x, train_y, val_x, val_y, classes: int, steps: int) -> flo
 
 
 def train_ours(train_x, train_y, val_x, val_y, classes: int, steps: int) -> float:
-    from tensorguess.train import train_final_layer
+    from tensorguess.head.train import train_final_layer
 
     _, history = train_final_layer(train_x, train_y, val_x, val_y, classes, steps, LEARNING_RATE,
                                    TRAIN_BATCH, VALIDATION_BATCH, EVAL_INTERVAL, SEED)

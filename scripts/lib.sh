@@ -372,7 +372,7 @@ tg_version() {
 
 # default_module: the CLI's default feature extractor (DEFAULT_MODULE in modules.py).
 default_module() {
-  sed -n 's/^DEFAULT_MODULE = "\(.*\)"$/\1/p' "$TG_ROOT/src/tensorguess/modules.py"
+  sed -n 's/^DEFAULT_MODULE = "\(.*\)"$/\1/p' "$TG_ROOT/src/tensorguess/features/modules.py"
 }
 
 # source_hash: a digest of what the image is built from (.dockerignore's allow-list

@@ -18,8 +18,8 @@ import threading
 from dataclasses import fields
 from pathlib import Path
 
-from . import strict_json
-from .config import SettingError, TrainConfig
+from tensorguess import strict_json
+from tensorguess.config import SettingError, TrainConfig
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -191,7 +191,7 @@ def require_dir(path: Path) -> None:
 
 
 def run_train(args) -> int:
-    from .retrain import retrain
+    from tensorguess.retrain import retrain
 
     require_dir(args.dir)
     retrain(train_config(args))
@@ -199,7 +199,7 @@ def run_train(args) -> int:
 
 
 def _classifier(args):
-    from .predict import Classifier
+    from tensorguess.serve.predict import Classifier
 
     require_dir(args.dir)
     if args.batch_size < 1:
@@ -209,7 +209,7 @@ def _classifier(args):
 
 
 def run_guess(args) -> int:
-    from .images import Skipped, printable
+    from tensorguess.data.images import Skipped, printable
 
     failed = 0
     documents = []
@@ -236,7 +236,7 @@ def run_guess(args) -> int:
 
 
 def run_sort(args) -> int:
-    from .sort import MANIFEST, sort_folder
+    from tensorguess.serve.sort import MANIFEST, sort_folder
 
     if not args.source.is_dir():
         raise UsageError(f"source folder {args.source} does not exist or is not a folder")
@@ -258,8 +258,8 @@ def run_sort(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from .evaluate import evaluate_folder
-    from .report import check_out_dir, console_lines, write
+    from tensorguess.report.document import check_out_dir, console_lines, write
+    from tensorguess.report.evaluate import evaluate_folder
 
     if not args.labelled.is_dir() and not args.labelled.is_file():
         raise UsageError(f"labelled folder {args.labelled} does not exist or is not a folder "
@@ -303,7 +303,7 @@ def _train_log(folder: Path) -> tuple[dict | None, Path]:
 
 
 def run_fetch(args) -> int:
-    from .modules import resolve_path
+    from tensorguess.features.modules import resolve_path
 
     print(resolve_path(args.handle))
     return 0
@@ -340,13 +340,13 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str] | None) -> int:
     Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from .dataset import DatasetError
-    from .evaluate import EvaluationError
-    from .modules import ModuleError
-    from .predict import ClassifierError
-    from .report import ReportError
-    from .sort import SortError
-    from .train import TrainingDiverged
+    from tensorguess.data.dataset import DatasetError
+    from tensorguess.features.modules import ModuleError
+    from tensorguess.head.train import TrainingDiverged
+    from tensorguess.report.document import ReportError
+    from tensorguess.report.evaluate import EvaluationError
+    from tensorguess.serve.predict import ClassifierError
+    from tensorguess.serve.sort import SortError
 
     handlers = {"train": run_train, "guess": run_guess, "sort": run_sort,
                 "evaluate": run_evaluate, "fetch-module": run_fetch}

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .modules import DEFAULT_MODULE
+from tensorguess.features.modules import DEFAULT_MODULE
 
 
 class SettingError(ValueError):

@@ -10,14 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bottlenecks, data_checks, dataset, export, modules, report, strict_json
-from .balance import balanced_weights, imbalance_warning
-from .calibration import calibrate
-from .config import TrainConfig
-from .files import write_atomically
-from .labels_csv import read_labels_csv
-from .metrics import softmax
-from .train import EvalPoint, TrainingDiverged, train_final_layer
+from tensorguess import strict_json
+from tensorguess.checks import data_checks
+from tensorguess.config import TrainConfig
+from tensorguess.data import dataset
+from tensorguess.data.labels_csv import read_labels_csv
+from tensorguess.export import frozen
+from tensorguess.features import bottlenecks, modules
+from tensorguess.files import write_atomically
+from tensorguess.head.balance import balanced_weights, imbalance_warning
+from tensorguess.head.calibration import calibrate
+from tensorguess.head.train import EvalPoint, TrainingDiverged, train_final_layer
+from tensorguess.metrics import softmax
+from tensorguess.report import document
 
 
 def _say(line: str) -> None:
@@ -38,7 +43,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     started = time.perf_counter()
     cfg.check()
     # Refuse a report folder holding someone else's files now, not after the training.
-    report.check_out_dir(cfg.report_dir)
+    document.check_out_dir(cfg.report_dir)
     if cfg.labels_csv:
         image_set = read_labels_csv(cfg.labels_csv, warn=warn)
     else:
@@ -143,7 +148,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     predicted = probabilities.argmax(axis=1) if len(test_y) else test_y
     accuracy = float(np.mean(predicted == test_y)) if len(test_y) else float("nan")
     say(f"Final test accuracy = {accuracy * 100:.1f}% (N={len(test_y)})")
-    evaluation = report.Evaluation(
+    evaluation = document.Evaluation(
         labels=image_set.labels, truth=test_y, probabilities=probabilities, paths=test_paths,
         root=image_set.root,
         source=f"test split of {image_set.root}", classifier=str(cfg.output_graph),
@@ -151,8 +156,8 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         uncalibrated=softmax(layer.logits(test_x)) if layer.temperature != 1.0 else None,
         temperature=layer.temperature, calibration_fit=calibration.as_json(),
     )
-    summary = report.build(evaluation)
-    for line in report.console_lines(summary):
+    summary = document.build(evaluation)
+    for line in document.console_lines(summary):
         say(line)
     misclassified = summary["misclassified"]  # the most confident mistakes first
     if cfg.print_misclassified_test_images:
@@ -160,7 +165,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         for wrong in misclassified:
             say(f"{wrong['file']:>70}  {wrong['predicted']} (true: {wrong['true']})")
 
-    export.export(spec, loaded, layer, image_set.labels, cfg.output_graph, cfg.output_labels,
+    frozen.export(spec, loaded, layer, image_set.labels, cfg.output_graph, cfg.output_labels,
                   cfg.saved_model_dir, cfg.final_tensor_name)
     say(f"Wrote {cfg.output_graph}, {cfg.output_labels} and {cfg.saved_model_dir}")
 
@@ -189,7 +194,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         "total_seconds": round(time.perf_counter() - started, 3),
     }
     write_atomically(Path(cfg.train_log), (strict_json.dumps(log, indent=1) + "\n").encode())
-    report.write(cfg.report_dir, evaluation, train_log=log, report=summary)
+    document.write(cfg.report_dir, evaluation, train_log=log, report=summary)
     say(f"Wrote the test report {Path(cfg.report_dir) / 'report.html'}")
     return log
 
@@ -197,7 +202,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
 def _summary_writer(cfg: TrainConfig):
     if cfg.summaries_dir is None:
         return None
-    from .summaries import ScalarWriter, new_run_folder
+    from tensorguess.report.summaries import ScalarWriter, new_run_folder
 
     return ScalarWriter(new_run_folder(cfg.summaries_dir))
 

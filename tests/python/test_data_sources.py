@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from test_dataset import make_tree, numbered, where
 
-from tensorguess.dataset import SPLITS, DatasetError, discover, split
-from tensorguess.labels_csv import read_labels_csv
+from tensorguess.data.dataset import SPLITS, DatasetError, discover, split
+from tensorguess.data.labels_csv import read_labels_csv
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tensorguess.dataset import (
+from tensorguess.data.dataset import (
     MAX_NUM_IMAGES_PER_CLASS,
     SPLITS,
     DatasetError,

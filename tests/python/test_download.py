@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tensorguess import modules
-from tensorguess.download import (
+from tensorguess.features import modules
+from tensorguess.features.download import (
     DownloadError,
     cached_module,
     compressed_url,
     full_url,
 )
-from tensorguess.modules import ModuleError, guess_input_size
+from tensorguess.features.modules import ModuleError, guess_input_size
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 MOBILENET_V1 = SHARED / "models" / "mobilenet_v1_100_224" / "feature_vector"

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tensorguess.images import decode_bytes
+from tensorguess.data.images import decode_bytes
 
 tf = pytest.importorskip("tensorflow")
-from tensorguess.export import decode_to_rgb  # noqa: E402 (needs TensorFlow)
+from tensorguess.export.frozen import decode_to_rgb  # noqa: E402 (needs TensorFlow)
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 HEIGHT, WIDTH = 45, 70  # odd sizes: chroma subsampling and row padding get exercised
@@ -187,7 +187,7 @@ def test_32bit_bmp_matches_python():
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "BUG export.decode_to_rgb: TensorFlow's BMP decoder reads an 8-bit palette BMP's indices as grey "
+    "BUG frozen.decode_to_rgb: TensorFlow's BMP decoder reads an 8-bit palette BMP's indices as grey "
     "levels; Pillow applies the palette"))
 def test_palette_bmp_matches_python():
     palette = Image.new("P", (6, 4))
@@ -199,7 +199,7 @@ def test_palette_bmp_matches_python():
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "BUG export.decode_to_rgb: TensorFlow's GIF decoder gives transparent pixels of the first frame as "
+    "BUG frozen.decode_to_rgb: TensorFlow's GIF decoder gives transparent pixels of the first frame as "
     "black (0,0,0); images.decode_bytes lays them over white"))
 def test_transparent_gif_matches_python():
     data = encode(PICTURE.quantize(64), "GIF", transparency=3)
@@ -215,7 +215,7 @@ def test_animated_webp_does_not_kill_the_process(tmp_path):
     assert decode_bytes(path.read_bytes()).shape == (HEIGHT, WIDTH, 3)
     script = textwrap.dedent(f"""
         import tensorflow as tf
-        from tensorguess.export import decode_to_rgb
+        from tensorguess.export.frozen import decode_to_rgb
         try:
             print(decode_to_rgb(tf.constant(open({str(path)!r}, "rb").read())).shape)
         except tf.errors.InvalidArgumentError as error:

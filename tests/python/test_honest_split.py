@@ -13,9 +13,9 @@ import pytest
 from conftest import SHARED, SUPERHEROES, train_config
 from PIL import Image, ImageEnhance
 
-from tensorguess.data_checks import across_labels
-from tensorguess.dataset import discover
-from tensorguess.images import content_hash
+from tensorguess.checks.data_checks import across_labels
+from tensorguess.data.dataset import discover
+from tensorguess.data.images import content_hash
 from tensorguess.retrain import retrain
 
 FLOWERS = SHARED / "datasets" / "flowers"

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from conftest import MOBILENET_V2, SUPERHEROES
 
-from tensorguess import cli, graph_check, sort, strict_json
-from tensorguess.calibration import T_MIN, calibrate
+from tensorguess import cli, strict_json
 from tensorguess.config import SettingError, TrainConfig
-from tensorguess.images import list_files, printable
-from tensorguess.predict import Classifier
+from tensorguess.data.images import list_files, printable
+from tensorguess.head.calibration import T_MIN, calibrate
+from tensorguess.serve import graph_check, sort
+from tensorguess.serve.predict import Classifier
 
 
 def strict_load(text: str):
@@ -115,8 +116,9 @@ def test_ops_hidden_in_a_function_library_are_found(tmp_path):
 def test_our_graphs_pass_the_check_for_both_shared_modules(trained):
     import tensorflow as tf
 
-    from tensorguess import export, modules
-    from tensorguess.train import FinalLayer
+    from tensorguess.export import frozen
+    from tensorguess.features import modules
+    from tensorguess.head.train import FinalLayer
 
     base, _, _ = trained
     ours = tf.compat.v1.GraphDef()
@@ -124,7 +126,7 @@ def test_our_graphs_pass_the_check_for_both_shared_modules(trained):
     assert graph_check.refusal(ours, "ours") is None
     spec, loaded = modules.resolve(str(MOBILENET_V2))
     layer = FinalLayer(np.zeros((1280, 2), np.float32), np.zeros(2, np.float32))
-    v2 = export.classifier_graph(spec, loaded, layer, "final_result")
+    v2 = frozen.classifier_graph(spec, loaded, layer, "final_result")
     assert graph_check.refusal(v2, "v2") is None
 
 

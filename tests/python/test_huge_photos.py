@@ -21,10 +21,11 @@ import pytest
 from conftest import REPO, SIGN_DIGITS, SUPERHEROES
 from PIL import Image, ImageOps
 
-from tensorguess import decode_budget, pipeline
-from tensorguess.decode_budget import DecodeBudget, capacity_from
-from tensorguess.images import UnreadableImage, decode_bytes, read_image, read_rgb
-from tensorguess.modules import shrink_to_fit
+from tensorguess.data import decode_budget
+from tensorguess.data.decode_budget import DecodeBudget, capacity_from
+from tensorguess.data.images import UnreadableImage, decode_bytes, read_image, read_rgb
+from tensorguess.features import pipeline
+from tensorguess.features.modules import shrink_to_fit
 
 PHONE_PHOTO = SIGN_DIGITS / "7" / "IMG_5935.JPG"  # 3024x3024, EXIF orientation 6 (rotated)
 SIZE = 224

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tensorguess.images import (
+from tensorguess.data.images import (
     Skipped,
     UnreadableImage,
     content_hash,

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from conftest import MOBILENET_V1, SIGN_DIGITS
 
-from tensorguess import label_issues
-from tensorguess.calibration import fit_temperature
-from tensorguess.label_issues import (
+from tensorguess.checks import label_issues
+from tensorguess.checks.label_issues import (
     cached_out_of_fold,
     find_label_issues,
     out_of_fold_key,
     out_of_fold_probabilities,
     suspected_label_errors,
 )
+from tensorguess.head.calibration import fit_temperature
 from tensorguess.metrics import softmax
 
 MOVED, FIRST, FOUND = 40, 80, 32  # the issue's numbers: 40 photos moved, >= 32 of them in the first 80
@@ -26,8 +26,9 @@ MOVED, FIRST, FOUND = 40, 80, 32  # the issue's numbers: 40 photos moved, >= 32 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     """Sign-digits bottlenecks (MobileNet v1) with their folder labels, names and content digests."""
-    from tensorguess import bottlenecks, dataset, modules
-    from tensorguess.images import content_hash
+    from tensorguess.data import dataset
+    from tensorguess.data.images import content_hash
+    from tensorguess.features import bottlenecks, modules
 
     spec, loaded = modules.resolve(str(MOBILENET_V1))
     image_set = dataset.discover(SIGN_DIGITS, warn=print)

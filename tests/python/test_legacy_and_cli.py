@@ -10,7 +10,7 @@ import pytest
 from conftest import MOBILENET_V1, SUPERHEROES
 
 from tensorguess import cli
-from tensorguess.predict import Classifier, ClassifierError
+from tensorguess.serve.predict import Classifier, ClassifierError
 
 
 def legacy_graph(tmp_path, trained_base, decode_op_name: str):
@@ -18,14 +18,15 @@ def legacy_graph(tmp_path, trained_base, decode_op_name: str):
     import tensorflow as tf
     from tensorflow.python.framework import tensor_util
 
-    from tensorguess import export, modules
+    from tensorguess.export import frozen
+    from tensorguess.features import modules
 
     ours = tf.compat.v1.GraphDef()
     ours.ParseFromString((trained_base / "retrained_graph.pb").read_bytes())
     consts = {n.name: tensor_util.MakeNdarray(n.attr["value"].tensor) for n in ours.node if n.op == "Const"}
     weights, biases = consts["final_training_ops/weights"], consts["final_training_ops/biases"]
     spec, loaded = modules.resolve(str(MOBILENET_V1))
-    module_graph, module_input, module_output = export.frozen_module(spec, loaded)
+    module_graph, module_input, module_output = frozen.frozen_module(spec, loaded)
     with tf.Graph().as_default() as graph:
         contents = tf.compat.v1.placeholder(tf.string, [], name="DecodeJpeg/contents")
         decoded = tf.raw_ops.DecodeJpeg(contents=contents, channels=3, name=decode_op_name)

@@ -9,9 +9,9 @@ from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.utils.class_weight import compute_class_weight
 
 from tensorguess import metrics
-from tensorguess.balance import balanced_weights, imbalance_warning
-from tensorguess.calibration import AUTO_MIN_VALIDATION, calibrate, fit_temperature, scaled_nll
-from tensorguess.evaluate import undo_temperature
+from tensorguess.head.balance import balanced_weights, imbalance_warning
+from tensorguess.head.calibration import AUTO_MIN_VALIDATION, calibrate, fit_temperature, scaled_nll
+from tensorguess.report.evaluate import undo_temperature
 
 
 def random_scores(rng, n: int, classes: int, sharpness: float = 3.0) -> np.ndarray:

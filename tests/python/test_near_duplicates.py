@@ -10,8 +10,8 @@ import pytest
 from conftest import MOBILENET_V1, SHARED, SIGN_DIGITS, SUPERHEROES
 from PIL import Image, ImageEnhance
 
-from tensorguess import near_duplicates
-from tensorguess.near_duplicates import DEFAULT_THRESHOLD, FLOOR, STORE_NAME, find_pairs
+from tensorguess.features import near_duplicates
+from tensorguess.features.near_duplicates import DEFAULT_THRESHOLD, FLOOR, STORE_NAME, find_pairs
 
 DIM = 48
 BLOCK = 256  # small tiles, so that a few thousand vectors cross many tile boundaries
@@ -326,9 +326,9 @@ def near_copy(image: Image.Image, variant: str) -> tuple[Image.Image, str]:
 
 
 def test_real_near_copies_are_found_and_distinct_photos_are_not_joined(tmp_path):
-    from tensorguess import modules
-    from tensorguess.bottlenecks import extract
-    from tensorguess.images import content_hash, read_rgb
+    from tensorguess.data.images import content_hash, read_rgb
+    from tensorguess.features import modules
+    from tensorguess.features.bottlenecks import extract
 
     paths, source = [], []
     for k, photo in enumerate(PHOTOS):

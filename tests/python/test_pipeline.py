@@ -9,9 +9,9 @@ import pytest
 from conftest import MOBILENET_V1
 from PIL import Image
 
-from tensorguess.images import UnreadableImage, read_image
-from tensorguess.modules import resize_image
-from tensorguess.pipeline import bounded_map, decoded_batches, network_batch, prepare_for_network
+from tensorguess.data.images import UnreadableImage, read_image
+from tensorguess.features.modules import resize_image
+from tensorguess.features.pipeline import bounded_map, decoded_batches, network_batch, prepare_for_network
 
 SIZE = 64
 # Enlarged, shrunk in one or both directions, exactly the network size, tiny.
@@ -95,7 +95,7 @@ def test_shrinking_averages_instead_of_aliasing(shape):
 
 
 def test_the_resize_is_part_of_the_module_identity(monkeypatch):
-    from tensorguess import modules
+    from tensorguess.features import modules
 
     spec, _ = modules.resolve(str(MOBILENET_V1))
     monkeypatch.setattr(modules, "RESIZE_SCHEME", "something-else")
@@ -104,7 +104,7 @@ def test_the_resize_is_part_of_the_module_identity(monkeypatch):
 
 
 def test_extracting_twice_with_one_module_traces_once(tmp_path):
-    from tensorguess import bottlenecks, modules
+    from tensorguess.features import bottlenecks, modules
 
     paths = write_images(tmp_path)
     spec, loaded = modules.resolve(str(MOBILENET_V1))

@@ -16,9 +16,9 @@ from PIL import Image
 from test_metrics import assert_matches_scikit_learn
 
 from tensorguess import cli
-from tensorguess.evaluate import EvaluationError, evaluate_folder, graph_temperature, labelled_files
-from tensorguess.predict import Classifier
-from tensorguess.report import REPORT_FILES, ReportError, build, check_out_dir
+from tensorguess.report.document import REPORT_FILES, ReportError, build, check_out_dir
+from tensorguess.report.evaluate import EvaluationError, evaluate_folder, graph_temperature, labelled_files
+from tensorguess.serve.predict import Classifier
 
 SMALL_CLASS, SMALL_SIZE, PER_CLASS, HELD_OUT = "3", 4, 45, 12
 ISSUE_KEYS = {"n", "accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matrix", "ece", "brier",
@@ -238,7 +238,7 @@ def test_evaluating_a_folder_with_nothing_readable_writes_the_report_and_fails(d
 
 def synthetic_evaluation(root: Path, scores: np.ndarray, truth: np.ndarray, labels: list[str],
                          paths: list[Path] | None = None):
-    from tensorguess.report import Evaluation
+    from tensorguess.report.document import Evaluation
 
     return Evaluation(labels=labels, truth=truth, probabilities=scores,
                       paths=paths or [root / labels[t] / f"{i}.jpg" for i, t in enumerate(truth)],
@@ -247,7 +247,7 @@ def synthetic_evaluation(root: Path, scores: np.ndarray, truth: np.ndarray, labe
 
 def test_many_classes_list_the_worst_recall_first_and_name_the_classes_never_predicted(tmp_path):
     """The MPII project's 20 classes: one predicted for everything hid behind a single accuracy."""
-    from tensorguess.report import console_lines, render_html
+    from tensorguess.report.document import console_lines, render_html
 
     labels = [f"pose {i:02d}" for i in range(20)]
     truth = np.repeat(np.arange(20), 10)
@@ -286,7 +286,7 @@ def test_many_classes_list_the_worst_recall_first_and_name_the_classes_never_pre
 
 
 def test_report_html_shows_the_data_checks_with_photos_and_survives_moved_ones(tmp_path):
-    from tensorguess.report import write
+    from tensorguess.report.document import write
 
     vader, elsa = (sorted((SUPERHEROES / name).iterdir()) for name in ("darth_vader", "elsa"))
     scored = vader[:3] + elsa[:3]

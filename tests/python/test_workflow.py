@@ -13,8 +13,8 @@ import pytest
 from conftest import MOBILENET_V1, MOBILENET_V2, SUPERHEROES, train_config
 from PIL import Image
 
-from tensorguess.predict import Classifier
-from tensorguess.sort import MANIFEST, score_digits, sort_folder
+from tensorguess.serve.predict import Classifier
+from tensorguess.serve.sort import MANIFEST, score_digits, sort_folder
 
 
 def some_photos(label_folder: str, count: int) -> list[Path]:
@@ -160,7 +160,7 @@ def test_score_digits_truncate_to_five_decimals(score, digits):
 
 
 def test_changed_module_recomputes_and_damaged_entries_are_not_read(tmp_path):
-    from tensorguess import bottlenecks, modules
+    from tensorguess.features import bottlenecks, modules
 
     photos = some_photos("elsa", 4)
     spec1, loaded1 = modules.resolve(str(MOBILENET_V1))
@@ -183,7 +183,7 @@ def test_changed_module_recomputes_and_damaged_entries_are_not_read(tmp_path):
 
 
 def test_training_is_deterministic_for_a_seed():
-    from tensorguess.train import train_final_layer
+    from tensorguess.head.train import train_final_layer
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 16)).astype(np.float32)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import strict_json
-from .images import Skipped, list_files
-from .predict import Classifier
+from tensorguess import strict_json
+from tensorguess.data.images import Skipped, list_files
+from tensorguess.serve.predict import Classifier
 
 MANIFEST = "guesses.jsonl"
 

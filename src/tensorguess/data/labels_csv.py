@@ -13,7 +13,7 @@ import csv
 from collections.abc import Callable
 from pathlib import Path
 
-from .dataset import SPLIT_FOLDERS, DatasetError, ImageSet, label_for, unique_labels
+from tensorguess.data.dataset import SPLIT_FOLDERS, DatasetError, ImageSet, label_for, unique_labels
 
 PATH_COLUMNS = ("path", "file", "filename", "file_name", "filepath", "file_path", "image",
                 "image_path", "img")

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, metrics, plots, strict_json
-from .files import write_atomically
-from .images import Skipped
+from tensorguess import __version__, metrics, strict_json
+from tensorguess.data.images import Skipped
+from tensorguess.files import write_atomically
+from tensorguess.report import plots
 
 GENERATOR = f"tensor-guess {__version__}"
 REPORT_FILES = ("report.json", "report.html", "confusion_matrix.png", "reliability.png",
@@ -185,7 +186,7 @@ def _thumbnails(evaluation: Evaluation, names: list[str]) -> dict[str, str]:
     """
     from PIL import Image
 
-    from .images import UnreadableImage, read_image
+    from tensorguess.data.images import UnreadableImage, read_image
 
     by_name = {evaluation.name(path): path for path in evaluation.paths}
     found: dict[str, str] = {}

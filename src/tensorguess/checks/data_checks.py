@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import Components, ImageSet
-from .near_duplicates import STORE_NAME, find_pairs
-from .train import TrainingDiverged
+from tensorguess.data.dataset import Components, ImageSet
+from tensorguess.features.near_duplicates import STORE_NAME, find_pairs
+from tensorguess.head.train import TrainingDiverged
 
 
 @dataclass
@@ -158,7 +158,7 @@ def label_checks(image_set: ImageSet, readable: dict[str, list[Path]], digests: 
     the cached bottlenecks: seconds, and stored beside them, so that an unchanged set
     and labels cost nothing on a rerun. Returns (the most suspicious, how many are flagged).
     """
-    from . import label_issues
+    from tensorguess.checks import label_issues
 
     entries = [(path, k) for k, label in enumerate(image_set.labels) for path in readable.get(label, [])]
     if len(entries) < 2 * label_issues.FOLDS:

@@ -10,7 +10,7 @@ import io
 
 import numpy as np
 
-from .metrics import ECE_BINS, reliability_table
+from tensorguess.metrics import ECE_BINS, reliability_table
 
 # Written into each PNG's tEXt chunk: how a later run knows the file is its own to replace.
 SOFTWARE = "tensor-guess"
@@ -67,7 +67,7 @@ def confusion_matrix_png(labels: list[str], matrix: list[list[int]]) -> bytes:
 def reliability_png(probabilities: np.ndarray, truth: np.ndarray,
                     before: np.ndarray | None = None, temperature: float | None = None) -> bytes:
     """Hit rate against top score in ECE's bins; the uncalibrated scores too when given."""
-    from .metrics import expected_calibration_error
+    from tensorguess.metrics import expected_calibration_error
 
     figure = _figure(6.4, 6.4)
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])

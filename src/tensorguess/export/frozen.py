@@ -14,9 +14,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .files import write_atomically
-from .modules import ModuleSpec, feature_function, resize_image, to_value_range
-from .train import FinalLayer
+from tensorguess.features.modules import ModuleSpec, feature_function, resize_image, to_value_range
+from tensorguess.files import write_atomically
+from tensorguess.head.train import FinalLayer
 
 INPUT_BYTES = "DecodeJpeg/contents"
 IMAGE_BATCH = "image_batch"

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import strict_json
-from .files import write_atomically
-from .images import Skipped, UnreadableImage, content_hash
-from .modules import ModuleSpec, feature_function, to_value_range
-from .pipeline import bounded_map, decoded_batches, default_workers, progress
+from tensorguess import strict_json
+from tensorguess.data.images import Skipped, UnreadableImage, content_hash
+from tensorguess.features.modules import ModuleSpec, feature_function, to_value_range
+from tensorguess.features.pipeline import bounded_map, decoded_batches, default_workers, progress
+from tensorguess.files import write_atomically
 
 
 class BottleneckCache:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .train import EvalPoint
+from tensorguess.head.train import EvalPoint
 
 
 def new_run_folder(summaries_dir: Path) -> Path:

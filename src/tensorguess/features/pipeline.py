@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import decode_budget
-from .images import UnreadableImage, as_array, read_rgb
-from .modules import enlarge, shrink_to_fit
+from tensorguess.data import decode_budget
+from tensorguess.data.images import UnreadableImage, as_array, read_rgb
+from tensorguess.features.modules import enlarge, shrink_to_fit
 
 WORKERS_ENV = "TG_DECODE_WORKERS"
 # "0" decodes every photo at full size and shrinks it with TensorFlow, as before huge

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .images import is_hidden, list_files
+from tensorguess.data.images import is_hidden, list_files
 
 # retrain.py's constant: the split is the sha1 of a name modulo this, as a percentage.
 MAX_NUM_IMAGES_PER_CLASS = 2**27 - 1

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import discover, label_for
-from .export import TEMPERATURE
-from .images import Skipped, content_hash, is_hidden
-from .labels_csv import read_labels_csv
-from .leaks import Leaks, find_leaks, reference_features
-from .metrics import softmax
-from .predict import Classifier
-from .report import Evaluation
+from tensorguess.data.dataset import discover, label_for
+from tensorguess.data.images import Skipped, content_hash, is_hidden
+from tensorguess.data.labels_csv import read_labels_csv
+from tensorguess.export.frozen import TEMPERATURE
+from tensorguess.metrics import softmax
+from tensorguess.report.document import Evaluation
+from tensorguess.report.leaks import Leaks, find_leaks, reference_features
+from tensorguess.serve.predict import Classifier
 
 
 class EvaluationError(Exception):

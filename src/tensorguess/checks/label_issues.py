@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import write_atomically
+from tensorguess.files import write_atomically
 
 # The head of each fold: train.train_final_layer (class-uniform batches, softmax by SGD)
 # on features centred and scaled to a mean squared norm of 1, so that one learning rate
@@ -181,8 +181,8 @@ def suspected_label_errors(files: Sequence[str], labels: Sequence[str], given: S
     on log pred_probs, which are the logits less a constant per row): the sharp head that
     ranks best gives nearly every suspect 1.000, which says nothing.
     """
-    from .calibration import fit_temperature
-    from .metrics import softmax
+    from tensorguess.head.calibration import fit_temperature
+    from tensorguess.metrics import softmax
 
     given = np.asarray(given, dtype=np.int64)
     pred_probs = np.asarray(pred_probs, dtype=np.float64)
@@ -252,8 +252,8 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, classes:
 def _fit_fold(features: np.ndarray, labels: np.ndarray, classes: int, test: np.ndarray, steps: int,
               learning_rate: float, batch_size: int, seed: int, probabilities: np.ndarray) -> None:
     """Train on the photos outside `test` and write the scores of those in it into `probabilities`."""
-    from .metrics import softmax
-    from .train import train_final_layer
+    from tensorguess.head.train import train_final_layer
+    from tensorguess.metrics import softmax
 
     train = ~test
     if not test.any() or not train.any():

@@ -33,8 +33,8 @@ class Leaks:
 
 def reference_features(train_log: dict, log_path: Path) -> tuple[set[str], np.ndarray | None, str]:
     """(seen content hashes, their bottlenecks [M,D] or None, why features are missing)."""
-    from .bottlenecks import BottleneckCache
-    from .modules import ModuleSpec
+    from tensorguess.features.bottlenecks import BottleneckCache
+    from tensorguess.features.modules import ModuleSpec
 
     seen = {digest for name in SEEN_SPLITS for digest in train_log.get("split_digests", {}).get(name, [])}
     module = dict(train_log.get("module") or {})

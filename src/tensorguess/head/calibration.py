@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .metrics import expected_calibration_error, negative_log_likelihood, softmax
+from tensorguess.metrics import expected_calibration_error, negative_log_likelihood, softmax
 
 # Search range of T: beyond it the validation set is too small or too clean to say anything.
 T_MIN, T_MAX = 0.05, 20.0

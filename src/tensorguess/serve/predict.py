@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import decode_budget, graph_check
-from .export import BOTTLENECK, IMAGE_BATCH, INPUT_BYTES
-from .images import Skipped, UnreadableImage, read_image
-from .pipeline import decoded_batches, progress
+from tensorguess.data import decode_budget
+from tensorguess.data.images import Skipped, UnreadableImage, read_image
+from tensorguess.export.frozen import BOTTLENECK, IMAGE_BATCH, INPUT_BYTES
+from tensorguess.features.pipeline import decoded_batches, progress
+from tensorguess.serve import graph_check
 
 
 class ClassifierError(Exception):

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .metrics import softmax
+from tensorguess.metrics import softmax
 
 
 class TrainingDiverged(Exception):

@@ -1,0 +1,1 @@
+"""Checks of a photo set before training: duplicates, near-duplicate groups, label errors."""

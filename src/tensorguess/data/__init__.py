@@ -1,0 +1,1 @@
+"""Stage 1, photos: finding and decoding them, their labels and the split."""

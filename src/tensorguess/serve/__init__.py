@@ -1,0 +1,1 @@
+"""Using a trained classifier: which graphs may run, scoring photos, sorting them."""
