@@ -33,9 +33,20 @@ train_small_classifier() {
 # shellcheck disable=SC2034  # read by the tests that load this file
 LONG_SET=$SHARED/datasets/sign-digits LONG_SET_SIZE=1635
 
-# bottlenecks_in DIR: how many feature vectors DIR/bottlenecks holds.
+# bottlenecks_in DIR: how many feature vectors DIR/bottlenecks holds (its feature
+# stores, read while a training may be writing them: SQLite's WAL lets it).
 bottlenecks_in() {
-  find "$1/bottlenecks" -name '*.npy' 2>/dev/null | wc -l
+  "$REPO/.venv/bin/python" - "$1/bottlenecks" <<'EOF'
+import glob, sqlite3, sys
+total = 0
+for path in glob.glob(sys.argv[1] + "/*/features.sqlite"):
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
+            total += db.execute("SELECT count(*) FROM vectors").fetchone()[0]
+    except sqlite3.Error:
+        pass  # not created yet
+print(total)
+EOF
 }
 
 # wait_for_bottlenecks DIR PIDFILE [SECONDS]: wait until DIR/bottlenecks holds a

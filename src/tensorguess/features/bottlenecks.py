@@ -1,14 +1,15 @@
 """Bottleneck features: one batched, pipelined pass over the images, and their cache.
 
-The cache is keyed by each image's content hash inside a folder named after the
-module's identity: renaming or moving photos costs nothing, a changed module
-gets a fresh folder, and every entry is written to a temporary file and renamed
-into place, so a killed run never leaves a half-written entry behind.
+The cache is a folder named after the module's identity (a changed module gets a
+fresh one) holding one feature store (store.py): vectors keyed by each image's
+content hash, so renaming or moving photos costs nothing, and the stat index, so
+an unchanged photo is not even read again. A cache of one `.npy` file per image,
+as earlier versions wrote, is imported into the store once and then left alone.
 """
 
 from __future__ import annotations
 
-import io
+import os
 import re
 import sys
 import time
@@ -23,51 +24,58 @@ from tensorguess import strict_json
 from tensorguess.data.images import Skipped, UnreadableImage, content_hash
 from tensorguess.features.modules import ModuleSpec, feature_function, to_value_range
 from tensorguess.features.pipeline import bounded_map, decoded_batches, default_workers, progress
+from tensorguess.features.store import FeatureStore, stat_key
 from tensorguess.files import write_atomically
+
+OLD_FORMAT_IMPORTED = "npy_files_imported"
 
 
 class BottleneckCache:
-    """Feature vectors of one module, one small .npy file per image content hash."""
+    """Feature vectors of one module: its folder's feature store, and the stat index."""
 
     def __init__(self, root: Path, spec: ModuleSpec,
                  warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr)):
         self.dir = Path(root) / spec.cache_name
         self.warn = warn
-        self.unwritable: str | None = None  # why entries cannot be stored, once that is known
         self.warned = False
+        self.store = FeatureStore(self.dir)
         about = self.dir / "module.json"
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            if not about.exists():
-                write_atomically(about, strict_json.dumps(spec.describe(), indent=1).encode())
-        except OSError as error:
-            # A read-only cache still serves what it holds; only new entries are lost.
-            self.unwritable = error.strerror or str(error)
+        if self.store.unwritable is None and not about.exists():
+            write_atomically(about, strict_json.dumps(spec.describe(), indent=1).encode())
+        if self.store.unwritable is None and self.store.meta(OLD_FORMAT_IMPORTED) is None:
+            self._import_npy_files()
 
-    def _path(self, digest: str) -> Path:
-        return self.dir / digest[:2] / f"{digest}.npy"
+    @property
+    def unwritable(self) -> str | None:
+        """Why entries cannot be stored (a read-only cache, a full disk), once that is known."""
+        return self.store.unwritable
+
+    def _import_npy_files(self) -> None:
+        """Bring an earlier version's one-file-per-image cache into the store, once."""
+        found = []
+        for path in self.dir.glob("??/*.npy"):
+            try:
+                vector = np.load(path, allow_pickle=False)
+            except (OSError, ValueError, EOFError):
+                continue  # damaged: recomputed when needed
+            if vector.ndim == 1 and vector.dtype == np.float32 and np.all(np.isfinite(vector)):
+                found.append((path.stem, vector))
+        self.store.put_vectors(found)
+        self.store.set_meta(OLD_FORMAT_IMPORTED, str(len(found)))
 
     def get(self, digest: str) -> np.ndarray | None:
-        path = self._path(digest)
-        try:
-            vector = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            return None  # missing, or damaged outside our control: recompute it
-        if vector.ndim != 1 or vector.dtype != np.float32 or not np.all(np.isfinite(vector)):
-            return None
-        return vector
+        return self.store.vectors([digest]).get(digest)
+
+    def get_many(self, digests) -> dict[str, np.ndarray]:
+        return self.store.vectors(digests)
 
     def put(self, digest: str, vector: np.ndarray) -> None:
-        """Store one entry; if the cache cannot take it, say so once and go on without storing."""
-        if self.unwritable is None:
-            buffer = io.BytesIO()
-            np.save(buffer, np.asarray(vector, dtype=np.float32), allow_pickle=False)
-            try:
-                write_atomically(self._path(digest), buffer.getvalue())
-                return
-            except OSError as error:
-                self.unwritable = error.strerror or str(error)
-        if not self.warned:
+        self.put_many([(digest, vector)])
+
+    def put_many(self, items: list[tuple[str, np.ndarray]]) -> None:
+        """Store entries; if the cache cannot take them, say so once and go on without storing."""
+        self.store.put_vectors(items)
+        if self.store.unwritable is not None and not self.warned:
             self.warn(f"tensor-guess: cannot store bottlenecks in {self.dir} ({self.unwritable}): "
                       "the missing ones are computed for this run only; give a writable "
                       "--bottleneck_dir to keep them")
@@ -148,16 +156,17 @@ def extract(
     workers = workers or default_workers()
     result = Extraction()
     by_digest: dict[str, list[Path]] = {}
-    for path, digest in zip(paths, bounded_map(_hash_or_error, paths, workers, 64), strict=True):
+    for path, digest in zip(paths, _digests(paths, cache, workers), strict=True):
         if isinstance(digest, UnreadableImage):
             _skip(result, path, str(digest), warn)
             continue
         by_digest.setdefault(digest, []).append(path)
         result.digests[path] = digest
 
+    stored = cache.get_many(by_digest) if cache else {}
     missing = []
     for digest, same in by_digest.items():
-        vector = cache.get(digest) if cache else None
+        vector = stored.get(digest)
         if vector is None:
             missing.append(digest)
         else:
@@ -173,19 +182,51 @@ def extract(
     with progress(len(missing), "Bottlenecks") as bar:
         for batch in decoded_batches(first_paths, spec.input_size, batch_size, workers):
             vectors = iter(run(batch.pixels).numpy() if batch.pixels is not None else [])
+            new = []
             for path, error in batch.entries:
                 if error:
                     for same in by_digest[digest_of[path]]:
                         _skip(result, same, str(error), warn)
                     continue
                 vector = next(vectors)
-                if cache:
-                    cache.put(digest_of[path], vector)
+                new.append((digest_of[path], vector))
                 result.vectors.update((p, vector) for p in by_digest[digest_of[path]])
                 result.computed += 1
+            if cache:
+                cache.put_many(new)  # one transaction a batch: a kill loses at most this batch
             bar.update(len(batch.entries))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _digests(paths: list[Path], cache: BottleneckCache | None, workers: int) -> list:
+    """The content hash of each path (or why it cannot be read), from the stat index when
+    the photo's size, mtime and inode are those it remembers, else read and hashed (on
+    `workers` threads), and then remembered."""
+    known = cache.store.known_digests() if cache else {}
+    found: list = [None] * len(paths)
+    to_hash = []
+    for i, path in enumerate(paths):
+        try:
+            status = os.stat(path)
+        except OSError as error:
+            found[i] = UnreadableImage(f"cannot read the file ({error.strerror or error})")
+            continue
+        key = os.path.abspath(path)
+        remembered = known.get(key)
+        if remembered is not None and remembered[0] == stat_key(status) and status.st_size:
+            found[i] = remembered[1]
+        else:
+            to_hash.append((i, key, stat_key(status)))
+    hashed = bounded_map(_hash_or_error, [paths[i] for i, _, _ in to_hash], workers, 64)
+    new = []
+    for (i, key, stat), digest in zip(to_hash, hashed, strict=True):
+        found[i] = digest
+        if not isinstance(digest, UnreadableImage):
+            new.append((key, stat, digest))
+    if cache:
+        cache.store.remember(new)
+    return found
 
 
 def _hash_or_error(path: Path) -> str | UnreadableImage:
