@@ -236,14 +236,16 @@ def run_guess(args) -> int:
 
 
 def run_sort(args) -> int:
-    from tensorguess.serve.sort import MANIFEST, sort_folder
+    from tensorguess.serve.sort import MANIFEST, SortError, check_dest, sort_folder
 
     if not args.source.is_dir():
         raise UsageError(f"source folder {args.source} does not exist or is not a folder")
     if args.source.resolve() == args.dest.resolve():
         raise UsageError("SRC and DEST must be different folders: sources are never touched")
-    if args.dest.exists() and not args.dest.is_dir():
-        raise UsageError(f"DEST {args.dest} exists and is not a folder; choose another DEST")
+    try:
+        check_dest(args.dest)  # before the graph is loaded
+    except SortError as error:
+        raise UsageError(str(error)) from error
     with _classifier(args) as classifier:
         summary = sort_folder(classifier, args.source, args.dest, args.batch_size,
                               warn=lambda line: print(line, file=sys.stderr, flush=True))
@@ -265,9 +267,9 @@ def run_evaluate(args) -> int:
         raise UsageError(f"labelled folder {args.labelled} does not exist or is not a folder "
                          "(or a labels CSV)")
     labelled = args.labelled.resolve()
-    photos = labelled.parent if labelled.is_file() else labelled
-    out = (args.out or args.dir / f"report-{labelled.stem if labelled.is_file() else labelled.name}"
-           ).resolve()
+    is_csv = labelled.is_file()
+    photos = labelled.parent if is_csv else labelled
+    out = (args.out or args.dir / f"report-{labelled.stem if is_csv else labelled.name}").resolve()
     if out.is_relative_to(photos):
         raise UsageError(f"the report folder {out} is inside {photos}; choose one outside it")
     check_out_dir(out)

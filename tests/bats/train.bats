@@ -68,3 +68,18 @@ setup() {
   [ "$status" -eq 2 ]
   [[ $output == *"TG_RUNTIME must be auto, local or docker, not 'podman'"* ]]
 }
+
+@test "two train.sh on one DIR at once both finish, and the model they leave works" {
+  work="$BATS_TEST_TMPDIR/work"
+  make_tf_files "$work" 20
+  bash "$REPO/train.sh" "$work" --how_many_training_steps 50 --random_seed 1 >"$BATS_TEST_TMPDIR/one" 2>&1 &
+  one=$!
+  bash "$REPO/train.sh" "$work" --how_many_training_steps 50 --random_seed 2 >"$BATS_TEST_TMPDIR/two" 2>&1 &
+  two=$!
+  wait "$one"
+  wait "$two"
+  run bash "$REPO/guess.sh" "$work" "$(first_photo elsa)"
+  [ "$status" -eq 0 ]
+  [[ ${lines[-2]} == "elsa (score = "* || ${lines[-1]} == "elsa (score = "* ]]
+  [ "$(bottlenecks_in "$work")" -eq 40 ]
+}

@@ -180,9 +180,7 @@ def label_checks(image_set: ImageSet, readable: dict[str, list[Path]], digests: 
     except TrainingDiverged as error:  # a check, not the training: say so and go on without it
         warn(f"tensor-guess: the label check was skipped: its cross-validation {error}")
         return [], 0
-    found = label_issues.find_label_issues(given, probabilities)
-    kept = label_issues.suspected_label_errors([image_set.name(path) for path, _ in entries],
-                                               image_set.labels, given, probabilities,
-                                               limit=LABEL_ERRORS_KEPT)
-    return kept, len(found)
+    found = label_issues.suspected_label_errors([image_set.name(path) for path, _ in entries],
+                                                image_set.labels, given, probabilities)
+    return found[:LABEL_ERRORS_KEPT], len(found)
 

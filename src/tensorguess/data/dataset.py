@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,8 +185,22 @@ def split(
                             for path in readable.get(label, [])]
     units = _units(image_set, entries, groups)
     result = Split()
+    for name in SPLITS:
+        for label in image_set.labels:
+            result.parts[name][label] = []
     if image_set.given is not None:
-        return _follow_given(image_set, units, testing_percentage, validation_percentage, result)
+        _follow_given(image_set, units, testing_percentage, validation_percentage, result)
+    else:
+        _follow_keys(image_set, units, testing_percentage, validation_percentage, readable, result)
+    for part in result.parts.values():
+        for files in part.values():
+            files.sort(key=Path.as_posix)
+    return result
+
+
+def _follow_keys(image_set: ImageSet, units, testing_percentage: float, validation_percentage: float,
+                 readable: dict[str, list[Path]], result: Split) -> None:
+    """Each group in the band of its key, too big ones in training, then every split filled."""
     place: dict[int, str] = {}
     counts = {label: len(readable.get(label, [])) for label in image_set.labels}
     for index, (key, members) in enumerate(units):
@@ -194,26 +209,19 @@ def split(
             share = testing_percentage if name == "testing" else validation_percentage
             # More than twice its split's share of a class (and more than a pair): placing it
             # there would make that split a poor sample of the class.
-            too_big = [label for label, n in _per_label(members).items()
+            too_big = [label for label, n in Counter(lab for lab, _ in members).items()
                        if n > max(2.0, 2 * counts[label] * share / 100)]
             if too_big:
                 result.notes.append(
                     f"a group of {len(members)} near-duplicate or same-named photos "
-                    f"({_rel(image_set, members[0][1])}, ...) is more than twice the {name} split's share of "
+                    f"({image_set.name(members[0][1])}, ...) is more than twice the {name} split's share of "
                     f"{', '.join(too_big)}: kept in training")
                 name = "training"
         place[index] = name
     _ensure_each_split(image_set, units, place, counts, result.notes)
-    for name in SPLITS:
-        for label in image_set.labels:
-            result.parts[name][label] = []
     for index, (_, members) in enumerate(units):
         for label, path in members:
             result.parts[place[index]][label].append(path)
-    for part in result.parts.values():
-        for files in part.values():
-            files.sort(key=Path.as_posix)
-    return result
 
 
 def _band(key: float, testing_percentage: float, validation_percentage: float) -> str:
@@ -223,7 +231,7 @@ def _band(key: float, testing_percentage: float, validation_percentage: float) -
 
 
 def _follow_given(image_set: ImageSet, units, testing_percentage: float, validation_percentage: float,
-                  result: Split) -> Split:
+                  result: Split) -> None:
     """Each file in the split the data set gives it. A split it does not give at all is
     taken from its training photos by the usual rule, groups kept whole; files with no
     split of their own (a CSV row with an empty split) follow the usual rule. Groups
@@ -235,9 +243,6 @@ def _follow_given(image_set: ImageSet, units, testing_percentage: float, validat
     if carved:
         result.notes.append(f"no {' or '.join(carved)} split given: taken from the training photos "
                             "by the usual rule")
-    for name in SPLITS:
-        for label in image_set.labels:
-            result.parts[name][label] = []
     leaks = []
     for key, members in units:
         own = {given[path] for _, path in members if path in given}
@@ -263,21 +268,6 @@ def _follow_given(image_set: ImageSet, units, testing_percentage: float, validat
         missing = [label for label in image_set.labels if not result.parts[name][label]]
         if missing and name not in carved:
             result.notes.append(f"the given {name} split has no photo of {', '.join(missing)}")
-    for part in result.parts.values():
-        for files in part.values():
-            files.sort(key=Path.as_posix)
-    return result
-
-
-def _rel(image_set: ImageSet, path: Path) -> str:
-    return image_set.name(path)
-
-
-def _per_label(members: list[Entry]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for label, _ in members:
-        found[label] = found.get(label, 0) + 1
-    return found
 
 
 class Components:
@@ -312,7 +302,7 @@ class Components:
 def _units(image_set: ImageSet, entries: list[Entry], groups) -> list[tuple[float, list[Entry]]]:
     """The entries joined into groups (union-find): (the group's split key, members), by key."""
     components = Components(len(entries))
-    keys = [split_key(_rel(image_set, path)) for _, path in entries]
+    keys = [split_key(image_set.name(path)) for _, path in entries]
     by_key: dict[float, list[int]] = {}
     by_path: dict[Path, list[int]] = {}
     for i, (_, path) in enumerate(entries):
@@ -348,7 +338,7 @@ def _ensure_each_split(image_set: ImageSet, units, place: dict[int, str], counts
     """
     held = {name: dict.fromkeys(image_set.labels, 0) for name in SPLITS}
     units_of: dict[str, list[int]] = {label: [] for label in image_set.labels}
-    taken = [_per_label(members) for _, members in units]
+    taken = [Counter(label for label, _ in members) for _, members in units]
     for index, per_label in enumerate(taken):
         for label, n in per_label.items():
             held[place[index]][label] += n

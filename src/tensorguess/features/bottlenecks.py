@@ -63,14 +63,8 @@ class BottleneckCache:
         self.store.put_vectors(found)
         self.store.set_meta(OLD_FORMAT_IMPORTED, str(len(found)))
 
-    def get(self, digest: str) -> np.ndarray | None:
-        return self.store.vectors([digest]).get(digest)
-
     def get_many(self, digests) -> dict[str, np.ndarray]:
         return self.store.vectors(digests)
-
-    def put(self, digest: str, vector: np.ndarray) -> None:
-        self.put_many([(digest, vector)])
 
     def put_many(self, items: list[tuple[str, np.ndarray]]) -> None:
         """Store entries; if the cache cannot take them, say so once and go on without storing."""

@@ -58,11 +58,6 @@ class FeatureStore:
             # A read-only cache (a read-only mount) serves what it holds; nobody writes it.
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True)
 
-    def close(self) -> None:
-        if self.db is not None:
-            self.db.close()
-            self.db = None
-
     def vectors(self, digests: Iterable[str]) -> dict[str, np.ndarray]:
         """The stored vector of each digest that has a sound one."""
         found: dict[str, np.ndarray] = {}

@@ -46,7 +46,7 @@ def reference_features(train_log: dict, log_path: Path) -> tuple[set[str], np.nd
         cache = BottleneckCache(Path(cache_dir), ModuleSpec(**module), warn=lambda line: None)
     except TypeError:
         return seen, None, f"{log_path} was written by another version"
-    vectors = [v for v in (cache.get(d) for d in sorted(seen)) if v is not None]
+    vectors = list(cache.get_many(sorted(seen)).values())  # one query per chunk, not per photo
     if not vectors:
         return seen, None, f"the bottleneck cache {cache.dir} holds none of the training photos"
     return seen, np.stack(vectors).astype(np.float32), ""

@@ -127,13 +127,9 @@ class Classifier:
             fetch_features = with_features and self.features is not None
             for batch in decoded_batches(paths, self.size, batch_size):
                 if batch.pixels is None:
-                    scores, features = [], []
-                elif fetch_features:
-                    scores, features = self.session.run([self.output, self.features],
-                                                        {self.input: batch.pixels})
-                    scores = np.asarray(scores, np.float64).reshape(-1, len(self.labels))
+                    scores, features = [], None
                 else:
-                    scores, features = self._run(batch.pixels), None
+                    scores, features = self._run(batch.pixels, fetch_features)
                 rows = iter(range(len(scores)))  # the readable photos' rows, in order
                 chunk = []
                 for path, error in batch.entries:
@@ -141,7 +137,7 @@ class Classifier:
                         chunk.append(Skipped(path, str(error)))
                         continue
                     row = next(rows)
-                    chunk.append(_checked(path, scores[row], features[row] if fetch_features else None))
+                    chunk.append(_checked(path, scores[row], None if features is None else features[row]))
                 yield chunk
             return
         for path in paths:
@@ -156,13 +152,16 @@ class Classifier:
             return Skipped(path, str(error))
         feed = pixels if self.mode == "pixels" else Path(path).read_bytes()
         try:
-            return _checked(path, self._run(feed)[0])
+            return _checked(path, self._run(feed)[0][0])
         except Exception as error:  # the old graph's own decoder rejected the file
             return Skipped(path, f"the graph could not decode it ({str(error).splitlines()[0]})")
 
-    def _run(self, feed) -> np.ndarray:
-        scores = self.session.run(self.output, {self.input: feed})
-        return np.asarray(scores, dtype=np.float64).reshape(-1, len(self.labels))
+    def _run(self, feed, with_features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """(scores [N, labels], and the bottlenecks [N, D] when asked for, else None)."""
+        fetches = [self.output, self.features] if with_features else [self.output]
+        values = self.session.run(fetches, {self.input: feed})
+        scores = np.asarray(values[0], dtype=np.float64).reshape(-1, len(self.labels))
+        return scores, (values[1] if with_features else None)
 
     def ranked(self, scores: np.ndarray) -> list[tuple[str, float]]:
         """(label, score) best first; ties keep the labels-file order."""

@@ -153,6 +153,12 @@ class SortSummary:
     per_label: dict[str, int] | None = None
 
 
+def check_dest(dest: Path) -> None:
+    """Refuse a DEST that exists and is not a folder (the CLI asks before loading the graph)."""
+    if dest.exists() and not dest.is_dir():
+        raise SortError(f"DEST {dest} exists and is not a folder; choose another DEST")
+
+
 def sort_folder(
     classifier: Classifier,
     source: Path,
@@ -169,8 +175,7 @@ def sort_folder(
     or DEST inside SRC.
     """
     source, dest = Path(source).resolve(), Path(dest).resolve()
-    if dest.exists() and not dest.is_dir():
-        raise SortError(f"DEST {dest} exists and is not a folder; choose another DEST")
+    check_dest(dest)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -196,10 +201,10 @@ def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
             summary.already_sorted += 1
             continue
         files.append(path)
+    # Where the photos come from and which model sorts them: what a rerun skips by.
+    where = {"root": str(source), "model": classifier.digest}
     for result in classifier.score_files(files, batch_size, show_progress=True):
         name = result.path.relative_to(source).as_posix()
-        # Where the photo came from and which model sorted it: what a rerun skips by.
-        where = {"root": str(source), "model": classifier.digest}
         if isinstance(result, Skipped):
             entry = _record_unreadable(result, name, where, summary, warn)
             _append_or_stop(manifest, entry, None, dest, summary, len(files))
