@@ -80,7 +80,7 @@ def features(paths: list[Path], spec, loaded, cache) -> np.ndarray:
     result = extract(paths, spec, loaded, cache, batch_size=32)
     if result.skipped:
         raise SystemExit(f"unreadable: {result.skipped}")
-    return np.stack([result.vectors[p] for p in paths]).astype(np.float32)
+    return result.matrix(paths)
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:

@@ -86,7 +86,7 @@ def real_bottlenecks(cache_dir: Path | None) -> np.ndarray:
     with tempfile.TemporaryDirectory() as scratch:
         cache = BottleneckCache(cache_dir or Path(scratch), spec)
         result = extract(paths, spec, loaded, cache)
-    return np.stack([result.vectors[p] for p in paths if p in result.vectors]).astype(np.float32)
+    return result.matrix([p for p in paths if result.readable(p)])
 
 
 def synthetic(real: np.ndarray, count: int, seed: int) -> np.ndarray:

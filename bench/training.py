@@ -32,12 +32,13 @@ def bottleneck_arrays():
     image_set = dataset.discover(common.SUPERHEROES)
     paths = [path for label in image_set.labels for path in image_set.files[label]]
     spec, loaded = modules.resolve(str(common.MODULE))
-    vectors = bottlenecks.extract(paths, spec, loaded, cache=None).vectors
+    extraction = bottlenecks.extract(paths, spec, loaded, cache=None)
     parts = dataset.split(image_set, image_set.files, 10.0, 10.0).parts
 
     def arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [(vectors[p], i) for i, label in enumerate(image_set.labels) for p in parts[name][label]]
-        return np.stack([v for v, _ in pairs]), np.array([i for _, i in pairs], dtype=np.int64)
+        chosen = [p for label in image_set.labels for p in parts[name][label]]
+        truth = [i for i, label in enumerate(image_set.labels) for _ in parts[name][label]]
+        return extraction.matrix(chosen), np.array(truth, dtype=np.int64)
 
     return (*arrays("training"), *arrays("validation"), len(image_set.labels))
 
@@ -49,8 +50,12 @@ def train_eager(train_x, train_y, val_x, val_y, classes: int, steps: int) -> flo
     from tensorguess.head.train import eval_steps, grouped
 
     generator = tf.random.Generator.from_seed(SEED)
-    x, y, offsets, counts = (tf.constant(a) for a in grouped(train_x, train_y, classes))
-    vx, vy, v_offsets, v_counts = (tf.constant(a) for a in grouped(val_x, val_y, classes))
+    def sorted_by_class(features, labels):
+        order, offsets, counts = grouped(labels, classes)
+        return (tf.constant(a) for a in (features[order], labels[order], offsets, counts))
+
+    x, y, offsets, counts = sorted_by_class(train_x, train_y)
+    vx, vy, v_offsets, v_counts = sorted_by_class(val_x, val_y)
     weights = tf.Variable(generator.truncated_normal([train_x.shape[1], classes], stddev=0.001))
     biases = tf.Variable(tf.zeros([classes]))
 

@@ -68,16 +68,16 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     say(extraction.summary())
 
     readable = {
-        label: [p for p in image_set.files[label] if p in extraction.vectors]
+        label: [p for p in image_set.files[label] if extraction.readable(p)]
         for label in image_set.labels
     }
-    checks = data_checks.duplicate_checks(image_set, readable, extraction.digests, extraction.vectors,
-                                          cfg.near_duplicate_threshold, cache.dir, warn)
+    checks = data_checks.duplicate_checks(image_set, readable, extraction, cfg.near_duplicate_threshold,
+                                          cache.dir, warn)
     parts = dataset.split(image_set, readable, cfg.testing_percentage, cfg.validation_percentage,
                           groups=checks.groups)
     checks.split_notes = parts.notes
     checks.suspected_label_errors, checks.label_errors_found = data_checks.label_checks(
-        image_set, readable, extraction.digests, extraction.vectors, spec.identity, cache.dir, warn)
+        image_set, readable, extraction, spec.identity, cache.dir, warn)
     for line in checks.console_lines(image_set):
         say(line)
     sizes = parts.sizes()
@@ -90,19 +90,18 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     if imbalance:
         warn(imbalance)
 
-    width = len(next(iter(extraction.vectors.values())))
-
     def arrays(name: str):
-        pairs = [(extraction.vectors[p], index)
-                 for index, label in enumerate(image_set.labels)
-                 for p in parts.parts[name][label]]
-        features = np.stack([v for v, _ in pairs]) if pairs else np.zeros((0, width), np.float32)
-        return features.astype(np.float32), np.array([i for _, i in pairs], dtype=np.int64)
+        paths = [p for label in image_set.labels for p in parts.parts[name][label]]
+        truth = [index for index, label in enumerate(image_set.labels) for _ in parts.parts[name][label]]
+        return extraction.matrix(paths), np.array(truth, dtype=np.int64)
 
     seed = cfg.random_seed if cfg.random_seed is not None else random.SystemRandom().randrange(2**31)
     train_x, train_y = arrays("training")
     val_x, val_y = arrays("validation")
     test_x, test_y = arrays("testing")
+    # From here on the splits hold the features: the extraction's matrix goes, so that the
+    # training's own copies are the only others (peak memory: about twice the features).
+    extraction.features = np.zeros((0, extraction.features.shape[1]), np.float32)
 
     summaries = _summary_writer(cfg)
 

@@ -76,7 +76,7 @@ def test_a_cache_of_npy_files_is_imported_once_and_left_alone(tmp_path, module):
         digest = fresh.digests[path]
         (folder / digest[:2]).mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
-        np.save(buffer, fresh.vectors[path], allow_pickle=False)
+        np.save(buffer, fresh.vector(path), allow_pickle=False)
         (folder / digest[:2] / f"{digest}.npy").write_bytes(buffer.getvalue())
     (folder / "ab").mkdir(exist_ok=True)
     (folder / "ab" / ("ab" + "0" * 38 + ".npy")).write_bytes(b"damaged")

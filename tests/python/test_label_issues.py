@@ -35,10 +35,10 @@ def digits(tmp_path_factory):
     paths = [path for label in image_set.labels for path in image_set.files[label]]
     cache = bottlenecks.BottleneckCache(tmp_path_factory.mktemp("bottlenecks"), spec)
     extraction = bottlenecks.extract(paths, spec, loaded, cache)
-    readable = [path for path in paths if path in extraction.vectors]
+    readable = [path for path in paths if extraction.readable(path)]
     index = {label: i for i, label in enumerate(image_set.labels)}
     return {
-        "features": np.stack([extraction.vectors[path] for path in readable]),
+        "features": extraction.matrix(readable),
         "truth": np.array([index[path.parent.name] for path in readable]),
         "files": [path.relative_to(SIGN_DIGITS).as_posix() for path in readable],
         "digests": [content_hash(path) for path in readable],

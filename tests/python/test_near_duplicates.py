@@ -343,7 +343,7 @@ def test_real_near_copies_are_found_and_distinct_photos_are_not_joined(tmp_path)
             source.append(k)
     spec, loaded = modules.resolve(str(MOBILENET_V1))
     result = extract(paths, spec, loaded, cache=None)
-    vectors = np.stack([result.vectors[p] for p in paths])
+    vectors = result.matrix(paths)
     pairs = find_pairs([content_hash(p) for p in paths], vectors, DEFAULT_THRESHOLD, tmp_path / STORE_NAME)
 
     joined = {(i, j) for i, j, _ in pairs}

@@ -115,4 +115,4 @@ def test_extracting_twice_with_one_module_traces_once(tmp_path):
     assert bottlenecks.compile_features(spec, loaded) is run
     assert run.experimental_get_tracing_count() == traces == 1
     for path in paths[:2]:
-        np.testing.assert_array_equal(first.vectors[path], second.vectors[path])
+        np.testing.assert_array_equal(first.vector(path), second.vector(path))

@@ -171,7 +171,7 @@ def test_changed_module_recomputes_and_damaged_entries_are_not_read(tmp_path):
     assert spec2.cache_name != spec1.cache_name
     second = bottlenecks.extract(photos, spec2, loaded2, bottlenecks.BottleneckCache(tmp_path, spec2))
     assert second.computed == 4 and second.from_cache == 0
-    assert next(iter(second.vectors.values())).shape == (1280,)
+    assert second.features.shape[1] == 1280
     # A damaged entry (written by another tool: the store never writes a part of one) is
     # recomputed, not read back.
     import sqlite3
@@ -181,7 +181,7 @@ def test_changed_module_recomputes_and_damaged_entries_are_not_read(tmp_path):
     third = bottlenecks.extract(photos, spec1, loaded1, cache1)
     assert third.computed == 1 and third.from_cache == 3
     for path in photos:
-        assert np.allclose(third.vectors[path], first.vectors[path], atol=1e-5)
+        assert np.allclose(third.vector(path), first.vector(path), atol=1e-5)
 
 
 def test_training_is_deterministic_for_a_seed():

@@ -12,12 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tensorguess.data.dataset import Components, ImageSet
 from tensorguess.features.near_duplicates import STORE_NAME, find_pairs
 from tensorguess.head.train import TrainingDiverged
+
+if TYPE_CHECKING:
+    from tensorguess.features.bottlenecks import Extraction
 
 
 @dataclass
@@ -91,55 +95,78 @@ DISTANCE_SHARE = 0.5
 SAMPLE = 256  # photos whose nearest other-class photo is sought: a stable median, ~1 s at 100k
 
 
+BLOCK = 2048  # photos per product with the sample: [SAMPLE, BLOCK] floats at a time
+
+
 def automatic_threshold(matrix: np.ndarray, labels: list[str], digests: list[str]) -> float:
-    """max(BASE_THRESHOLD, 1 - DISTANCE_SHARE * (1 - median cosine to the nearest other-class photo))."""
-    unit = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    """max(BASE_THRESHOLD, 1 - DISTANCE_SHARE * (1 - median cosine to the nearest other-class photo)).
+
+    `matrix[k]` is the features of a photo labelled `labels[k]` with content `digests[k]`.
+    Blocked, with no normalised copy of the matrix: memory stays that of the sample.
+    """
+    inverse_norms = 1 / np.maximum(np.sqrt(np.einsum("ij,ij->i", matrix, matrix)), 1e-12)
     # An even, deterministic sample: the same photos give the same threshold on every machine.
     order = sorted(range(len(digests)), key=digests.__getitem__)
     sample = np.array(order[:: max(1, len(order) // SAMPLE)][:SAMPLE])
     names = {label: k for k, label in enumerate(sorted(set(labels)))}
     classes = np.array([names[label] for label in labels])
-    _, content = np.unique(np.array(digests), return_inverse=True)
-    cosines = unit[sample] @ unit.T  # [sample, N]: one product, not one per photo
-    other = ((classes[None, :] != classes[sample][:, None])
-             & (content[None, :] != content[sample][:, None]))
-    nearest = np.where(other, cosines, -np.inf).max(axis=1)
+    first_of: dict[str, int] = {}
+    content = np.array([first_of.setdefault(digest, len(first_of)) for digest in digests])
+    unit_sample = matrix[sample] * inverse_norms[sample, None]
+    nearest = np.full(len(sample), -np.inf)
+    for start in range(0, len(matrix), BLOCK):
+        end = min(start + BLOCK, len(matrix))
+        cosines = (unit_sample @ matrix[start:end].T) * inverse_norms[None, start:end]
+        other = ((classes[None, start:end] != classes[sample][:, None])
+                 & (content[None, start:end] != content[sample][:, None]))
+        nearest = np.maximum(nearest, np.where(other, cosines, -np.inf).max(axis=1))
     nearest = nearest[np.isfinite(nearest)]
     if not len(nearest):
         return BASE_THRESHOLD
     return max(BASE_THRESHOLD, 1 - DISTANCE_SHARE * (1 - float(np.median(nearest))))
 
 
-def duplicate_checks(image_set: ImageSet, readable: dict[str, list[Path]], digests: dict[Path, str],
-                     vectors: dict[Path, np.ndarray], threshold: float | None, cache_dir: Path | None,
+def duplicate_checks(image_set: ImageSet, readable: dict[str, list[Path]], extraction: Extraction,
+                     threshold: float | None, cache_dir: Path | None,
                      warn: Callable[[str], None]) -> DataChecks:
     """Groups of photos with the same content or features at a cosine >= `threshold`
     (None: `automatic_threshold`).
 
-    The neighbour search is remembered in `cache_dir` (beside the bottlenecks), so a
-    rerun searches only the photos it has not seen.
+    The search runs on the extraction's matrix itself (a row per distinct content), so
+    it costs no copy of the features. It is remembered in `cache_dir` (beside the
+    bottlenecks), so a rerun searches only the photos it has not seen.
     """
+    digests = extraction.digests
     paths = sorted({path for label in image_set.labels for path in readable.get(label, [])},
                    key=Path.as_posix)
     checks = DataChecks(threshold or BASE_THRESHOLD,
                         across_labels=across_labels(image_set, readable, digests))
     if not paths:
         return checks
-    matrix = np.stack([vectors[path] for path in paths]).astype(np.float32)
-    if threshold is None:
-        label_of = {path: label for label in reversed(image_set.labels)
-                    for path in readable.get(label, [])}  # a path under two labels: its first
-        checks.threshold = threshold = automatic_threshold(
-            matrix, [label_of[p] for p in paths], [digests[p] for p in paths])
     components = Components(len(paths))
     by_digest: dict[str, list[int]] = {}
     for i, path in enumerate(paths):
         by_digest.setdefault(digests[path], []).append(i)
     for same in by_digest.values():
         components.join(same)  # the same content under several names
+    # The rows of these photos' contents, in the order of their first path.
+    rows = np.fromiter((extraction.rows[digest] for digest in by_digest), np.int64, len(by_digest))
+    matrix = extraction.features
+    if len(rows) != len(matrix):  # a subset of the photos extracted: only then a copy
+        matrix = matrix[rows]
+        rows = np.arange(len(rows))
+    row_digests = [None] * len(rows)
+    first_path = [0] * len(rows)
+    for (digest, same), row in zip(by_digest.items(), rows.tolist(), strict=True):
+        row_digests[row], first_path[row] = digest, same[0]
+    if threshold is None:
+        label_of = {path: label for label in reversed(image_set.labels)
+                    for path in readable.get(label, [])}  # a path under two labels: its first
+        checks.threshold = threshold = automatic_threshold(
+            matrix, [label_of[paths[i]] for i in first_path], row_digests)
     store = cache_dir / STORE_NAME if cache_dir is not None else None
-    for i, j, _ in find_pairs([digests[p] for p in paths], matrix, threshold, store, warn=warn):
-        components.join((i, j))
+    for i, j, _ in find_pairs(row_digests, matrix, threshold, store, warn=warn):
+        components.join((first_path[i], first_path[j]))
     groups = [[paths[i] for i in found] for found in components.members() if len(found) > 1]
     checks.groups = sorted(groups, key=lambda group: (-len(group), group[0].as_posix()))
     return checks
@@ -149,8 +176,8 @@ LABEL_ERRORS_KEPT = 200  # most suspicious first; the rest would be noise to rea
 OUT_OF_FOLD_STORE = "out_of_fold.npz"
 
 
-def label_checks(image_set: ImageSet, readable: dict[str, list[Path]], digests: dict[Path, str],
-                 vectors: dict[Path, np.ndarray], extractor: str, cache_dir: Path | None,
+def label_checks(image_set: ImageSet, readable: dict[str, list[Path]], extraction: Extraction,
+                 extractor: str, cache_dir: Path | None,
                  warn: Callable[[str], None]) -> tuple[list[dict], int]:
     """Photos whose folder label disagrees confidently with out-of-fold predictions.
 
@@ -164,12 +191,13 @@ def label_checks(image_set: ImageSet, readable: dict[str, list[Path]], digests: 
     if len(entries) < 2 * label_issues.FOLDS:
         return [], 0
     given = np.array([k for _, k in entries], np.int64)
-    features = np.stack([vectors[path] for path, _ in entries]).astype(np.float32)
-    key = label_issues.out_of_fold_key([digests[path] for path, _ in entries], given, extractor,
-                                       classes=len(image_set.labels))
+    rows = extraction.row_of([path for path, _ in entries])
+    key = label_issues.out_of_fold_key([extraction.digests[path] for path, _ in entries], given,
+                                       extractor, classes=len(image_set.labels))
 
     def compute() -> np.ndarray:
-        return label_issues.out_of_fold_probabilities(features, given, len(image_set.labels))
+        return label_issues.out_of_fold_probabilities(extraction.features, given, len(image_set.labels),
+                                                      rows=rows)
 
     try:
         if cache_dir is None:
@@ -183,4 +211,3 @@ def label_checks(image_set: ImageSet, readable: dict[str, list[Path]], digests: 
     found = label_issues.suspected_label_errors([image_set.name(path) for path, _ in entries],
                                                 image_set.labels, given, probabilities)
     return found[:LABEL_ERRORS_KEPT], len(found)
-

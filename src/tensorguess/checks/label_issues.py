@@ -219,17 +219,20 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, classes: int, folds: int = FOLDS,
                               seed: int = 0, steps: int = STEPS, learning_rate: float = LEARNING_RATE,
-                              batch_size: int = BATCH) -> np.ndarray:
+                              batch_size: int = BATCH, rows: np.ndarray | None = None) -> np.ndarray:
     """[N, classes] float64: each photo's scores from a head trained on the other folds only.
 
-    Stratified k-fold over `labels` (the given ones); deterministic for a seed. A class
-    with fewer photos than folds is missing from some training folds; its photos are
-    then scored by heads that never saw the class, and look suspicious, as they should
-    when a label has so little support.
+    Photo k's features are `features[rows[k]]` (`rows` None: `features[k]`), so the
+    caller's one matrix serves without a copy per photo. Stratified k-fold over
+    `labels` (the given ones); deterministic for a seed. A class with fewer photos
+    than folds is missing from some training folds; its photos are then scored by
+    heads that never saw the class, and look suspicious, as they should when a label
+    has so little support.
     """
     features = np.asarray(features, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
-    if features.ndim != 2 or len(features) != len(labels):
+    rows = np.arange(len(features)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if features.ndim != 2 or len(rows) != len(labels):
         raise ValueError(f"features must be [N, D] for N = {len(labels)} labels, not {features.shape}")
     if folds < 2:
         raise ValueError(f"out-of-fold scores need at least 2 folds, not {folds}")
@@ -242,15 +245,19 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, classes:
     tf_logger.setLevel(logging.ERROR)
     try:
         for held_out in range(folds):
-            _fit_fold(features, labels, classes, fold == held_out, steps, learning_rate, batch_size,
+            _fit_fold(features, rows, labels, classes, fold == held_out, steps, learning_rate, batch_size,
                       seed + held_out, probabilities)
     finally:
         tf_logger.setLevel(level)
     return probabilities
 
 
-def _fit_fold(features: np.ndarray, labels: np.ndarray, classes: int, test: np.ndarray, steps: int,
-              learning_rate: float, batch_size: int, seed: int, probabilities: np.ndarray) -> None:
+CHUNK = 1024  # rows standardised at a time: float64 work in [CHUNK, D], never [N, D]
+
+
+def _fit_fold(features: np.ndarray, rows: np.ndarray, labels: np.ndarray, classes: int, test: np.ndarray,
+              steps: int, learning_rate: float, batch_size: int, seed: int,
+              probabilities: np.ndarray) -> None:
     """Train on the photos outside `test` and write the scores of those in it into `probabilities`."""
     from tensorguess.head.train import train_final_layer
     from tensorguess.metrics import softmax
@@ -258,14 +265,24 @@ def _fit_fold(features: np.ndarray, labels: np.ndarray, classes: int, test: np.n
     train = ~test
     if not test.any() or not train.any():
         return
-    mean = features[train].mean(axis=0, dtype=np.float64)
-    scale = np.sqrt(np.mean(np.sum((features[train] - mean) ** 2, axis=1))) or 1.0
-    train_x = ((features[train] - mean) / scale).astype(np.float32)
-    test_x = ((features[test] - mean) / scale).astype(np.float32)
+    train_x = features[rows[train]]
+    mean = train_x.mean(axis=0, dtype=np.float64)
+    squares = sum(float(np.sum((train_x[start:start + CHUNK] - mean) ** 2))
+                  for start in range(0, len(train_x), CHUNK))
+    scale = np.sqrt(squares / len(train_x)) or 1.0
+    _standardise(train_x, mean, scale)
+    test_x = _standardise(features[rows[test]], mean, scale)
     # The held-out fold is only watched as "validation" (twice, never learned from).
     layer, _ = train_final_layer(train_x, labels[train], test_x, labels[test], classes, steps,
                                  learning_rate, batch_size, -1, steps, seed)
     probabilities[test] = softmax(layer.logits(test_x).astype(np.float64))
+
+
+def _standardise(x: np.ndarray, mean: np.ndarray, scale: float) -> np.ndarray:
+    """(x - mean) / scale in float64, stored back into float32 `x` a chunk at a time."""
+    for start in range(0, len(x), CHUNK):
+        x[start:start + CHUNK] = (x[start:start + CHUNK] - mean) / scale
+    return x
 
 
 # ---- the cache

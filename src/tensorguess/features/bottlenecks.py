@@ -63,9 +63,6 @@ class BottleneckCache:
         self.store.put_vectors(found)
         self.store.set_meta(OLD_FORMAT_IMPORTED, str(len(found)))
 
-    def get_many(self, digests) -> dict[str, np.ndarray]:
-        return self.store.vectors(digests)
-
     def put_many(self, items: list[tuple[str, np.ndarray]]) -> None:
         """Store entries; if the cache cannot take them, say so once and go on without storing."""
         self.store.put_vectors(items)
@@ -78,14 +75,35 @@ class BottleneckCache:
 
 @dataclass
 class Extraction:
-    """What one pass produced: a vector per readable path and what was skipped."""
+    """What one pass produced: one matrix of features, a row per distinct readable content.
 
-    vectors: dict[Path, np.ndarray] = field(default_factory=dict)
+    Photos with the same content share their row, and nothing else holds a vector:
+    memory grows with the feature matrix, never with the photos.
+    """
+
+    features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # [rows, D]
+    rows: dict[str, int] = field(default_factory=dict)  # content hash -> its row in `features`
     digests: dict[Path, str] = field(default_factory=dict)  # content hash of every hashed path
     skipped: list[Skipped] = field(default_factory=list)
     computed: int = 0
     from_cache: int = 0
     seconds: float = 0.0
+
+    def readable(self, path: Path) -> bool:
+        """Whether `path` has features (it could be read, hashed and decoded)."""
+        return self.digests.get(path) in self.rows
+
+    def row_of(self, paths: list[Path]) -> np.ndarray:
+        """The row of `features` of each readable path."""
+        return np.fromiter((self.rows[self.digests[path]] for path in paths), np.int64, len(paths))
+
+    def vector(self, path: Path) -> np.ndarray:
+        """The features of one readable path (a view into the matrix)."""
+        return self.features[self.rows[self.digests[path]]]
+
+    def matrix(self, paths: list[Path]) -> np.ndarray:
+        """[len(paths), D] float32: the features of each readable path (a copy)."""
+        return self.features[self.row_of(paths)]
 
     def summary(self) -> str:
         rate = f" ({self.computed / self.seconds:.1f} images/s)" if self.computed and self.seconds else ""
@@ -108,14 +126,19 @@ def compile_features(spec: ModuleSpec, loaded) -> Callable:
     return per_spec[spec.identity]
 
 
+def feature_width(spec: ModuleSpec, loaded) -> int:
+    """The length of the module's feature vector, from one run on a black image."""
+    size = spec.input_size
+    return int(compile_features(spec, loaded)(np.zeros([1, size, size, 3], np.float32)).shape[-1])
+
+
 def classification_warning(spec: ModuleSpec, loaded) -> str | None:
     """A warning when the module gives class scores (ImageNet's 1000 or 1001 logits), not features.
 
     Such a module still trains a classifier, but on what ImageNet's last layer kept
     of each photo: its feature_vector sibling is what transfer learning wants.
     """
-    size = spec.input_size
-    width = int(compile_features(spec, loaded)(np.zeros([1, size, size, 3], np.float32)).shape[-1])
+    width = feature_width(spec, loaded)
     named = "classification" in re.split(r"[/\\]", spec.handle)
     if width not in (1000, 1001) and not named:
         return None
@@ -157,39 +180,40 @@ def extract(
         by_digest.setdefault(digest, []).append(path)
         result.digests[path] = digest
 
-    stored = cache.get_many(by_digest) if cache else {}
-    missing = []
-    for digest, same in by_digest.items():
-        vector = stored.get(digest)
-        if vector is None:
-            missing.append(digest)
-        else:
-            result.from_cache += len(same)
-            result.vectors.update((p, vector) for p in same)
-    if not missing:
-        return result
-
-    run = compile_features(spec, loaded)
-    started = time.perf_counter()
-    first_paths = [by_digest[digest][0] for digest in missing]
-    digest_of = dict(zip(first_paths, missing, strict=True))
-    with progress(len(missing), "Bottlenecks") as bar:
-        for batch in decoded_batches(first_paths, spec.input_size, batch_size, workers):
-            vectors = iter(run(batch.pixels).numpy() if batch.pixels is not None else [])
-            new = []
-            for path, error in batch.entries:
-                if error:
-                    for same in by_digest[digest_of[path]]:
-                        _skip(result, same, str(error), warn)
-                    continue
-                vector = next(vectors)
-                new.append((digest_of[path], vector))
-                result.vectors.update((p, vector) for p in by_digest[digest_of[path]])
-                result.computed += 1
-            if cache:
-                cache.put_many(new)  # one transaction a batch: a kill loses at most this batch
-            bar.update(len(batch.entries))
-    result.seconds = time.perf_counter() - started
+    # One matrix for every distinct content, filled from the store, then by the module.
+    order = list(by_digest)
+    features = np.empty((len(order), feature_width(spec, loaded)), np.float32)
+    good = cache.store.read_into(order, features) if cache else np.zeros(len(order), bool)
+    result.from_cache = sum(len(by_digest[order[k]]) for k in np.flatnonzero(good))
+    missing = np.flatnonzero(~good).tolist()
+    if missing:
+        run = compile_features(spec, loaded)
+        started = time.perf_counter()
+        row_of_path = {by_digest[order[k]][0]: k for k in missing}
+        with progress(len(missing), "Bottlenecks") as bar:
+            for batch in decoded_batches(list(row_of_path), spec.input_size, batch_size, workers):
+                vectors = iter(run(batch.pixels).numpy() if batch.pixels is not None else [])
+                new = []
+                for path, error in batch.entries:
+                    k = row_of_path[path]
+                    if error:
+                        for same in by_digest[order[k]]:
+                            _skip(result, same, str(error), warn)
+                        continue
+                    features[k] = next(vectors)
+                    good[k] = True
+                    new.append((order[k], features[k]))
+                    result.computed += 1
+                if cache:
+                    cache.put_many(new)  # one transaction a batch: a kill loses at most this batch
+                bar.update(len(batch.entries))
+        result.seconds = time.perf_counter() - started
+    kept = np.flatnonzero(good)
+    for target, k in enumerate(kept.tolist()):  # close the rows of undecodable photos, in place
+        if target != k:
+            features[target] = features[k]
+    result.features = features[:len(kept)]
+    result.rows = {order[k]: target for target, k in enumerate(kept.tolist())}
     return result
 
 

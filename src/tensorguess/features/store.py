@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -58,22 +58,37 @@ class FeatureStore:
             # A read-only cache (a read-only mount) serves what it holds; nobody writes it.
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True)
 
-    def vectors(self, digests: Iterable[str]) -> dict[str, np.ndarray]:
-        """The stored vector of each digest that has a sound one."""
-        found: dict[str, np.ndarray] = {}
+    def dim(self) -> int | None:
+        """The width of the stored vectors (one module per folder: one width), None when empty."""
         if self.db is None:
+            return None
+        row = self.db.execute("SELECT dim FROM vectors LIMIT 1").fetchone()
+        return int(row[0]) if row else None
+
+    def read_into(self, digests: Sequence[str], out: np.ndarray) -> np.ndarray:
+        """Copy the stored vector of each `digests[k]` into `out[k]`; which rows were found.
+
+        Straight from SQLite's buffers into the caller's one matrix: at 100k photos no
+        second copy of the features (a small array per photo) is ever made. A vector of
+        another width, or not finite, counts as missing. `digests` are distinct.
+        """
+        found = np.zeros(len(digests), dtype=bool)
+        if self.db is None or not len(digests):
             return found
-        wanted = list(dict.fromkeys(digests))
-        for start in range(0, len(wanted), CHUNK):
-            chunk = wanted[start:start + CHUNK]
+        dim = out.shape[1]
+        index = {digest: k for k, digest in enumerate(digests)}
+        for start in range(0, len(digests), CHUNK):
+            chunk = list(digests[start:start + CHUNK])
             rows = self.db.execute(
                 f"SELECT digest, dim, vector FROM vectors WHERE digest IN ({','.join('?' * len(chunk))})",
                 chunk)
-            for digest, dim, blob in rows:
-                if isinstance(blob, bytes) and len(blob) == 4 * dim:
+            for digest, width, blob in rows:
+                if width == dim and isinstance(blob, bytes) and len(blob) == 4 * dim:
                     vector = np.frombuffer(blob, dtype=np.float32)
-                    if np.all(np.isfinite(vector)):
-                        found[digest] = vector
+                    if np.isfinite(vector).all():
+                        k = index[digest]
+                        out[k] = vector
+                        found[k] = True
         return found
 
     def put_vectors(self, items: Iterable[tuple[str, np.ndarray]]) -> None:

@@ -48,12 +48,15 @@ class FinalLayer:
         return softmax(self.logits(bottlenecks) / self.temperature)
 
 
-def grouped(features: np.ndarray, labels: np.ndarray, classes: int):
-    """Features sorted by class, with each class's offset and count, for class-uniform draws."""
+def grouped(labels: np.ndarray, classes: int):
+    """The rows in class order, with each class's offset and count in it, for class-uniform draws.
+
+    An order of indices rather than sorted features: the features are never copied.
+    """
     order = np.argsort(labels, kind="stable")
     counts = np.bincount(labels, minlength=classes)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return features[order], labels[order], offsets, counts
+    return order, offsets, counts
 
 
 def train_final_layer(
@@ -80,18 +83,19 @@ def train_final_layer(
     import tensorflow as tf
 
     generator = tf.random.Generator.from_seed(seed)
-    x, y, offsets, counts = grouped(train_x, train_y, classes)
-    x, y = tf.constant(x, tf.float32), tf.constant(y, tf.int64)
+    order, offsets, counts = grouped(train_y, classes)
+    x, y = tf.constant(train_x, tf.float32), tf.constant(train_y, tf.int64)
+    order = tf.constant(order, tf.int64)
     offsets, counts = tf.constant(offsets, tf.int64), tf.constant(counts, tf.int64)
     present = tf.constant(np.flatnonzero(counts.numpy()), tf.int64)
-    val_sorted = grouped(val_x, val_y, classes)
+    val_order, val_offsets, val_counts = grouped(val_y, classes)
 
     weights = tf.Variable(
         generator.truncated_normal([train_x.shape[1], classes], stddev=0.001), name="final_weights"
     )
     biases = tf.Variable(tf.zeros([classes]), name="final_biases")
 
-    def draw(total_offsets, total_counts, present_classes, size):
+    def draw(class_order, total_offsets, total_counts, present_classes, size):
         pick = generator.uniform([size], 0, tf.size(present_classes, tf.int64), tf.int64)
         chosen = tf.gather(present_classes, pick)
         within = tf.cast(
@@ -99,15 +103,15 @@ def train_final_layer(
             tf.int64,
         )
         within = tf.minimum(within, tf.gather(total_counts, chosen) - 1)
-        return tf.gather(total_offsets, chosen) + within
+        return tf.gather(class_order, tf.gather(total_offsets, chosen) + within)
 
     loss_weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
     total = tf.constant(len(train_y), tf.int64)
 
     def sample(size):
         if loss_weights is None:
-            return draw(offsets, counts, present, size)
-        return generator.uniform([size], 0, total, tf.int64)
+            return draw(order, offsets, counts, present, size)
+        return tf.gather(order, generator.uniform([size], 0, total, tf.int64))
 
     def metrics(features, truth, weighted=False):
         logits = tf.matmul(features, weights) + biases
@@ -130,9 +134,9 @@ def train_final_layer(
         # Reported unweighted, like validation, so the two curves can be compared.
         return metrics(tf.gather(x, batch), tf.gather(y, batch))
 
-    vx, vy, v_offsets, v_counts = (tf.constant(a) for a in val_sorted)
-    vx, vy = tf.cast(vx, tf.float32), tf.cast(vy, tf.int64)
-    v_present = tf.constant(np.flatnonzero(val_sorted[3]), tf.int64)
+    vx, vy = tf.constant(val_x, tf.float32), tf.constant(val_y, tf.int64)
+    v_order, v_offsets, v_counts = (tf.constant(a, tf.int64) for a in (val_order, val_offsets, val_counts))
+    v_present = tf.constant(np.flatnonzero(val_counts), tf.int64)
 
     # A sample larger than the set would repeat images and overstate N: use them all.
     validate_all = validation_batch_size < 0 or validation_batch_size >= len(val_y)
@@ -141,8 +145,7 @@ def train_final_layer(
     def validate():
         if validate_all:
             return metrics(vx, vy)
-        chosen = draw(tf.cast(v_offsets, tf.int64), tf.cast(v_counts, tf.int64), v_present,
-                      validation_batch_size)
+        chosen = draw(v_order, v_offsets, v_counts, v_present, validation_batch_size)
         return metrics(tf.gather(vx, chosen), tf.gather(vy, chosen))
 
     # One traced call per evaluation: running validation eagerly cost as much as the steps.

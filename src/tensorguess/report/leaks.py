@@ -46,10 +46,13 @@ def reference_features(train_log: dict, log_path: Path) -> tuple[set[str], np.nd
         cache = BottleneckCache(Path(cache_dir), ModuleSpec(**module), warn=lambda line: None)
     except TypeError:
         return seen, None, f"{log_path} was written by another version"
-    vectors = list(cache.get_many(sorted(seen)).values())  # one query per chunk, not per photo
-    if not vectors:
+    dim = cache.store.dim()
+    wanted = sorted(seen)
+    features = np.empty((len(wanted), dim or 0), np.float32)
+    found = cache.store.read_into(wanted, features) if dim else np.zeros(len(wanted), bool)
+    if not found.any():
         return seen, None, f"the bottleneck cache {cache.dir} holds none of the training photos"
-    return seen, np.stack(vectors).astype(np.float32), ""
+    return seen, features if found.all() else features[found], ""
 
 
 def find_leaks(digests: list[str | None], features: np.ndarray | None, seen: set[str],

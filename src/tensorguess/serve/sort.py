@@ -85,6 +85,22 @@ class SourceError(Exception):
     """One source file could not be read while copying it; the others go on."""
 
 
+@dataclass(frozen=True)
+class Earlier:
+    """What a rerun needs of a record already in the manifest."""
+
+    source: str | None  # None: not a name (a record written by hand, or by something else)
+    copy: str | None  # the copy's name in DEST, for a record of a copied photo
+    root: object
+    model: object
+
+    @staticmethod
+    def of(record: dict) -> Earlier:
+        source, copy = record.get("source"), record.get("copy")
+        return Earlier(source if isinstance(source, str) else None, copy if isinstance(copy, str) else None,
+                       record.get("root"), record.get("model"))
+
+
 class Manifest:
     """DEST/guesses.jsonl: one JSON record per line, appended whole or not at all.
 
@@ -92,18 +108,22 @@ class Manifest:
     the middle of it, the file is cut back to where it was, so it never holds a
     partial line. A partial last line left by an older version or a crash is removed
     (with a warning) before anything is appended.
+
+    Of the records found when it is opened, only what a rerun needs is kept (`earlier`);
+    appended ones are not kept at all, so memory does not grow with the photos sorted.
     """
 
     def __init__(self, path: Path, warn: Callable[[str], None]):
         self.path = path
-        self.records: list[dict] = []
+        self.earlier: list[Earlier] = []
         try:
             self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
         except OSError as error:
             raise SortError(f"cannot write {path} ({error.strerror}); choose a writable DEST") from error
-        data = b""
+        blocks = []
         while block := os.read(self.fd, 1 << 20):
-            data += block
+            blocks.append(block)
+        data = b"".join(blocks)
         if data and not data.endswith(b"\n"):
             keep = data.rfind(b"\n") + 1
             tail = data[keep:]
@@ -123,7 +143,7 @@ class Manifest:
                 broken += 1
                 continue
             if isinstance(record, dict):
-                self.records.append(record)
+                self.earlier.append(Earlier.of(record))
         if broken:
             warn(f"tensor-guess: {broken} line(s) of {path} are not JSON records; left as they are")
 
@@ -139,7 +159,6 @@ class Manifest:
 
     def append(self, record: dict) -> None:
         self._append((strict_json.dumps(record) + "\n").encode("utf-8"))
-        self.records.append(record)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -188,10 +207,10 @@ def sort_folder(
 
 
 def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
-    ours = {dest / MANIFEST} | {dest / r["copy"] for r in manifest.records if isinstance(r.get("copy"), str)}
-    done = {r["source"] for r in manifest.records
-            if r.get("root") == str(source) and r.get("model") == classifier.digest
-            and isinstance(r.get("copy"), str) and (dest / r["copy"]).is_file()}
+    ours = {dest / MANIFEST} | {dest / r.copy for r in manifest.earlier if r.copy is not None}
+    done = {r.source for r in manifest.earlier
+            if r.root == str(source) and r.model == classifier.digest
+            and r.source is not None and r.copy is not None and (dest / r.copy).is_file()}
     summary = SortSummary(per_label={})
     files = []
     for path in list_files(source, warn):

@@ -1,0 +1,145 @@
+"""Memory grows with the feature matrix and nothing else.
+
+One matrix holds every photo's features (a row per distinct content); the checks run
+on it without copying it, the cross-validation standardises a fold in chunks, and
+guessDir's manifest keeps nothing of what it appends. NumPy's allocations are traced
+(tracemalloc sees them), and each check is run at two sizes: what its peak allocation
+grows by, against what the matrix grows by, is what a bound says. The searches' own
+tiles are of a fixed size and do not count; what the code did before (stacks,
+normalised and float64 copies of the whole matrix) grew two to four times as fast.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+from conftest import MOBILENET_V1, SUPERHEROES
+
+from tensorguess.checks import data_checks, label_issues
+from tensorguess.data.dataset import ImageSet
+from tensorguess.features import bottlenecks, modules
+from tensorguess.serve.sort import Manifest
+
+D, CLASSES = 1024, 4
+SMALL, LARGE = 3000, 9000  # 12 and 37 MB matrices
+
+
+def synthetic(n: int, d: int = D) -> tuple[ImageSet, dict, bottlenecks.Extraction]:
+    """An image set of n photos in CLASSES labels and an Extraction of random features."""
+    rng = np.random.default_rng(0)
+    labels = [f"class{k}" for k in range(CLASSES)]
+    root = Path("/photos")
+    files = {label: [root / label / f"{i}.jpg" for i in range(k, n, CLASSES)]
+             for k, label in enumerate(labels)}
+    centres = rng.standard_normal((CLASSES, d)).astype(np.float32)
+    extraction = bottlenecks.Extraction(features=np.empty((n, d), np.float32))
+    row = 0
+    for k, label in enumerate(labels):
+        for path in files[label]:
+            extraction.features[row] = centres[k] + rng.standard_normal(d, dtype=np.float32)
+            digest = f"{row:064x}"
+            extraction.digests[path], extraction.rows[digest] = digest, row
+            row += 1
+    return ImageSet(root, labels, labels, files), files, extraction
+
+
+def peak_allocated(function) -> int:
+    """Bytes NumPy (and Python) allocated at the peak of `function()`, above what was held before."""
+    tracemalloc.start()
+    try:
+        function()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak
+
+
+def growth(check) -> float:
+    """What the peak allocation of `check(image_set, files, extraction)` grows by from SMALL to
+    LARGE photos, as a share of what the matrix grows by."""
+    peaks, sizes = [], []
+    for n in (SMALL, LARGE):
+        photos = synthetic(n)
+        sizes.append(photos[2].features.nbytes)
+        peaks.append(peak_allocated(lambda photos=photos: check(*photos)))
+    return (peaks[1] - peaks[0]) / (sizes[1] - sizes[0])
+
+
+def test_the_duplicate_checks_search_the_matrix_itself_without_copying_it():
+    def check(image_set, files, extraction):
+        checks = data_checks.duplicate_checks(image_set, files, extraction, None, None, lambda line: None)
+        assert checks.groups == [] and checks.threshold >= data_checks.BASE_THRESHOLD
+
+    assert growth(check) < 0.35  # per photo: a norm, a fingerprint, a digest, bookkeeping; a copy is 1.0
+
+
+def test_the_automatic_threshold_makes_no_normalised_copy():
+    def check(image_set, files, extraction):
+        digests = sorted(extraction.rows)
+        labels = [f"class{i % CLASSES}" for i in range(len(digests))]
+        data_checks.automatic_threshold(extraction.features, labels, digests)
+
+    assert growth(check) < 0.25  # per photo: a norm and its bookkeeping; a normalised copy is 1.0
+
+
+def test_a_fold_is_standardised_in_chunks_not_in_float64_copies():
+    """The cross-validation's NumPy side: a fold's training and held-out copies (the matrix,
+    once, in float32), never the float64 arithmetic of the whole fold."""
+    def check(image_set, files, extraction):
+        n = len(extraction.features)
+        rows = np.random.default_rng(1).permutation(n)
+        result = label_issues.out_of_fold_probabilities(extraction.features, rows % CLASSES, CLASSES, folds=2,
+                                                        steps=20, rows=rows)
+        assert result.shape == (n, CLASSES) and np.allclose(result.sum(axis=1), 1)
+
+    assert growth(check) < 1.3
+
+
+def test_rows_give_the_same_out_of_fold_scores_as_the_photos_own_matrix():
+    extraction = synthetic(SMALL)[2]
+    rows = np.random.default_rng(2).permutation(SMALL)[:600]
+    given = rows % CLASSES
+    by_rows = label_issues.out_of_fold_probabilities(extraction.features, given, CLASSES, steps=30, rows=rows)
+    copied = label_issues.out_of_fold_probabilities(extraction.features[rows], given, CLASSES, steps=30)
+    np.testing.assert_array_equal(by_rows, copied)
+
+
+def test_an_extraction_is_one_matrix_with_a_row_per_content(tmp_path):
+    spec, loaded = modules.resolve(str(MOBILENET_V1))
+    sources = sorted((SUPERHEROES / "elsa").iterdir())[:6]
+    paths = []
+    for photo in sources:
+        paths.append(tmp_path / photo.name)
+        shutil.copy(photo, paths[-1])
+    paths.append(tmp_path / "same as the first.jpg")
+    shutil.copy(sources[0], paths[-1])
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a photo")
+    paths.insert(2, tmp_path / "broken.jpg")  # its row is closed up
+    cache = bottlenecks.BottleneckCache(tmp_path / "cache", spec)
+    for _ in ("computed", "from the store"):
+        extraction = bottlenecks.extract(paths, spec, loaded, cache, warn=lambda line: None)
+        assert extraction.features.shape == (6, 1024) and extraction.features.dtype == np.float32
+        assert not extraction.readable(tmp_path / "broken.jpg")
+        assert extraction.rows[extraction.digests[paths[-1]]] == extraction.rows[extraction.digests[paths[0]]]
+        assert np.shares_memory(extraction.vector(paths[3]), extraction.features)
+        assert sorted(extraction.rows.values()) == list(range(6))
+    fresh = bottlenecks.extract(paths, spec, loaded, None, warn=lambda line: None)
+    readable = [path for path in paths if fresh.readable(path)]
+    np.testing.assert_allclose(extraction.matrix(readable), fresh.matrix(readable), atol=1e-5)
+
+
+def test_the_manifest_keeps_only_what_a_rerun_needs_and_nothing_it_appends(tmp_path):
+    manifest = Manifest(tmp_path / "guesses.jsonl", warn=print)
+    scores = {f"label {k}": 0.01 for k in range(20)}
+    for i in range(500):
+        manifest.append({"source": f"{i}.jpg", "copy": f"a--99999 ({i}).jpg", "label": "a", "score": 0.9,
+                         "scores": scores, "root": "/photos", "model": "m"})
+    assert manifest.earlier == []
+    manifest.close()
+    again = Manifest(tmp_path / "guesses.jsonl", warn=print)
+    assert len(again.earlier) == 500 and again.earlier[7].source == "7.jpg"
+    assert again.earlier[7].copy == "a--99999 (7).jpg" and again.earlier[7].model == "m"
+    again.close()
