@@ -38,6 +38,11 @@ TRAIN_HELP = {
     "how_many_training_steps": "training steps",
     "learning_rate": "learning rate of the final layer",
     "train_batch_size": "images per training step",
+    "hidden_units": "a ReLU layer of this many units before the softmax (0: retrain.py's single layer)",
+    "dropout_rate": "share of each layer's inputs dropped at random while training",
+    "label_smoothing": "train towards labels smoothed by this much (0: none)",
+    "optimizer": "sgd (retrain.py's), momentum (SGD with momentum 0.9) or adam",
+    "weight_decay": "decoupled weight decay of the head's weights, per step (0: none)",
     "validation_batch_size": "images per validation evaluation; -1 uses all",
     "test_batch_size": "images for the final test; -1 uses all",
     "eval_step_interval": "evaluate every this many steps",
@@ -53,6 +58,24 @@ TRAIN_HELP = {
     "saved_model_dir": "SavedModel folder to write (default: DIR/saved_model)",
     "train_log": "training log to write (default: DIR/train_log.json)",
     "final_tensor_name": "name of the output softmax in the graph",
+    "augment": "train also on this many distorted variants of each training photo (never of "
+    "validation or test photos), their bottlenecks cached like the photos' own (default: 0; 10 "
+    "when one of retrain.py's --flip_left_right, --random_crop, --random_scale, "
+    "--random_brightness is given)",
+    "augment_flip": "chance of a mirror image, %% (default: 50)",
+    "augment_crop": "at most this %% of each side cut off, the rest enlarged back (default: 20)",
+    "augment_scale": "a further zoom of up to this %% (default: 20)",
+    "augment_rotation": "rotation of up to this many degrees either way (default: 10)",
+    "augment_brightness": "brightness within +- this %% (default: 20)",
+    "augment_contrast": "contrast within +- this %% (default: 20)",
+    "augment_saturation": "saturation within +- this %% (default: 20)",
+    "augment_noise": "Gaussian noise of up to this %% of the full range (default: 2)",
+    "augment_blur": "a blur or a sharpening of up to this %% of a 3x3 Gaussian's (default: 30)",
+    "augment_cutout": "a grey square of up to this %% of the side (default: 0, off)",
+    "flip_left_right": "retrain.py's: mirror images among the variants (turns --augment on)",
+    "random_crop": "retrain.py's: --augment_crop, in %% (turns --augment on)",
+    "random_scale": "retrain.py's: --augment_scale, in %% (turns --augment on)",
+    "random_brightness": "retrain.py's: --augment_brightness, in %% (turns --augment on)",
     "class_weights": "balanced: draw training images uniformly and weight the loss by inverse "
     "class frequency; none: draw each batch class-uniformly, as retrain.py",
     "calibrate": "temperature scaling fitted on the validation split: auto applies it when it "
@@ -61,7 +84,8 @@ TRAIN_HELP = {
     "(never deleted)",
     "report_dir": "evaluation report of the test split (default: DIR/report)",
 }
-CHOICES = {"class_weights": ("none", "balanced"), "calibrate": ("auto", "on", "off")}
+CHOICES = {"class_weights": ("none", "balanced"), "calibrate": ("auto", "on", "off"),
+           "optimizer": ("sgd", "momentum", "adam")}
 
 IN_DIR = ("image_dir", "labels_csv", "bottleneck_dir", "output_graph", "output_labels", "saved_model_dir",
           "train_log", "summaries_dir", "report_dir")
@@ -112,8 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
         if isinstance(default, bool):
             train.add_argument(flag, action="store_true", help=TRAIN_HELP[item.name])
             continue
-        kind = {"input_size": int, "random_seed": int, "near_duplicate_threshold": float}.get(
-            item.name, type(default))
+        kind = {"input_size": int, "random_seed": int, "near_duplicate_threshold": float,
+                "augment": int}.get(item.name, float if item.name.startswith("augment_") else type(default))
         if kind in (Path, type(None)):
             kind = str
         shown = "" if default is None or item.name in IN_DIR or item.name == "tfhub_module" else (

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from tensorguess.features.augment import Recipe
 from tensorguess.features.modules import DEFAULT_MODULE
+from tensorguess.head.train import OPTIMIZERS, HeadSpec
 
 
 class SettingError(ValueError):
@@ -31,12 +33,35 @@ class TrainConfig:
     # training
     how_many_training_steps: int = 4000
     learning_rate: float = 0.01
+    # the head (head/train.py HeadSpec); the defaults are retrain.py's
+    hidden_units: int = 0
+    dropout_rate: float = 0.0
+    label_smoothing: float = 0.0
+    optimizer: str = "sgd"
+    weight_decay: float = 0.0
     train_batch_size: int = 100
     validation_batch_size: int = 100
     test_batch_size: int = -1
     eval_step_interval: int = 10
     random_seed: int | None = None  # None: drawn at random and written to train_log.json
     print_misclassified_test_images: bool = False
+    # augmentation (features/augment.py): distorted variants of the training photos, cached
+    augment: int | None = None  # variants per training photo; None: 0, or 10 with retrain.py's flags
+    augment_flip: float | None = None  # None: the recipe's default strength (augment.Recipe)
+    augment_crop: float | None = None
+    augment_scale: float | None = None
+    augment_rotation: float | None = None
+    augment_brightness: float | None = None
+    augment_contrast: float | None = None
+    augment_saturation: float | None = None
+    augment_noise: float | None = None
+    augment_blur: float | None = None
+    augment_cutout: float | None = None
+    # retrain.py's distortions, mapped onto the recipe (only those given are on)
+    flip_left_right: bool = False
+    random_crop: float = 0.0
+    random_scale: float = 0.0
+    random_brightness: float = 0.0
     # imbalance and calibration
     class_weights: str = "none"  # "balanced": weight the loss by inverse class frequency instead
     calibrate: str = "auto"  # temperature scaling on the validation split: auto, on or off
@@ -81,6 +106,51 @@ class TrainConfig:
                 f"--input_size must be between 1 and 4096 pixels, not {self.input_size}")
         require(self.random_seed is None or 0 <= self.random_seed < 2**63,
                 f"--random_seed must be between 0 and 2**63-1, not {self.random_seed}")
+        require(0 <= self.hidden_units <= 65536, f"--hidden_units must be between 0 and 65536, not "
+                f"{self.hidden_units}")
+        for name in ("dropout_rate", "label_smoothing"):
+            value = getattr(self, name)
+            require(math.isfinite(value) and 0 <= value < 1, f"--{name} must be at least 0 and under 1, "
+                    f"not {value:g}")
+        require(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+                f"--weight_decay must be a finite number of at least 0, not {self.weight_decay:g}")
+        require(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                f"not {self.optimizer!r}")
+        require(self.augment is None or 0 <= self.augment <= 1000,
+                f"--augment must be between 0 and 1000 variants per photo, not {self.augment}")
+        for name, limit in Recipe.LIMITS.items():
+            value = getattr(self, f"augment_{name}")
+            require(value is None or (math.isfinite(value) and 0 <= value <= limit),
+                    f"--augment_{name} must be between 0 and {limit}, not {value}")
+        for name, limit in (("random_crop", 90), ("random_scale", 100), ("random_brightness", 100)):
+            value = getattr(self, name)
+            require(math.isfinite(value) and 0 <= value <= limit,
+                    f"--{name} must be a percentage between 0 and {limit}, not {value:g}")
+
+    def head(self) -> HeadSpec:
+        return HeadSpec(self.hidden_units, self.dropout_rate, self.label_smoothing, self.optimizer,
+                        self.weight_decay)
+
+    def legacy_distortions(self) -> bool:
+        return bool(self.flip_left_right or self.random_crop or self.random_scale or self.random_brightness)
+
+    def variants(self) -> int:
+        """Variants per training photo: --augment, else 10 when retrain.py's flags ask for any."""
+        if self.augment is not None:
+            return self.augment
+        return 10 if self.legacy_distortions() else 0
+
+    def recipe(self) -> Recipe:
+        """The distortions: the defaults, or only retrain.py's when those are given; --augment_* over both."""
+        base = Recipe.off() if self.legacy_distortions() else Recipe()
+        chosen = {"flip": 50.0 if self.flip_left_right else base.flip,
+                  "crop": self.random_crop or base.crop, "scale": self.random_scale or base.scale,
+                  "brightness": self.random_brightness or base.brightness}
+        for item in fields(Recipe):
+            given = getattr(self, f"augment_{item.name}")
+            chosen[item.name] = float(given) if given is not None else chosen.get(item.name,
+                                                                                   getattr(base, item.name))
+        return Recipe(**chosen)
 
     def as_json(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

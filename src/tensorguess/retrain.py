@@ -97,6 +97,10 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
 
     seed = cfg.random_seed if cfg.random_seed is not None else random.SystemRandom().randrange(2**31)
     train_x, train_y = arrays("training")
+    augmentation = None
+    if cfg.variants():
+        train_x, train_y, augmentation = _with_variants(cfg, image_set, parts.parts["training"], extraction,
+                                                        spec, loaded, cache, train_x, train_y, say, warn)
     val_x, val_y = arrays("validation")
     test_x, test_y = arrays("testing")
     # From here on the splits hold the features: the extraction's matrix goes, so that the
@@ -120,7 +124,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         layer, history = train_final_layer(
             train_x, train_y, val_x, val_y, len(image_set.labels), cfg.how_many_training_steps,
             cfg.learning_rate, cfg.train_batch_size, cfg.validation_batch_size,
-            cfg.eval_step_interval, seed, on_eval=on_eval, class_weights=weights,
+            cfg.eval_step_interval, seed, on_eval=on_eval, class_weights=weights, head=cfg.head(),
         )
     except TrainingDiverged as error:
         # Nothing has been written yet: the model already in place stays as it was.
@@ -182,6 +186,8 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         "bottlenecks": {"computed": extraction.computed, "from_cache": extraction.from_cache,
                         "seconds": round(extraction.seconds, 3)},
         "steps": [point.as_json() for point in history],
+        "head": cfg.head().describe(),
+        "augmentation": augmentation,
         "class_weights": None if weights is None else dict(zip(image_set.labels, weights.tolist(),
                                                                 strict=True)),
         "calibration": calibration.as_json(),
@@ -196,6 +202,26 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     document.write(cfg.report_dir, evaluation, train_log=log, report=summary)
     say(f"Wrote the test report {Path(cfg.report_dir) / 'report.html'}")
     return log
+
+
+def _with_variants(cfg: TrainConfig, image_set, training: dict, extraction, spec, loaded, cache,
+                   train_x: np.ndarray, train_y: np.ndarray, say, warn):
+    """The training arrays with every training photo's distorted variants added, and their log."""
+    recipe, count = cfg.recipe(), cfg.variants()
+    paths = [p for label in image_set.labels for p in training[label]]
+    say(f"Augmentation: {recipe.describe()}")
+    variants = bottlenecks.extract_variants(extraction, paths, recipe, count, spec, loaded, cache,
+                                            cfg.bottleneck_batch_size, warn=warn)
+    say(variants.summary(len(paths)))
+    rows = [variants.rows([extraction.digests[p]]) for p in paths]
+    truth = np.concatenate([train_y] + [np.full(len(r), label, np.int64) for r, label in zip(rows, train_y,
+                                                                                            strict=True)])
+    features = np.concatenate([train_x, variants.features[np.concatenate(rows)]]) if paths else train_x
+    log = {"variants": count, "recipe": variants.recipe, "distortions": recipe.describe(),
+           "computed": variants.computed, "from_cache": variants.from_cache,
+           "seconds": round(variants.seconds, 3), "training_rows": int(len(truth)),
+           "unreadable_now": [str(s.path) for s in variants.lost]}
+    return features, truth, log
 
 
 def _summary_writer(cfg: TrainConfig):

@@ -109,6 +109,10 @@ def classifier_graph(spec: ModuleSpec, loaded, layer: FinalLayer, final_tensor_n
         )
         bottleneck = tf.identity(features, name=BOTTLENECK)
         with tf.name_scope("final_training_ops"):
+            if layer.hidden_weights is not None:
+                hidden = tf.matmul(bottleneck, tf.constant(layer.hidden_weights, name="hidden_weights"))
+                hidden = tf.add(hidden, tf.constant(layer.hidden_biases, name="hidden_biases"))
+                bottleneck = tf.nn.relu(hidden, name="hidden")
             logits = tf.matmul(bottleneck, tf.constant(layer.weights, name="weights"))
             logits = tf.add(logits, tf.constant(layer.biases, name="biases"), name="logits")
             # Temperature scaling (calibration.py); 1.0 when the run did not calibrate.

@@ -217,6 +217,103 @@ def extract(
     return result
 
 
+@dataclass
+class Variants:
+    """Distorted variants' features: `count` rows per training content, from `first_row[digest]`."""
+
+    features: np.ndarray
+    first_row: dict[str, int]
+    count: int
+    recipe: str  # the recipe's identity
+    computed: int = 0
+    from_cache: int = 0
+    seconds: float = 0.0
+    lost: list[Skipped] = field(default_factory=list)  # photos unreadable now (changed since)
+
+    def rows(self, digests: list[str]) -> np.ndarray:
+        """The rows of every variant of each content (a content lost now has none)."""
+        found = [self.first_row[d] + np.arange(self.count) for d in digests if d in self.first_row]
+        return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+    def summary(self, photos: int) -> str:
+        rate = f" ({self.computed / self.seconds:.1f} images/s)" if self.computed and self.seconds else ""
+        return (f"Augmentation: {self.count} variant(s) of each of {photos} training photos: "
+                f"{self.computed} computed{rate}, {self.from_cache} read from cache")
+
+
+def extract_variants(
+    extraction: Extraction,
+    paths: list[Path],
+    recipe,
+    count: int,
+    spec: ModuleSpec,
+    loaded,
+    cache: BottleneckCache | None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> Variants:
+    """Features of variants 1..count (augment.Recipe `recipe`) of each readable path's content.
+
+    Each variant is stored under augment.variant_key, so only those never computed
+    are: the photo is decoded once for all its missing variants.
+    """
+    from tensorguess.features import augment
+
+    identity = recipe.identity()
+    contents = list(dict.fromkeys(extraction.digests[p] for p in paths if extraction.readable(p)))
+    keys = [augment.variant_key(identity, digest, v) for digest in contents for v in range(1, count + 1)]
+    features = np.empty((len(keys), extraction.features.shape[1]), np.float32)
+    good = cache.store.read_into(keys, features) if cache else np.zeros(len(keys), bool)
+    result = Variants(features, {d: k * count for k, d in enumerate(contents)}, count, identity,
+                      from_cache=int(good.sum()))
+    todo = {k: np.flatnonzero(~good[k * count:(k + 1) * count]).tolist() for k in range(len(contents))}
+    todo = {k: missing for k, missing in todo.items() if missing}
+    if todo:
+        path_of = {}
+        for path in paths:
+            path_of.setdefault(extraction.digests.get(path), path)
+        source = {path_of[contents[k]]: k for k in todo}
+        run = compile_features(spec, loaded)
+        started = time.perf_counter()
+        pending: list[tuple[int, np.ndarray, augment.Parameters]] = []  # (row, image, parameters)
+
+        def flush() -> None:
+            rows = [row for row, _, _ in pending]
+            images = augment.distort(np.stack([image for _, image, _ in pending]),
+                                     [drawn for _, _, drawn in pending])
+            features[rows] = run(images).numpy()
+            good[rows] = True
+            if cache:
+                cache.put_many([(keys[row], features[row]) for row in rows])
+            result.computed += len(rows)
+            bar.update(len(rows))
+            pending.clear()
+
+        with progress(sum(len(m) for m in todo.values()), "Augmenting") as bar:
+            for batch in decoded_batches(list(source), spec.input_size, batch_size, workers):
+                images = iter(batch.pixels if batch.pixels is not None else [])
+                for path, error in batch.entries:
+                    k = source[path]
+                    if error:
+                        result.lost.append(Skipped(path, str(error)))
+                        warn(result.lost[-1].warning())
+                        continue
+                    image = next(images)
+                    for v in todo[k]:
+                        row = k * count + v
+                        pending.append((row, image, augment.parameters(recipe, keys[row], spec.input_size)))
+                        if len(pending) == batch_size:
+                            flush()
+            if pending:
+                flush()
+        result.seconds = time.perf_counter() - started
+    for k, digest in enumerate(contents):  # a photo unreadable now has no variants
+        if not good[k * count:(k + 1) * count].all():
+            del result.first_row[digest]
+    return result
+
+
 def _digests(paths: list[Path], cache: BottleneckCache | None, workers: int) -> list:
     """The content hash of each path (or why it cannot be read), from the stat index when
     the photo's size, mtime and inode are those it remembers, else read and hashed (on

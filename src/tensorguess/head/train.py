@@ -35,13 +35,41 @@ class EvalPoint:
         return asdict(self)
 
 
+OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """What the head is and how it learns (make_image_classifier's names).
+
+    The default is retrain.py's head: one softmax layer by plain SGD.
+    """
+
+    hidden_units: int = 0  # a ReLU layer of this many units before the softmax; 0: none
+    dropout_rate: float = 0.0  # dropped share of the inputs of each layer, while training only
+    label_smoothing: float = 0.0
+    optimizer: str = "sgd"  # sgd, momentum (0.9) or adam
+    weight_decay: float = 0.0  # decoupled, as Keras' optimizers apply it
+
+    def describe(self) -> str:
+        layers = f"{self.hidden_units} ReLU units + softmax" if self.hidden_units else "softmax"
+        extras = [f"{name.replace('_', ' ')} {value:g}" for name, value in
+                  (("dropout_rate", self.dropout_rate), ("label_smoothing", self.label_smoothing),
+                   ("weight_decay", self.weight_decay)) if value]
+        return ", ".join([layers, self.optimizer, *extras])
+
+
 @dataclass
 class FinalLayer:
-    weights: np.ndarray  # [bottleneck size, classes]
+    weights: np.ndarray  # [bottleneck size or hidden units, classes]
     biases: np.ndarray  # [classes]
     temperature: float = 1.0  # calibration.py's: the scores are softmax(logits / temperature)
+    hidden_weights: np.ndarray | None = None  # [bottleneck size, hidden units], with a hidden layer
+    hidden_biases: np.ndarray | None = None
 
     def logits(self, bottlenecks: np.ndarray) -> np.ndarray:
+        if self.hidden_weights is not None:
+            bottlenecks = np.maximum(bottlenecks @ self.hidden_weights + self.hidden_biases, 0)
         return bottlenecks @ self.weights + self.biases
 
     def probabilities(self, bottlenecks: np.ndarray) -> np.ndarray:
@@ -73,8 +101,10 @@ def train_final_layer(
     seed: int,
     on_eval: Callable[[EvalPoint], None] = lambda point: None,
     class_weights: np.ndarray | None = None,
+    head: HeadSpec = HeadSpec(),
 ) -> tuple[FinalLayer, list[EvalPoint]]:
-    """Train softmax(x W + b) by SGD on cross-entropy; evaluate every eval_step_interval.
+    """Train softmax(x W + b) (or with `head`'s hidden layer) on cross-entropy; evaluate
+    every eval_step_interval.
 
     With `class_weights` (one per class), batches are drawn uniformly over the training
     images instead of class-uniformly, and each image's loss is multiplied by its class's
@@ -90,10 +120,18 @@ def train_final_layer(
     present = tf.constant(np.flatnonzero(counts.numpy()), tf.int64)
     val_order, val_offsets, val_counts = grouped(val_y, classes)
 
-    weights = tf.Variable(
-        generator.truncated_normal([train_x.shape[1], classes], stddev=0.001), name="final_weights"
-    )
+    width = train_x.shape[1]
+    hidden = []
+    if head.hidden_units:
+        limit = float(np.sqrt(6 / (width + head.hidden_units)))  # Glorot's uniform
+        hidden = [tf.Variable(generator.uniform([width, head.hidden_units], -limit, limit),
+                              name="hidden_weights"),
+                  tf.Variable(tf.zeros([head.hidden_units]), name="hidden_biases")]
+        width = head.hidden_units
+    weights = tf.Variable(generator.truncated_normal([width, classes], stddev=0.001), name="final_weights")
     biases = tf.Variable(tf.zeros([classes]), name="final_biases")
+    variables = [*hidden, weights, biases]
+    optimizer = _optimizer(head, learning_rate)
 
     def draw(class_order, total_offsets, total_counts, present_classes, size):
         pick = generator.uniform([size], 0, tf.size(present_classes, tf.int64), tf.int64)
@@ -113,9 +151,25 @@ def train_final_layer(
             return draw(order, offsets, counts, present, size)
         return tf.gather(order, generator.uniform([size], 0, total, tf.int64))
 
-    def metrics(features, truth, weighted=False):
-        logits = tf.matmul(features, weights) + biases
-        per_image = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=truth, logits=logits)
+    def dropped(values, training):
+        if not training or not head.dropout_rate:
+            return values
+        keep = tf.cast(generator.uniform(tf.shape(values)) >= head.dropout_rate, tf.float32)
+        return values * keep / (1 - head.dropout_rate)
+
+    def forward(features, training=False):
+        if hidden:
+            features = tf.nn.relu(tf.matmul(dropped(features, training), hidden[0]) + hidden[1])
+        return tf.matmul(dropped(features, training), weights) + biases
+
+    def metrics(features, truth, weighted=False, training=False):
+        logits = forward(features, training)
+        if training and head.label_smoothing:
+            smoothed = (tf.one_hot(truth, classes) * (1 - head.label_smoothing)
+                        + head.label_smoothing / classes)
+            per_image = tf.nn.softmax_cross_entropy_with_logits(labels=smoothed, logits=logits)
+        else:
+            per_image = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=truth, logits=logits)
         if weighted and loss_weights is not None:
             per_image = per_image * tf.gather(loss_weights, truth)
         entropy = tf.reduce_mean(per_image)
@@ -127,10 +181,13 @@ def train_final_layer(
         for _ in tf.range(count):
             batch = sample(train_batch_size)
             with tf.GradientTape() as tape:
-                _, loss = metrics(tf.gather(x, batch), tf.gather(y, batch), weighted=True)
-            grad_w, grad_b = tape.gradient(loss, [weights, biases])
-            weights.assign_sub(learning_rate * grad_w)
-            biases.assign_sub(learning_rate * grad_b)
+                _, loss = metrics(tf.gather(x, batch), tf.gather(y, batch), weighted=True, training=True)
+            gradients = tape.gradient(loss, variables)
+            if optimizer is None:  # retrain.py's plain SGD, exactly
+                for variable, gradient in zip(variables, gradients, strict=True):
+                    variable.assign_sub(learning_rate * gradient)
+            else:
+                optimizer.apply_gradients(zip(gradients, variables, strict=True))
         # Reported unweighted, like validation, so the two curves can be compared.
         return metrics(tf.gather(x, batch), tf.gather(y, batch))
 
@@ -166,11 +223,26 @@ def train_final_layer(
         if not np.isfinite(point.cross_entropy):
             raise TrainingDiverged(f"training diverged at step {target} (cross entropy "
                                    f"{point.cross_entropy})", target)
-    layer = FinalLayer(weights.numpy(), biases.numpy())
-    if not (np.all(np.isfinite(layer.weights)) and np.all(np.isfinite(layer.biases))):
+    layer = FinalLayer(weights.numpy(), biases.numpy(),
+                       hidden_weights=hidden[0].numpy() if hidden else None,
+                       hidden_biases=hidden[1].numpy() if hidden else None)
+    if not all(np.all(np.isfinite(v.numpy())) for v in variables):
         raise TrainingDiverged(f"training diverged by step {steps - 1} (weights are no longer "
                                "finite numbers)", steps - 1)
     return layer, history
+
+
+def _optimizer(head: HeadSpec, learning_rate: float):
+    """Keras' optimizer for the head's choice; None for plain SGD (retrain.py's update, by hand)."""
+    import keras
+
+    if head.optimizer == "sgd" and not head.weight_decay:
+        return None
+    decay = head.weight_decay or None
+    if head.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate, weight_decay=decay)
+    momentum = 0.9 if head.optimizer == "momentum" else 0.0
+    return keras.optimizers.SGD(learning_rate, momentum=momentum, weight_decay=decay)
 
 
 def eval_steps(steps: int, interval: int) -> list[int]:
