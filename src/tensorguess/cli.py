@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     guess.add_argument("images", type=Path, nargs="+", help="image files to classify")
     guess.add_argument("--json", action="store_true", help="print JSON instead of text")
     _graph_flags(guess)
+    _tta_flag(guess)
 
     sort = commands.add_parser("sort", help="copy each image of SRC to DEST/<label>--<score>.<ext>")
     sort.add_argument("dir", type=Path, help="the tf_files folder holding the trained graph")
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("labelled", type=Path, help="folder of label folders of images (only read)")
     evaluate.add_argument("out", type=Path, nargs="?", help="report folder (created if missing)")
     _graph_flags(evaluate)
+    _tta_flag(evaluate)
 
     fetch = commands.add_parser("fetch-module", help="download a TF Hub module into the cache")
     fetch.add_argument("handle", help="TF Hub module URL or handle")
@@ -186,6 +188,12 @@ def _graph_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust_graph", action="store_true",
                         help="run the graph even if it holds operations that can do more than "
                         "compute (read or write files...); only for a graph whose maker you trust")
+
+
+def _tta_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: score each photo as the mean over itself, its "
+                        "mirror image and 4 corner crops (6x the work; see docs/benchmarks.md)")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -229,7 +237,7 @@ def _classifier(args):
     if args.batch_size < 1:
         raise UsageError(f"--batch_size must be at least 1, not {args.batch_size}")
     return Classifier(args.dir / args.output_graph, args.dir / args.output_labels,
-                      args.final_tensor_name, trust_graph=args.trust_graph)
+                      args.final_tensor_name, trust_graph=args.trust_graph, tta=getattr(args, "tta", False))
 
 
 def run_guess(args) -> int:

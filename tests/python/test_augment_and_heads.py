@@ -152,3 +152,29 @@ def test_the_default_settings_are_retrain_py_s_head_with_no_augmentation():
     cfg = TrainConfig()
     assert cfg.head() == HeadSpec() and cfg.variants() == 0
     assert cfg.head().describe() == "softmax, sgd"
+
+
+def test_tta_scores_each_photo_as_the_mean_over_its_six_views(small_set, tmp_path, capsys):
+    from tensorguess.cli import main
+    from tensorguess.serve import tta
+    from tensorguess.serve.predict import Classifier
+
+    cfg = train_config(tmp_path, small_set, how_many_training_steps=100)
+    retrain(cfg, say=lambda line: None, warn=lambda line: None)
+    photo = sorted((small_set / "elsa").iterdir())[0]
+    pixels = network_batch([prepare_for_network(photo, 224)], 224)
+    views = tta.views(pixels)
+    assert views.shape == (6, 224, 224, 3)
+    np.testing.assert_array_equal(views[1], pixels[0, :, ::-1])  # the mirror image
+    with Classifier(cfg.output_graph, cfg.output_labels) as plain:
+        per_view, _ = plain._run(views)
+        alone = next(plain.score_files([photo])).scores
+    with Classifier(cfg.output_graph, cfg.output_labels, tta=True) as augmented:
+        scored = next(augmented.score_files([photo], with_features=True))
+    np.testing.assert_allclose(scored.scores, per_view.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(per_view[0], alone, atol=1e-6)
+    assert not np.allclose(scored.scores, alone, atol=1e-4) and scored.features.shape == (1024,)
+    assert main(["guess", str(tmp_path), str(photo), "--json", "--tta"]) == 0
+    (document,) = json.loads(capsys.readouterr().out)
+    assert document["score"] == pytest.approx(float(scored.scores.max()), abs=1e-6)
+    assert document["label"] == augmented.labels[int(scored.scores.argmax())]

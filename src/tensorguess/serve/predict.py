@@ -14,6 +14,7 @@ from tensorguess.data.images import Skipped, UnreadableImage, read_image
 from tensorguess.export.frozen import BOTTLENECK, IMAGE_BATCH, INPUT_BYTES
 from tensorguess.features.pipeline import decoded_batches, progress
 from tensorguess.serve import graph_check
+from tensorguess.serve import tta as test_time
 
 
 class ClassifierError(Exception):
@@ -37,8 +38,10 @@ class Classifier:
     """
 
     def __init__(self, graph_path: Path, labels_path: Path, output_name: str = "final_result",
-                 trust_graph: bool = False):
+                 trust_graph: bool = False, tta: bool = False):
         import tensorflow as tf
+
+        self.tta = tta  # score each photo as the mean over test_time.VIEWS views (graphs fed batches)
 
         self.labels = read_labels(labels_path)
         graph_def = tf.compat.v1.GraphDef()
@@ -157,11 +160,20 @@ class Classifier:
             return Skipped(path, f"the graph could not decode it ({str(error).splitlines()[0]})")
 
     def _run(self, feed, with_features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """(scores [N, labels], and the bottlenecks [N, D] when asked for, else None)."""
+        """(scores [N, labels], and the bottlenecks [N, D] when asked for, else None).
+
+        With `tta`, a batch of pixels is scored as the mean over its views; the bottlenecks
+        are those of the photos themselves (view 0).
+        """
+        count = len(feed) if self.mode == "batch" else 1
+        if self.tta and self.mode == "batch":
+            feed = test_time.views(feed)
         fetches = [self.output, self.features] if with_features else [self.output]
         values = self.session.run(fetches, {self.input: feed})
         scores = np.asarray(values[0], dtype=np.float64).reshape(-1, len(self.labels))
-        return scores, (values[1] if with_features else None)
+        if self.tta and self.mode == "batch":
+            scores = test_time.mean_over_views(scores, count)
+        return scores, (values[1][:count] if with_features else None)
 
     def ranked(self, scores: np.ndarray) -> list[tuple[str, float]]:
         """(label, score) best first; ties keep the labels-file order."""
