@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: bash evaluate.sh DIR LABELLED_DIR [OUT_DIR] [--trust_graph] [--batch_size N]
+# Usage: bash evaluate.sh DIR LABELLED_DIR [OUT_DIR] [--trust_graph] [--batch_size N] [--tta]
 #
 # Score the photos in LABELLED_DIR/<label>/ with the classifier in DIR (ours, or
 # a graph made by the old retrain.py) and write an evaluation report into

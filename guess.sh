@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: bash guess.sh DIR IMAGE [IMAGE...] [--json]
+# Usage: bash guess.sh DIR IMAGE [IMAGE...] [--json] [--tta]
 #
 # Print every label's score for each IMAGE, best first, as
 # `elsa (score = 0.99636)`, using DIR/retrained_graph.pb and
