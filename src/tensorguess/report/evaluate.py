@@ -99,7 +99,12 @@ def check_leaks(paths: list[Path], features: list, train_log: dict, log_path: Pa
 
 
 def graph_temperature(classifier: Classifier) -> float | None:
-    """The temperature our exported graphs divide the logits by; None for other graphs."""
+    """The temperature our exported graphs divide the logits by; None for other graphs.
+
+    A SavedModel or TFLite classifier (serve/models.py) brings the one its training logged.
+    """
+    if not isinstance(classifier, Classifier):
+        return getattr(classifier, "temperature", None)
     try:
         tensor = classifier.graph.get_tensor_by_name(f"{TEMPERATURE}:0")
     except KeyError:
