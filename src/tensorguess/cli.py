@@ -229,7 +229,8 @@ def run_train(args) -> int:
     if chosen:
         from tensorguess.deploy import export
 
-        export(args.dir, chosen, graph=str(cfg.output_graph), labels_name=str(cfg.output_labels), final_tensor_name=cfg.final_tensor_name,
+        export(args.dir, chosen, graph=str(cfg.output_graph), labels_name=str(cfg.output_labels),
+               final_tensor_name=cfg.final_tensor_name,
                report_dir=cfg.report_dir,
                warn=lambda line: print(line, file=sys.stderr, flush=True))
     return 0

@@ -43,7 +43,8 @@ def export(folder: Path, chosen: list[str], graph: str = "retrained_graph.pb",
     try:
         graph_def.ParseFromString(graph_path.read_bytes())
     except OSError as error:
-        raise ExportError(f"cannot read {graph_path} ({error.strerror}); train first with train.sh") from error
+        raise ExportError(f"cannot read {graph_path} ({error.strerror}); train first with "
+                          "train.sh") from error
     except Exception as error:
         raise ExportError(f"{graph_path} is not a TensorFlow GraphDef ({error})") from error
     refused = graph_check.refusal(graph_def, graph_path, trusted=trust_graph)
