@@ -49,7 +49,9 @@ def int8_model(graph_def, calibration: Callable[[], Iterable[np.ndarray]],
     function, keep = classifier_function(graph_def, final_tensor_name)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], keep)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([image[np.newaxis].astype(np.float32)]
+    # Clipped to [0, 1] (a box average can round a hair above 1), so that the input's scale is
+    # 1/255 exactly and a caller may feed the uint8 pixels as they are.
+    converter.representative_dataset = lambda: ([np.clip(image[np.newaxis], 0, 1).astype(np.float32)]
                                                 for image in calibration())
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
