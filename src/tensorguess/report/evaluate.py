@@ -92,7 +92,8 @@ def check_leaks(paths: list[Path], features: list, train_log: dict, log_path: Pa
     if not seen:
         found.note = f"{log_path} lists no training photos (written by an older tensor-guess)"
     elif not usable:
-        found.note = "the graph gives no features (not one of ours): identical photos only"
+        found.note = ("the classifier gives no features (a graph not of ours, or a format that "
+                      "returns scores only): identical photos only")
     elif why:
         found.note = f"{why}: identical photos only"
     return found
