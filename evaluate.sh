@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: bash evaluate.sh DIR LABELLED_DIR [OUT_DIR] [--trust_graph] [--batch_size N] [--tta]
+# Usage: bash evaluate.sh DIR LABELLED_DIR [OUT_DIR] [--trust_graph] [--batch_size N] [--model M] [--tta]
 #
 # Score the photos in LABELLED_DIR/<label>/ with the classifier in DIR (ours, or
 # a graph made by the old retrain.py) and write an evaluation report into
@@ -10,6 +10,7 @@
 # touches any other file. LABELLED_DIR is only read. A labels CSV (columns
 # path and label, optionally split; paths relative to it) may stand for it:
 # its test rows are scored, or all its rows when it has no split column.
+# --model saved_model|tflite|tflite-int8 scores with that format (export.sh).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Usage: bash guess.sh DIR IMAGE [IMAGE...] [--json] [--tta]
+# Usage: bash guess.sh DIR IMAGE [IMAGE...] [--json] [--model M] [--tta]
 #
 # Print every label's score for each IMAGE, best first, as
 # `elsa (score = 0.99636)`, using DIR/retrained_graph.pb and
-# DIR/retrained_labels.txt (ours, or a graph made by the old retrain.py).
+# DIR/retrained_labels.txt (ours, or a graph made by the old retrain.py);
+# --model saved_model|tflite|tflite-int8 runs that format instead.
 # With several images, a `==> IMAGE <==` line heads each one.
 # Exits 1 if an image could not be read (the others are still scored).
 set -euo pipefail

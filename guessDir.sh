@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: bash guessDir.sh DIR SRC DEST [--trust_graph] [--batch_size N]
+# Usage: bash guessDir.sh DIR SRC DEST [--trust_graph] [--batch_size N] [--model M]
 #
 # Copy (never move) each image of SRC to DEST/<label>--<score>.<ext>, the score
 # being the top score's first five decimals. DEST is created if missing; an
@@ -7,7 +7,8 @@
 # DEST/guesses.jsonl gets one line per source file, with every label's score
 # or the reason the file could not be read. Run again into the same DEST, it
 # skips the photos it has already sorted there with this classifier.
-# --trust_graph runs a graph holding more than pure tensor operations.
+# --trust_graph runs a graph holding more than pure tensor operations;
+# --model saved_model|tflite|tflite-int8 sorts with that format (export.sh).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"

@@ -6,7 +6,8 @@
 # DIR/train_log.json and the bottleneck cache DIR/bottlenecks/.
 # Flags keep retrain.py's names; `bash train.sh DIR --help` lists them all.
 # TFHUB_MODULE picks the feature extractor (a TF Hub URL or a local SavedModel
-# folder); TG_RUNTIME=auto|local|docker picks where it runs.
+# folder); TG_RUNTIME=auto|local|docker picks where it runs. --export FORMATS
+# (tflite,tflite-int8,coreml) then exports as export.sh does.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"

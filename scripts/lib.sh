@@ -252,7 +252,7 @@ mount_guess() {
           shift
           continue
           ;;
-        --final_tensor_name | --batch_size) (($#)) && shift; continue ;;
+        --final_tensor_name | --batch_size | --model) (($#)) && shift; continue ;;
         -*) continue ;;
       esac
     fi
@@ -274,6 +274,21 @@ mount_guess() {
     fi
   done
   ((${#links[@]} == 0)) || mount_links "" < <(find "${links[@]}" -maxdepth 0 -printf '%Y\0%p\0%l\0' 2>/dev/null)
+}
+
+# mount_export DIR: declare what `export DIR` reads and writes: DIR (writable: the
+# exported files, the report) and the photos the training's log names (read-only:
+# int8 calibrates on its training photos, the accuracy table scores its test ones).
+mount_export() {
+  local dir=$1 value
+  mount_output "$dir"
+  [[ -f $dir/train_log.json ]] || return 0
+  # train_log.json's flags, one per line (strict JSON, indent 1); a path holding a quote
+  # or a backslash is escaped there and is not found: export then reports the photos missing.
+  value=$(sed -n 's/^  "image_dir": "\([^"\\]*\)",\{0,1\}$/\1/p' "$dir/train_log.json" | head -n 1)
+  [[ -z $value ]] || mount_input "$value"
+  value=$(sed -n 's/^  "labels_csv": "\([^"\\]*\)",\{0,1\}$/\1/p' "$dir/train_log.json" | head -n 1)
+  [[ -z $value ]] || mount_input "$(dirname "$value")"
 }
 
 # ---- the runtimes

@@ -4,6 +4,7 @@
     python -m tensorguess guess DIR IMAGE [IMAGE...] [--json]
     python -m tensorguess sort DIR SRC DEST
     python -m tensorguess evaluate DIR LABELLED_DIR [OUT_DIR]
+    python -m tensorguess export DIR [--format tflite,tflite-int8,coreml]
     python -m tensorguess fetch-module URL
 """
 
@@ -101,7 +102,7 @@ def fail(message: str, code: int = EXIT_FAILED) -> int:
 
 
 WRAPPERS = {"train": "train.sh", "guess": "guess.sh", "sort": "guessDir.sh",
-            "evaluate": "evaluate.sh"}
+            "evaluate": "evaluate.sh", "export": "export.sh"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -146,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         if item.name == "calibrate":
             extra.update(nargs="?", const="on")
         train.add_argument(flag, type=kind, default=None, help=TRAIN_HELP[item.name] + shown, **extra)
+    train.add_argument("--export", metavar="FORMATS", help="after training, export these formats "
+                       "as export.sh does (comma-separated: tflite, tflite-int8, coreml)")
 
     guess = commands.add_parser("guess", help="print the scores of every label for images")
     guess.add_argument("dir", type=Path, help="the tf_files folder holding the trained graph")
@@ -172,12 +175,38 @@ def build_parser() -> argparse.ArgumentParser:
     _graph_flags(evaluate)
     _tta_flag(evaluate)
 
+    export = commands.add_parser(
+        "export", help="write the classifier in DIR as TFLite (float, int8) and Core ML",
+        description="Export the classifier trained in DIR (without retraining) and print, and "
+        "write into DIR/report, each format's accuracy on the test split and its agreement "
+        "with the .pb.",
+    )
+    export.add_argument("dir", type=Path, help="the tf_files folder holding the trained graph")
+    export.add_argument("--format", default=",".join(EXPORT_FORMATS),
+                        help="comma-separated formats (default: all of "
+                        f"{', '.join(EXPORT_FORMATS)})")
+    export.add_argument("--output_graph", default="retrained_graph.pb",
+                        help="graph inside DIR (default: retrained_graph.pb)")
+    export.add_argument("--output_labels", default="retrained_labels.txt",
+                        help="labels inside DIR (default: retrained_labels.txt)")
+    export.add_argument("--final_tensor_name", default="final_result",
+                        help="output tensor name (default: final_result)")
+    export.add_argument("--trust_graph", action="store_true",
+                        help="export a graph holding operations that can do more than compute")
+
     fetch = commands.add_parser("fetch-module", help="download a TF Hub module into the cache")
     fetch.add_argument("handle", help="TF Hub module URL or handle")
     return parser
 
 
+EXPORT_FORMATS = ("tflite", "tflite-int8", "coreml")  # export/formats.py's FORMATS, without importing it
+RUN_MODELS = ("pb", "saved_model", "tflite", "tflite-int8")  # serve/models.py's MODELS
+
+
 def _graph_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="pb", choices=RUN_MODELS,
+                        help="format to score with: pb (default), saved_model, or the TFLite "
+                        "models export.sh writes (tflite, tflite-int8)")
     parser.add_argument("--output_graph", default="retrained_graph.pb",
                         help="graph inside DIR (default: retrained_graph.pb)")
     parser.add_argument("--output_labels", default="retrained_labels.txt",
@@ -226,18 +255,47 @@ def run_train(args) -> int:
     from tensorguess.retrain import retrain
 
     require_dir(args.dir)
-    retrain(train_config(args))
+    chosen = _export_formats(args.export) if args.export else None  # checked before training
+    cfg = train_config(args)
+    retrain(cfg)
+    if chosen:
+        from tensorguess.deploy import export
+
+        export(args.dir, chosen, graph=str(cfg.output_graph), labels_name=str(cfg.output_labels),
+               final_tensor_name=cfg.final_tensor_name,
+               report_dir=cfg.report_dir,
+               warn=lambda line: print(line, file=sys.stderr, flush=True))
+    return 0
+
+
+def _export_formats(text: str) -> list[str]:
+    from tensorguess.export.formats import ExportError, parse_formats
+
+    try:
+        return parse_formats(text)
+    except ExportError as error:
+        raise UsageError(str(error)) from error
+
+
+def run_export(args) -> int:
+    from tensorguess.deploy import export
+
+    require_dir(args.dir)
+    export(args.dir, _export_formats(args.format), args.output_graph, args.output_labels,
+           args.final_tensor_name, trust_graph=args.trust_graph,
+           warn=lambda line: print(line, file=sys.stderr, flush=True))
     return 0
 
 
 def _classifier(args):
-    from tensorguess.serve.predict import Classifier
+    from tensorguess.serve.models import open_classifier
 
     require_dir(args.dir)
     if args.batch_size < 1:
         raise UsageError(f"--batch_size must be at least 1, not {args.batch_size}")
-    return Classifier(args.dir / args.output_graph, args.dir / args.output_labels,
-                      args.final_tensor_name, trust_graph=args.trust_graph, tta=getattr(args, "tta", False))
+    return open_classifier(args.dir, args.model, args.output_graph, args.output_labels,
+                           args.final_tensor_name, trust_graph=args.trust_graph,
+                           tta=getattr(args, "tta", False))
 
 
 def run_guess(args) -> int:
@@ -307,7 +365,10 @@ def run_evaluate(args) -> int:
     check_out_dir(out)
     train_log, log_path = _train_log(args.dir)
     with _classifier(args) as classifier:
-        evaluation = evaluate_folder(classifier, labelled, str(args.dir / args.output_graph),
+        from tensorguess.serve.models import model_path
+
+        evaluation = evaluate_folder(classifier, labelled,
+                                     str(model_path(args.dir, args.model, args.output_graph)),
                                      args.batch_size,
                                      warn=lambda line: print(line, file=sys.stderr, flush=True),
                                      train_log=train_log, train_log_path=log_path)
@@ -375,6 +436,8 @@ def _run(argv: list[str] | None) -> int:
     Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     from tensorguess.data.dataset import DatasetError
+    from tensorguess.export.coreml import CoreMLCheckError
+    from tensorguess.export.formats import ExportError
     from tensorguess.features.modules import ModuleError
     from tensorguess.head.train import TrainingDiverged
     from tensorguess.report.document import ReportError
@@ -383,13 +446,13 @@ def _run(argv: list[str] | None) -> int:
     from tensorguess.serve.sort import SortError
 
     handlers = {"train": run_train, "guess": run_guess, "sort": run_sort,
-                "evaluate": run_evaluate, "fetch-module": run_fetch}
+                "evaluate": run_evaluate, "export": run_export, "fetch-module": run_fetch}
     try:
         return handlers[args.command](args)
     except UsageError as error:
         return fail(str(error), EXIT_USAGE)
     except (DatasetError, ModuleError, ClassifierError, EvaluationError, ReportError, SortError,
-            TrainingDiverged) as error:
+            TrainingDiverged, ExportError, CoreMLCheckError) as error:
         return fail(str(error))
     except KeyboardInterrupt:
         return fail("interrupted", 130)

@@ -621,3 +621,20 @@ EOF
   [[ $output =~ Leaks:\ 1[0-4]\ of\ 16\ images\ are\ photos\ the\ classifier\ trained\ on\ \(1[0-4]\ identical ]]
   [ -f "$WORK/csv run/report-labels/report.json" ]
 }
+
+@test "docker: export.sh writes the int8 model for the user; guess.sh --model tflite-int8 labels as the local runtime" {
+  run as_user bash "$REPO/export.sh" "tf files" --format tflite,tflite-int8
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output == *"Calibrating int8 on "*" training photos"* ]]
+  [[ $output == *"Accuracy per format on the test split"* ]]
+  [ -s "$WORK/tf files/retrained_graph_int8.tflite" ]
+  [ "$(not_owned "$WORK/tf files")" = "" ]
+  run --separate-stderr as_user bash "$REPO/guess.sh" "tf files" "to sort/elsa one.jpg" --model tflite-int8
+  [ "$status" -eq 0 ]
+  in_docker=$output
+  cd "$WORK"
+  run --separate-stderr env TG_RUNTIME=local bash "$REPO/guess.sh" "tf files" "to sort/elsa one.jpg" --model tflite-int8
+  [ "$status" -eq 0 ]
+  [ "$in_docker" = "$output" ]
+}

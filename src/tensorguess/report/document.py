@@ -344,6 +344,9 @@ def render_html(report: dict, figures: list[str], thumbnails: dict[str, str],
             f"<tr><td>Brier</td><td>{_number(calibration['brier_before'])}</td>"
             f"<td>{_number(calibration['brier_after'])}</td></tr></table>",
         ]
+    from tensorguess.report.formats import html_lines  # export.sh's accuracy per format
+
+    parts += html_lines(report.get("formats"))
     parts.append("<h2>Per class</h2>")
     never = report.get("never_predicted") or []
     if never:

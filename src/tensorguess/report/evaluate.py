@@ -92,14 +92,20 @@ def check_leaks(paths: list[Path], features: list, train_log: dict, log_path: Pa
     if not seen:
         found.note = f"{log_path} lists no training photos (written by an older tensor-guess)"
     elif not usable:
-        found.note = "the graph gives no features (not one of ours): identical photos only"
+        found.note = ("the classifier gives no features (a graph not of ours, or a format that "
+                      "returns scores only): identical photos only")
     elif why:
         found.note = f"{why}: identical photos only"
     return found
 
 
 def graph_temperature(classifier: Classifier) -> float | None:
-    """The temperature our exported graphs divide the logits by; None for other graphs."""
+    """The temperature our exported graphs divide the logits by; None for other graphs.
+
+    A SavedModel or TFLite classifier (serve/models.py) brings the one its training logged.
+    """
+    if not isinstance(classifier, Classifier):
+        return getattr(classifier, "temperature", None)
     try:
         tensor = classifier.graph.get_tensor_by_name(f"{TEMPERATURE}:0")
     except KeyError:

@@ -1,0 +1,159 @@
+"""One export run (export.sh, train.sh --export): the formats, then the accuracy per format in the report.
+
+Reads only what train.sh wrote into DIR (the .pb, its labels, train_log.json) and the photos
+of the training's splits; nothing is retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from tensorguess.data.images import Skipped
+from tensorguess.export import coreml, formats
+from tensorguess.export.formats import FILES, ExportError
+from tensorguess.export.frozen import IMAGE_BATCH
+from tensorguess.report import document
+from tensorguess.report import formats as table_of
+from tensorguess.report.evaluate import undo_temperature
+from tensorguess.serve import graph_check
+from tensorguess.serve.models import open_classifier
+from tensorguess.serve.predict import read_labels
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def export(folder: Path, chosen: list[str], graph: str = "retrained_graph.pb",
+           labels_name: str = "retrained_labels.txt", final_tensor_name: str = "final_result",
+           trust_graph: bool = False, report_dir: Path | None = None,
+           say: Callable[[str], None] = _say, warn: Callable[[str], None] = _say) -> list[dict]:
+    """Write each chosen format into `folder`; return (and print, and put in the report) the table."""
+    import tensorflow as tf
+
+    folder = Path(folder)
+    graph_path, labels_path = folder / graph, folder / labels_name
+    labels = read_labels(labels_path)
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(graph_path.read_bytes())
+    except OSError as error:
+        raise ExportError(f"cannot read {graph_path} ({error.strerror}); train first with "
+                          "train.sh") from error
+    except Exception as error:
+        raise ExportError(f"{graph_path} is not a TensorFlow GraphDef ({error})") from error
+    refused = graph_check.refusal(graph_def, graph_path, trusted=trust_graph)
+    if refused:
+        raise ExportError(refused)
+    nodes = {node.name: node for node in graph_def.node}
+    if IMAGE_BATCH not in nodes or final_tensor_name not in nodes:
+        raise ExportError(f"{graph_path} has no {IMAGE_BATCH}:0 or {final_tensor_name}:0: only "
+                          "graphs written by tensor-guess's train.sh can be exported")
+    size = int(nodes[IMAGE_BATCH].attr["shape"].shape.dim[1].size)
+    log_path = folder / "train_log.json"
+    train_log = _read_log(log_path)
+    photos = None
+    if train_log is not None:
+        photos = formats.split_photos(train_log, log_path, warn)
+    elif "tflite-int8" in chosen:
+        raise ExportError(f"{log_path} is missing: int8 is calibrated on the training photos it "
+                          "lists; train with train.sh first")
+
+    seconds: dict[str, float] = {}
+    for name in chosen:
+        target = folder / FILES[name]
+        started = time.perf_counter()
+        if name == "tflite":
+            formats.write_tflite(graph_def, labels, target, final_tensor_name)
+        elif name == "tflite-int8":
+            paths = formats.calibration_paths(photos)
+            if not paths:
+                raise ExportError(f"{log_path} names no training photo found in "
+                                  f"{photos.root}; int8 needs some to calibrate on")
+            say(f"Calibrating int8 on {len(paths)} training photos")
+            formats.write_tflite(graph_def, labels, target, final_tensor_name,
+                                 calibration=formats.calibration_images(paths, size))
+        else:
+            coreml.write_mlpackage(graph_def, labels, size, target, final_tensor_name)
+            spec = coreml.check(target, labels, size)
+            say(f"Core ML spec read back: input {spec['input']!r} {spec['width']}x{spec['height']} "
+                f"{spec['color_space']}, scale {spec['scale']:.6g}, bias {spec['bias']}, "
+                f"{len(spec['labels'])} labels in {labels_name} order, outputs "
+                f"{', '.join(spec['outputs'])}; running it needs macOS")
+        seconds[name] = time.perf_counter() - started
+        say(f"Wrote {target} ({time.perf_counter() - started:.1f} s)")
+
+    if photos is None or not photos.parts.get("testing"):
+        say(f"No accuracy per format: {log_path} is missing or its test split is empty")
+        return []
+    table, evaluation = _score(folder, chosen, photos, graph, labels_name, final_tensor_name,
+                               trust_graph, train_log, seconds, warn)
+    for line in table_of.console_lines(table):
+        (warn if line.startswith("WARNING") else say)(line)
+    report_dir = Path(report_dir or folder / "report")
+    report = document.build(evaluation)
+    report["formats"] = table
+    document.write(report_dir, evaluation, train_log=train_log, report=report)
+    say(f"Wrote the accuracy per format into {report_dir / 'report.html'}")
+    return table
+
+
+def _score(folder, chosen, photos, graph, labels_name, final_tensor_name, trust_graph, train_log,
+           seconds, warn):
+    """The table (the .pb first), and the .pb's Evaluation of the test split for the report."""
+    test = photos.parts["testing"]
+    paths, truth = [p for p, _ in test], np.array([t for _, t in test], np.int64)
+    runnable = ["pb"] + [name for name in chosen if name != "coreml"]
+    scores: dict[str, dict[Path, np.ndarray]] = {}
+    unreadable: list[Skipped] = []
+    for name in runnable:
+        with open_classifier(folder, name, graph, labels_name, final_tensor_name,
+                             trust_graph) as classifier:
+            started = time.perf_counter()
+            scores[name] = {}
+            for result in classifier.score_files(paths, 32):
+                if isinstance(result, Skipped):
+                    if name == "pb":
+                        warn(result.warning())
+                        unreadable.append(result)
+                else:
+                    scores[name][result.path] = result.scores
+            if name == "pb":
+                seconds["pb"] = time.perf_counter() - started
+    kept = [i for i, p in enumerate(paths) if all(p in scores[name] for name in runnable)]
+    kept_paths, kept_truth = [paths[i] for i in kept], truth[kept]
+    matrix = {name: np.stack([scores[name][p] for p in kept_paths]) if kept
+              else np.zeros((0, len(photos.labels))) for name in runnable}
+    reference = matrix["pb"]
+    table = []
+    for name in ["pb", *chosen]:
+        file = graph if name == "pb" else FILES[name]
+        if name == "coreml":
+            table.append(table_of.not_run(name, file, "not scored: Core ML runs on macOS only"))
+        else:
+            table.append(table_of.row(name, file, matrix[name], reference, kept_truth,
+                                      photos.labels, seconds.get(name)))
+    temperature = (train_log.get("calibration") or {}).get("temperature")
+    evaluation = document.Evaluation(
+        labels=photos.labels, truth=kept_truth, probabilities=reference, paths=kept_paths,
+        root=photos.root, source=f"test split of {photos.root}", classifier=str(folder / graph),
+        unreadable=unreadable,
+        uncalibrated=(undo_temperature(reference, temperature)
+                      if isinstance(temperature, float) and temperature != 1.0 else None),
+        temperature=temperature if isinstance(temperature, float) else None,
+        calibration_fit=train_log.get("calibration"),
+    )
+    return table, evaluation
+
+
+def _read_log(path: Path) -> dict | None:
+    try:
+        log = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return log if isinstance(log, dict) else None

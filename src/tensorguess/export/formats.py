@@ -1,0 +1,108 @@
+"""The deployable formats export.sh writes beside retrained_graph.pb, and the photos they need.
+
+int8 calibration uses TRAINING photos only and the accuracy table the TEST split only, both
+found again from train_log.json: its content hashes of each split (`split_digests`) over
+the photos of its image folder (or labels CSV), so the split is the one the training made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tensorguess.data import dataset
+from tensorguess.data.images import content_hash
+from tensorguess.data.labels_csv import read_labels_csv
+from tensorguess.files import write_atomically
+
+FILES = {"saved_model": "saved_model", "tflite": "retrained_graph.tflite",
+         "tflite-int8": "retrained_graph_int8.tflite", "coreml": "retrained_graph.mlpackage"}
+FORMATS = ("tflite", "tflite-int8", "coreml")  # what export.sh writes
+CALIBRATION_PHOTOS = 300  # training photos the int8 ranges are measured on
+
+
+class ExportError(Exception):
+    """The classifier in DIR cannot be exported as asked; the message says what to do."""
+
+
+def parse_formats(text: str) -> list[str]:
+    """'tflite,coreml' -> ['tflite', 'coreml'] in the order given, each checked."""
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [part for part in chosen if part not in FORMATS]
+    if unknown or not chosen:
+        raise ExportError(f"--format takes a comma-separated list of {', '.join(FORMATS)}, not "
+                          f"{text!r}")
+    return list(dict.fromkeys(chosen))
+
+
+@dataclass
+class SplitPhotos:
+    """The photos of the training's splits, found again: path -> label index, per split."""
+
+    labels: list[str]
+    root: Path
+    parts: dict[str, list[tuple[Path, int]]] = field(default_factory=dict)
+
+
+def split_photos(train_log: dict, log_path: Path, warn: Callable[[str], None]) -> SplitPhotos:
+    """The photos train_log.json's split digests name, in the image folder (or CSV) it trained on."""
+    flags = train_log.get("flags") or {}
+    digests = train_log.get("split_digests") or {}
+    if not digests:
+        raise ExportError(f"{log_path} lists no split (written by an older tensor-guess); train "
+                          "again to export int8 and the accuracy table")
+    if flags.get("labels_csv"):
+        image_set = read_labels_csv(Path(flags["labels_csv"]), warn)
+    else:
+        image_set = dataset.discover(Path(flags.get("image_dir") or "data"), warn)
+    labels = train_log.get("labels") or image_set.labels
+    index = {label: i for i, label in enumerate(labels)}
+    where = {name: set(values) for name, values in digests.items()}
+    found = SplitPhotos(labels=list(labels), root=image_set.root,
+                        parts={name: [] for name in where})
+    for label in image_set.labels:
+        if label not in index:
+            continue
+        for path in image_set.files[label]:
+            try:
+                digest = content_hash(path)
+            except OSError:
+                continue
+            for name, members in where.items():
+                if digest in members:
+                    found.parts[name].append((path, index[label]))
+                    break
+    return found
+
+
+def calibration_paths(photos: SplitPhotos, count: int = CALIBRATION_PHOTOS) -> list[Path]:
+    """Up to `count` training photos, spread evenly over the (label-ordered) training split."""
+    training = [path for path, _ in photos.parts.get("training", [])]
+    if len(training) <= count:
+        return training
+    chosen = np.linspace(0, len(training) - 1, count).round().astype(int)
+    return [training[i] for i in dict.fromkeys(chosen.tolist())]
+
+
+def calibration_images(paths: list[Path], size: int) -> Callable:
+    """A generator factory of float [S,S,3] images, decoded and resized as guess feeds them."""
+    from tensorguess.features.pipeline import decoded_batches
+
+    def images():
+        for batch in decoded_batches(paths, size, 32):
+            if batch.pixels is not None:
+                yield from batch.pixels
+
+    return images
+
+
+def write_tflite(graph_def, labels: list[str], path: Path, final_tensor_name: str,
+                 calibration: Callable | None = None) -> None:
+    from tensorguess.export import tflite
+
+    model = (tflite.float_model(graph_def, final_tensor_name) if calibration is None
+             else tflite.int8_model(graph_def, calibration, final_tensor_name))
+    write_atomically(Path(path), tflite.with_labels(model, labels))

@@ -1,0 +1,122 @@
+"""Score images with an exported .tflite classifier (float or int8), on every core through XNNPACK.
+
+The same interface as predict.Classifier (labels, digest, score_files, ranked), so guess,
+guessDir and evaluate run either. Photos are decoded and resized by the same pipeline
+(features/pipeline.py) that feeds the frozen graph's `image_batch:0`, so a photo meets the
+same pixels in every format; an int8 model's uint8 input gets them quantized by the input
+tensor's own scale and zero point (1/255 and 0 for ours: the pixel values).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from tensorguess.data.images import Skipped
+from tensorguess.features.pipeline import decoded_batches, progress
+from tensorguess.serve import tta as test_time
+from tensorguess.serve.predict import ClassifierError, Scored, _checked, read_labels
+
+
+def interpreter_class():
+    """LiteRT's interpreter (ai-edge-litert), which TF 2.21's tf.lite.Interpreter defers to."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter
+
+
+class LiteClassifier:
+    """A .tflite classifier with its labels; `temperature` is the calibration its log records."""
+
+    features = None  # a .tflite gives scores only: evaluate checks identical photos only
+
+    def __init__(self, model_path: Path, labels_path: Path, temperature: float | None = None,
+                 threads: int | None = None, tta: bool = False):
+        self.labels = read_labels(labels_path)
+        self.tta = tta  # score each photo as the mean over test_time.VIEWS views of it
+        try:
+            data = Path(model_path).read_bytes()
+        except OSError as error:
+            raise ClassifierError(
+                f"cannot read {model_path} ({error.strerror}); write it with export.sh DIR"
+            ) from error
+        self.digest = hashlib.sha1(data).hexdigest()  # the file actually run, as guessDir records
+        self.temperature = temperature
+        try:
+            # A flatbuffer is data, not a program: the interpreter runs only its builtin ops.
+            self.interpreter = interpreter_class()(model_content=data,
+                                                   num_threads=threads or os.cpu_count() or 1)
+        except (ValueError, RuntimeError) as error:
+            raise ClassifierError(f"{model_path} is not a TFLite model LiteRT can load "
+                                  f"({str(error).strip().splitlines()[0][:200]})") from error
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
+            raise ClassifierError(f"{model_path} does not take one batch of RGB images; "
+                                  "export it again with export.sh")
+        self.input, self.output = inputs[0], outputs[0]
+        self.size = int(self.input["shape"][1])
+        if int(self.output["shape"][-1]) != len(self.labels):
+            raise ClassifierError(
+                f"{labels_path} has {len(self.labels)} labels but {model_path} scores "
+                f"{int(self.output['shape'][-1])} classes; use the labels file written with it"
+            )
+        self._batch = None  # the batch size the tensors are allocated for
+
+    def close(self) -> None:
+        self.interpreter = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def score_files(self, paths: list[Path], batch_size: int = 32, show_progress: bool = False,
+                    with_features: bool = False) -> Iterator[Scored | Skipped]:
+        """Scores for each path, in order, or a Skipped for a file that cannot be read."""
+        with progress(len(paths), "Classifying", enabled=show_progress) as bar:
+            for batch in decoded_batches(paths, self.size, batch_size):
+                scores = [] if batch.pixels is None else self.run(batch.pixels)
+                rows = iter(range(len(scores)))
+                chunk = [Skipped(path, str(error)) if error else _checked(path, scores[next(rows)])
+                         for path, error in batch.entries]
+                yield from chunk
+                bar.update(len(chunk))
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        """Scores [N, labels] for a float batch [N, S, S, 3] in [0, 1], as fed to image_batch:0."""
+        if self.tta:
+            return test_time.mean_over_views(self._run(test_time.views(pixels)), len(pixels))
+        return self._run(pixels)
+
+    def _run(self, pixels: np.ndarray) -> np.ndarray:
+        if self._batch != len(pixels):
+            self.interpreter.resize_tensor_input(self.input["index"], [len(pixels), self.size,
+                                                                       self.size, 3])
+            self.interpreter.allocate_tensors()
+            self._batch = len(pixels)
+        self.interpreter.set_tensor(self.input["index"], quantized(pixels, self.input))
+        self.interpreter.invoke()
+        scores = self.interpreter.get_tensor(self.output["index"])
+        if self.output["dtype"] != np.float32:
+            scale, zero = self.output["quantization"]
+            scores = (scores.astype(np.float32) - zero) * scale
+        return np.asarray(scores, np.float64).reshape(-1, len(self.labels))
+
+    def ranked(self, scores: np.ndarray) -> list[tuple[str, float]]:
+        """(label, score) best first; ties keep the labels-file order."""
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])
+        return [(self.labels[i], float(scores[i])) for i in order]
+
+
+def quantized(pixels: np.ndarray, detail: dict) -> np.ndarray:
+    """The float batch as the input tensor wants it: as it is, or round(x / scale + zero)."""
+    if detail["dtype"] == np.float32:
+        return np.ascontiguousarray(pixels, np.float32)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(pixels / scale + zero), info.min, info.max).astype(detail["dtype"])

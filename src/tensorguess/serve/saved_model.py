@@ -1,0 +1,80 @@
+"""Score images with the exported SavedModel (its `images` signature), as predict.Classifier does the .pb."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from tensorguess.data.images import Skipped
+from tensorguess.features.pipeline import decoded_batches, progress
+from tensorguess.serve import graph_check
+from tensorguess.serve.predict import ClassifierError, Scored, _checked, read_labels
+
+
+class SavedModelClassifier:
+    """DIR/saved_model's `images` signature: a float batch [N,S,S,3] in [0,1] -> `scores`."""
+
+    features = None  # the signature returns scores only: evaluate checks identical photos only
+
+    def __init__(self, directory: Path, labels_path: Path, temperature: float | None = None,
+                 trust_graph: bool = False):
+        import tensorflow as tf
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        self.labels = read_labels(labels_path)
+        graph_file = Path(directory) / "saved_model.pb"
+        try:
+            data = graph_file.read_bytes()
+        except OSError as error:
+            raise ClassifierError(f"cannot read {graph_file} ({error.strerror}); train first "
+                                  "with train.sh") from error
+        self.digest = hashlib.sha1(data).hexdigest()  # the graph actually run (it holds no variables)
+        self.temperature = temperature
+        saved = saved_model_pb2.SavedModel()
+        try:
+            saved.ParseFromString(data)
+        except Exception as error:
+            raise ClassifierError(f"{graph_file} is not a SavedModel ({error})") from error
+        for meta_graph in saved.meta_graphs:  # a SavedModel is a program too: checked as the .pb is
+            refused = graph_check.refusal(meta_graph.graph_def, graph_file, trusted=trust_graph)
+            if refused:
+                raise ClassifierError(refused)
+        try:
+            self.signature = tf.saved_model.load(str(directory)).signatures["images"]
+        except (KeyError, ValueError, OSError, tf.errors.OpError) as error:
+            raise ClassifierError(f"{directory} has no usable `images` signature ({error}); train "
+                                  "again with train.sh") from error
+        self.size = int(self.signature.structured_input_signature[1]["images"].shape[1])
+
+    def close(self) -> None:
+        self.signature = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def score_files(self, paths: list[Path], batch_size: int = 32, show_progress: bool = False,
+                    with_features: bool = False) -> Iterator[Scored | Skipped]:
+        with progress(len(paths), "Classifying", enabled=show_progress) as bar:
+            for batch in decoded_batches(paths, self.size, batch_size):
+                scores = [] if batch.pixels is None else self.run(batch.pixels)
+                rows = iter(range(len(scores)))
+                chunk = [Skipped(path, str(error)) if error else _checked(path, scores[next(rows)])
+                         for path, error in batch.entries]
+                yield from chunk
+                bar.update(len(chunk))
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        scores = self.signature(images=tf.constant(pixels, tf.float32))["scores"].numpy()
+        return np.asarray(scores, np.float64).reshape(-1, len(self.labels))
+
+    def ranked(self, scores: np.ndarray) -> list[tuple[str, float]]:
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])
+        return [(self.labels[i], float(scores[i])) for i in order]
