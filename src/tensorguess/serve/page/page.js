@@ -160,6 +160,9 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpPhotos();
   $("mode-photos").addEventListener("click", () => setMode("photos"));
   $("mode-camera").addEventListener("click", () => setMode("camera"));
-  if (location.hash === "#camera") setMode("camera");
+  // /#camera opens the camera mode directly (a bookmark for a kiosk).
+  const fromHash = () => setMode(location.hash === "#camera" ? "camera" : "photos");
+  window.addEventListener("hashchange", fromHash);
+  if (location.hash === "#camera") fromHash();
   showLabels();
 });
