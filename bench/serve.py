@@ -13,7 +13,9 @@ user runs it), then, in turn, --rounds times:
 Each client's socket has TCP_NODELAY, as a browser's, curl's or urllib3's. Each request's
 latency is timed from its send to the last byte of its answer. The clients share the
 machine's cores with the server (their own CPU seconds are given), so the requests/s are
-a floor. /healthz's counters give the mean batch per level.
+a floor; the server's own CPU seconds per request (from /proc) are given beside
+guessDir's per image, a figure that hardly moves with the machine's load. /healthz's
+counters give the mean batch per level.
 """
 
 from __future__ import annotations
@@ -60,7 +62,13 @@ def health(port: int) -> dict:
     return answer
 
 
-def load(port: int, bodies: list[bytes], clients: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat), all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(port: int, bodies: list[bytes], clients: int, server_pid: int) -> dict:
     """Every body POSTed once by `clients` threads on keep-alive connections: rates and latencies."""
     work: queue.Queue = queue.Queue()
     for body in bodies:
@@ -92,12 +100,14 @@ def load(port: int, bodies: list[bytes], clients: int) -> dict:
         latencies.extend(mine)
 
     before = health(port)
+    server_cpu = cpu_seconds(server_pid)
     cpu = time.process_time()
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, range(clients)))
     wall = time.perf_counter() - started
     client_cpu = time.process_time() - cpu
+    server_cpu = cpu_seconds(server_pid) - server_cpu
     after = health(port)
     latencies.sort()
     batches = after["batches"] - before["batches"]
@@ -108,6 +118,8 @@ def load(port: int, bodies: list[bytes], clients: int) -> dict:
         "p95_ms": round(1000 * latencies[int(len(latencies) * 0.95)], 1),
         "mean_batch": round((after["photos_scored"] - before["photos_scored"]) / max(batches, 1), 1),
         "client_cpu_s": round(client_cpu, 2),
+        # The server's CPU per photo hardly moves when other work shares the cores; the wall figures do.
+        "server_cpu_ms_per_request": round(1000 * server_cpu / max(len(latencies), 1), 2),
     }
 
 
@@ -119,7 +131,8 @@ def guessdir_rate(work: Path, source: Path, dest: Path) -> dict:
     with Classifier(work / "retrained_graph.pb", work / "retrained_labels.txt") as classifier:
         wall, cpu, summary = common.measured(sort_folder, classifier, source, dest, warn=lambda line: None)
     return {"images": summary.copied, "seconds": round(wall, 2),
-            "images_per_s": round(summary.copied / wall, 1), "cpu_s": round(cpu, 2)}
+            "images_per_s": round(summary.copied / wall, 1), "cpu_s": round(cpu, 2),
+            "cpu_ms_per_image": round(1000 * cpu / max(summary.copied, 1), 2)}
 
 
 def main() -> None:
@@ -140,12 +153,12 @@ def main() -> None:
         server, port = start_server(work, temp / "server.log")
         try:
             for body in bodies[:32]:  # warm: the server's first batches, the page cache
-                load(port, [body], 1)
+                load(port, [body], 1, server.pid)
             rounds: list[dict] = []
             for _ in range(args.rounds):
                 measured = {"guessdir": guessdir_rate(work, source, temp / "sorted")}
                 for clients in LEVELS:
-                    measured[f"clients_{clients}"] = load(port, bodies, clients)
+                    measured[f"clients_{clients}"] = load(port, bodies, clients, server.pid)
                 rounds.append(measured)
                 print(json.dumps(measured), file=sys.stderr, flush=True)
         finally:

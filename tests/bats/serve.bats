@@ -96,3 +96,18 @@ PY
   [ "$code" -eq 130 ]
   [ "$(tail -n 1 "$BATS_TEST_TMPDIR/stderr")" = "tensor-guess: interrupted" ]
 }
+
+@test "serve.sh started ignoring SIGINT (a background job, nohup) keeps serving through a Ctrl-C" {
+  env --ignore-signal=INT bash "$REPO/serve.sh" "$DIR" --port 0 \
+    >"$BATS_TEST_TMPDIR/stdout" 2>"$BATS_TEST_TMPDIR/stderr" 3>&- &
+  pid=$!
+  wait_until 120 grep -q '^Serving ' "$BATS_TEST_TMPDIR/stdout"
+  url=$(sed -n 's/^Serving .* at \(http:[^ ]*\) .*/\1/p' "$BATS_TEST_TMPDIR/stdout")
+  kill -INT "$pid"
+  sleep 2
+  run curl --silent --fail "${url}healthz"
+  [ "$status" -eq 0 ]
+  stop_server TERM
+  [ "$code" -eq 143 ]
+  [ "$(tail -n 1 "$BATS_TEST_TMPDIR/stderr")" = "tensor-guess: terminated" ]
+}

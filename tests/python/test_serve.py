@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import struct
 import subprocess
 import threading
@@ -260,6 +261,13 @@ def test_a_full_queue_answers_503_and_a_slow_answer_504(trained):
             status, answer, _ = request(running.port, "POST", "/predict", photo)
             assert status == 504 and "no scores within 0.5 s" in answer["error"]
             held.release.set()
+            assert request(running.port, "POST", "/predict", photo)[0] == 200
+            # A client that sends part of its body and then nothing: 408 once the timeout is up.
+            with socket.create_connection(("127.0.0.1", running.port), timeout=30) as slow:
+                head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+                slow.sendall(head + photo[:10])
+                answer = slow.recv(65536).decode()
+            assert answer.startswith("HTTP/1.1 408 ") and "did not arrive within 0.5 s" in answer
             assert request(running.port, "POST", "/predict", photo)[0] == 200
         finally:
             held.release.set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import signal
 import socket
 from collections.abc import Callable
 
@@ -50,6 +51,24 @@ def url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, leaving alone a signal the process was started ignoring.
+
+    uvicorn handles SIGINT even where it was ignored (a shell's background job, nohup):
+    such a server stopped on a Ctrl-C meant for the foreground, and then, the signal
+    raised again into its ignoring handler, ended with status 0 and no word.
+    """
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.ignored = {sig for sig in (signal.SIGINT, signal.SIGTERM)
+                        if signal.getsignal(sig) is signal.SIG_IGN}
+
+    def handle_exit(self, sig, frame) -> None:
+        if sig not in self.ignored:
+            super().handle_exit(sig, frame)
+
+
 def run(app, host: str, port: int, what: str, say: Callable[[str], None], warn: Callable[[str], None],
         shown_host: str | None = None, timeout_s: float = 30.0) -> None:
     """Serve `app` on host:port until a signal; `shown_host` is the address users reach it
@@ -60,7 +79,7 @@ def run(app, host: str, port: int, what: str, say: Callable[[str], None], warn: 
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_keep_alive=5, timeout_graceful_shutdown=timeout_s,
                             server_header=False)
-    server = uvicorn.Server(config)
+    server = _Server(config)
 
     async def main() -> None:
         serving = asyncio.ensure_future(server.serve(sockets=[sock]))
