@@ -277,6 +277,35 @@ def test_a_full_queue_answers_503_and_a_slow_answer_504(trained):
             running.stop()
 
 
+class FailingOnce(HeldClassifier):
+    """A real classifier whose next scoring fails as a full disk would."""
+
+    def score_files(self, paths, batch_size=32):
+        if self.release.is_set():
+            return self.classifier.score_files(paths, batch_size)
+        self.release.set()
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failed_scoring_is_a_500_in_one_line_of_json_and_the_server_goes_on(trained):
+    base, _, _ = trained
+    lines: list[str] = []
+    with Classifier(base / "retrained_graph.pb", base / "retrained_labels.txt") as classifier:
+        failing = FailingOnce(classifier)
+        running = InProcessServer(build_app(failing, log=lines.append))
+        try:
+            photo = photos()[0].read_bytes()
+            failing.release.clear()
+            status, answer, raw = request(running.port, "POST", "/predict", photo)
+            assert status == 500 and raw.count(b"\n") == 1
+            assert answer["error"] == ("scoring failed ([Errno 28] No space left on device); "
+                                       "the server goes on")
+            assert request(running.port, "POST", "/predict", photo)[0] == 200
+        finally:
+            running.stop()
+    assert [line.split('" ')[1].split()[0] for line in lines if "/predict" in line] == ["500", "200"]
+
+
 def test_the_batcher_batches_bounds_its_queue_and_skips_abandoned_photos():
     gate = threading.Event()
     seen: list[list[bytes]] = []

@@ -69,7 +69,7 @@ def build_app(classifier, limits: Limits | None = None, log: Callable[[str], Non
         Route("/healthz", api.healthz, methods=["GET"]),
         Mount("/page", StaticFiles(directory=PAGE), name="page"),
     ]
-    handlers = {404: _not_found, 405: _not_allowed}
+    handlers = {404: _not_found, 405: _not_allowed, Exception: _failed}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.batcher = batcher
     return RequestLog(app, log or _stderr)
@@ -86,6 +86,11 @@ def json_response(document, status: int = 200) -> Response:
 async def _not_found(request: Request, exc) -> Response:
     return error(404, f"no such page: {printable(request.url.path)} (see GET / for the page, "
                       "POST /predict for the API)")
+
+
+async def _failed(request: Request, exc) -> Response:
+    """Any error not foreseen: a 500 in one line of JSON too (the traceback goes to stderr)."""
+    return error(500, f"the server failed on this request ({type(exc).__name__}); see its log")
 
 
 async def _not_allowed(request: Request, exc) -> Response:
@@ -225,6 +230,10 @@ class _Api:
                                 "scored (serve's --queue_size); try again shortly") from None
         except TimeoutError:
             raise BadPhoto(504, f"no scores within {self.limits.timeout_s:g} s (serve's --timeout)") from None
+        except Exception as problem:  # the scorer failed (a full temporary folder...): said, not hidden
+            text = str(problem).strip().splitlines()[0][:200] if str(problem).strip() else ""
+            text = text or type(problem).__name__
+            raise BadPhoto(500, f"scoring failed ({text}); the server goes on") from None
         finally:
             for task in tasks:
                 task.cancel()  # the others, when one failed: they give up their places
