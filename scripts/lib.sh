@@ -291,6 +291,44 @@ mount_export() {
   [[ -z $value ]] || mount_input "$(dirname "$value")"
 }
 
+# mount_serve DIR ARGS...: declare what `serve DIR ARGS...` reads (read-only): DIR
+# and --output_graph/--output_labels elsewhere; and the address it listens on
+# (--host, default 127.0.0.1; --port, default 8080), which the Docker runtime
+# publishes on that same host address (see publish_port).
+mount_serve() {
+  local dir=$1 arg host=127.0.0.1 port=8080
+  shift
+  mount_input "$dir"
+  while (($#)); do
+    arg=$1
+    shift
+    case $arg in
+      --output_graph=* | --output_labels=*) mount_input "$(in_dir "$dir" "${arg#*=}")" ;;
+      --host=*) host=${arg#*=} ;;
+      --port=*) port=${arg#*=} ;;
+      --output_graph | --output_labels | --host | --port)
+        (($#)) || continue
+        case $arg in
+          --host) host=$1 ;;
+          --port) port=$1 ;;
+          *) mount_input "$(in_dir "$dir" "$1")" ;;
+        esac
+        shift
+        ;;
+    esac
+  done
+  publish_port "$host" "$port"
+}
+
+# publish_port HOST PORT: the command serves on HOST:PORT. The Docker runtime then
+# gives the container a network (the default bridge, instead of none), publishes the
+# port on HOST only (`-p HOST:PORT:PORT`), and has the server listen on 0.0.0.0
+# inside, saying HOST as its address; the local runtime needs nothing.
+TG_PUBLISH=()
+publish_port() {
+  TG_PUBLISH=("$1" "$2")
+}
+
 # ---- the runtimes
 
 # choose_runtime: sets TG_RUNTIME_CHOSEN to local or docker, from TG_RUNTIME:
@@ -590,7 +628,7 @@ docker_mounts() {
 # host's module cache (shared with the local runtime) is mounted read-only;
 # otherwise the cache is mounted writable and the container gets the network.
 module_access() {
-  TG_DOCKER_MODULE=(--network none)
+  TG_DOCKER_MODULE=(--network "${TG_DOCKER_NETWORK:-none}")
   [[ -n $TG_MODULE ]] || return 0
   local url=$TG_MODULE baked cache key
   [[ $url =~ ^https?:// ]] || url=$TFHUB_HOST${url#/}
@@ -636,9 +674,10 @@ run_in_docker() {
       tail --pid="$client" -f /dev/null
       docker rm --force "$name" || true
     ) </dev/null >/dev/null 2>&1 &
-    exec docker "${TG_DOCKER_RUN[@]}" --name "$name" "$TG_IMAGE_CHOSEN" "$@"
+    exec docker "${TG_DOCKER_RUN[@]}" --name "$name" "$TG_IMAGE_CHOSEN" "$@" "${TG_DOCKER_CLI_ARGS[@]}"
   fi
   exec docker "${TG_DOCKER_RUN[@]}" --interactive --env TG_EXIT_WITH_CLIENT=1 "$TG_IMAGE_CHOSEN" "$@" \
+    "${TG_DOCKER_CLI_ARGS[@]}" \
     < <(trap '' INT QUIT; exec tail --pid="$client" -f /dev/null </dev/null 2>/dev/null)
 }
 
@@ -650,6 +689,7 @@ run_in_docker() {
 prepare_docker() {
   local variant=cpu name
   use_gpu && variant=gpu
+  docker_publish
   ensure_image "$variant"
   module_access
   docker_mounts
@@ -667,5 +707,22 @@ prepare_docker() {
     TF_FORCE_GPU_ALLOW_GROWTH; do
     [[ -n ${!name:-} ]] && TG_DOCKER_RUN+=(--env "$name=${!name}")
   done
-  TG_DOCKER_RUN+=("${TG_DOCKER_MODULE[@]}" "${TG_DOCKER_MOUNTS[@]}")
+  TG_DOCKER_RUN+=("${TG_DOCKER_MODULE[@]}" "${TG_DOCKER_PUBLISH[@]}" "${TG_DOCKER_MOUNTS[@]}")
+}
+
+# docker_publish: from TG_PUBLISH (publish_port), TG_DOCKER_NETWORK, TG_DOCKER_PUBLISH
+# (the -p option; an IPv6 host in brackets) and TG_DOCKER_CLI_ARGS (the CLI listens on
+# every address of the container, and shows the host's); all empty without a port.
+TG_DOCKER_PUBLISH=()
+TG_DOCKER_CLI_ARGS=()
+docker_publish() {
+  ((${#TG_PUBLISH[@]})) || return 0
+  local host=${TG_PUBLISH[0]} port=${TG_PUBLISH[1]} bound
+  [[ $port =~ ^[0-9]+$ ]] || return 0 # the CLI reports a bad --port
+  ((port > 0)) || die "--port 0 (any free port) works with the local runtime only (TG_RUNTIME=local); give a port"
+  bound=$host
+  [[ $host == *:* ]] && bound="[$host]"
+  TG_DOCKER_NETWORK=bridge
+  TG_DOCKER_PUBLISH=(--publish "$bound:$port:$port")
+  TG_DOCKER_CLI_ARGS=(--host 0.0.0.0 --shown_host "$host")
 }

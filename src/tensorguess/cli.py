@@ -5,6 +5,7 @@
     python -m tensorguess sort DIR SRC DEST
     python -m tensorguess evaluate DIR LABELLED_DIR [OUT_DIR]
     python -m tensorguess export DIR [--format tflite,tflite-int8,coreml]
+    python -m tensorguess serve DIR [--port 8080] [--host 127.0.0.1]
     python -m tensorguess fetch-module URL
 """
 
@@ -102,7 +103,7 @@ def fail(message: str, code: int = EXIT_FAILED) -> int:
 
 
 WRAPPERS = {"train": "train.sh", "guess": "guess.sh", "sort": "guessDir.sh",
-            "evaluate": "evaluate.sh", "export": "export.sh"}
+            "evaluate": "evaluate.sh", "export": "export.sh", "serve": "serve.sh"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -194,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--trust_graph", action="store_true",
                         help="export a graph holding operations that can do more than compute")
 
+    _serve_parser(commands)
+
     fetch = commands.add_parser("fetch-module", help="download a TF Hub module into the cache")
     fetch.add_argument("handle", help="TF Hub module URL or handle")
     return parser
@@ -201,6 +204,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 EXPORT_FORMATS = ("tflite", "tflite-int8", "coreml")  # export/formats.py's FORMATS, without importing it
 RUN_MODELS = ("pb", "saved_model", "tflite", "tflite-int8")  # serve/models.py's MODELS
+
+
+def _serve_parser(commands) -> None:
+    from tensorguess.serve.limits import Limits
+
+    serve = commands.add_parser(
+        "serve", help="serve the classifier over HTTP: an API and a page with a live camera",
+        description="Serve the classifier in DIR over HTTP: POST /predict, TF Serving's "
+        "POST /v1/models/NAME:predict, GET /labels, GET /healthz, and a page at /.")
+    serve.add_argument("dir", type=Path, help="the tf_files folder holding the trained graph")
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (default: 8080; 0: any free one)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every "
+                       "network)")
+    limits = Limits()
+    serve.add_argument("--queue_size", type=int, default=limits.queue_size,
+                       help="photos waiting to be scored before requests get 503 "
+                       f"(default: {limits.queue_size})")
+    serve.add_argument("--batch_wait_ms", type=float, default=limits.batch_wait_ms,
+                       help="how long a photo waits for others to be scored with it "
+                       f"(default: {limits.batch_wait_ms:g})")
+    serve.add_argument("--max_body_mb", type=float, default=limits.max_body_mb,
+                       help=f"largest request body in MB (default: {limits.max_body_mb:g})")
+    serve.add_argument("--timeout", type=float, default=limits.timeout_s,
+                       help=f"seconds to receive a request and to score it (default: {limits.timeout_s:g})")
+    # The address users reach the server at, when it differs from --host: serve.sh passes the host
+    # side of Docker's published port, the container listening on 0.0.0.0.
+    serve.add_argument("--shown_host", help=argparse.SUPPRESS)
+    _graph_flags(serve)
 
 
 def _graph_flags(parser: argparse.ArgumentParser) -> None:
@@ -349,6 +381,32 @@ def run_sort(args) -> int:
     return 0
 
 
+def run_serve(args) -> int:
+    import math
+
+    from tensorguess.serve import server
+    from tensorguess.serve.http_app import build_app
+    from tensorguess.serve.limits import Limits
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be a TCP port, 0 to 65535, not {args.port}")
+    for flag, value, least in (("--queue_size", args.queue_size, 1),
+                               ("--batch_wait_ms", args.batch_wait_ms, 0),
+                               ("--max_body_mb", args.max_body_mb, 0.001),
+                               ("--timeout", args.timeout, 0.001)):
+        if not (math.isfinite(value) and value >= least):
+            raise UsageError(f"{flag} must be at least {least:g}, not {value:g}")
+    limits = Limits(max_batch=args.batch_size, batch_wait_ms=args.batch_wait_ms, queue_size=args.queue_size,
+                    max_body_mb=args.max_body_mb, timeout_s=args.timeout)
+    with _classifier(args) as classifier:
+        app = build_app(classifier, limits)
+        server.run(app, args.host, args.port, str(args.dir / args.output_graph),
+                   say=lambda line: print(line, flush=True),
+                   warn=lambda line: print(line, file=sys.stderr, flush=True),
+                   shown_host=args.shown_host, timeout_s=args.timeout)
+    return 0
+
+
 def run_evaluate(args) -> int:
     from tensorguess.report.document import check_out_dir, console_lines, write
     from tensorguess.report.evaluate import evaluate_folder
@@ -443,16 +501,18 @@ def _run(argv: list[str] | None) -> int:
     from tensorguess.report.document import ReportError
     from tensorguess.report.evaluate import EvaluationError
     from tensorguess.serve.predict import ClassifierError
+    from tensorguess.serve.server import ServeError
     from tensorguess.serve.sort import SortError
 
     handlers = {"train": run_train, "guess": run_guess, "sort": run_sort,
-                "evaluate": run_evaluate, "export": run_export, "fetch-module": run_fetch}
+                "evaluate": run_evaluate, "export": run_export, "serve": run_serve,
+                "fetch-module": run_fetch}
     try:
         return handlers[args.command](args)
     except UsageError as error:
         return fail(str(error), EXIT_USAGE)
     except (DatasetError, ModuleError, ClassifierError, EvaluationError, ReportError, SortError,
-            TrainingDiverged, ExportError, CoreMLCheckError) as error:
+            TrainingDiverged, ExportError, CoreMLCheckError, ServeError) as error:
         return fail(str(error))
     except KeyboardInterrupt:
         return fail("interrupted", 130)

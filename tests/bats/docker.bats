@@ -84,6 +84,10 @@ setup() {
 }
 
 teardown() {
+  # serve.sh's wrapper (its client's death stops the container), whatever the outcome.
+  if [[ -n ${serve_dir:-} ]]; then
+    pid=$(cat "$serve_dir/pid" 2>/dev/null) && kill -9 "$pid" 2>/dev/null || true
+  fi
   # The module server of the network test, whatever its outcome.
   [[ -z ${server:-} ]] || kill "$server" 2>/dev/null || true
   # A run of the signal tests, whatever their outcome: the wrapper (the client's
@@ -580,6 +584,51 @@ in_image = bodies(sys.argv[1])
 for path in sys.argv[2:]:
     assert not bodies(path) & in_image, f"{path} is trusted in the final image"
 EOF
+}
+
+@test "docker: serve.sh publishes its port on 127.0.0.1 only, scores like guess.sh; SIGTERM stops it and its container: 143" {
+  port=$("$REPO/.venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  serve_dir=$(mktemp -d "$WORK/serve XXXXXX")
+  chown "$TEST_UID:$TEST_GID" "$serve_dir"
+  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
+  as_user setsid bash -c 'echo $$ >"$1/pid"; exec bash "$2/serve.sh" "tf files" --port "$3"' _ "$serve_dir" "$REPO" "$port" \
+    </dev/null >"$serve_dir/stdout" 2>"$serve_dir/stderr" 3>&- &
+  job=$!
+  wait_until 180 grep -q '^Serving ' "$serve_dir/stdout" || { cat "$serve_dir/stderr"; false; }
+  pid=$(cat "$serve_dir/pid")
+  [ "$(cat "$serve_dir/stdout")" = "Serving $WORK/tf files/retrained_graph.pb at http://127.0.0.1:$port/ (Ctrl-C stops)" ]
+  run ! grep -q "not on the loopback address" "$serve_dir/stderr"
+  # Published on the loopback address only: the engine's port map, and another address of this host.
+  cid=$(docker ps --quiet --filter "publish=$port" --filter "ancestor=$TG_IMAGE_NAME:$(tg_version)-cpu")
+  [ "$(wc -w <<<"$cid")" -eq 1 ]
+  [ "$(docker port "$cid")" = "$port/tcp -> 127.0.0.1:$port" ]
+  other=$(hostname -I | tr ' ' '\n' | grep -v -e '^127\.' -e ':' -e '^$' | head -n 1)
+  if [[ -n $other ]]; then
+    run ! curl --silent --max-time 3 "http://$other:$port/healthz"
+  fi
+  run curl --silent --show-error --fail --data-binary "@$WORK/to sort/elsa one.jpg" "http://127.0.0.1:$port/predict"
+  [ "$status" -eq 0 ]
+  served=$output
+  cd "$WORK"
+  guessed=$(TG_RUNTIME=local bash "$REPO/guess.sh" "tf files" "to sort/elsa one.jpg" --json)
+  "$REPO/.venv/bin/python" - "$served" "$guessed" <<'EOF'
+import json, sys
+served, guessed = json.loads(sys.argv[1]), json.loads(sys.argv[2])[0]
+assert served["label"] == guessed["label"] == "elsa", (served, guessed)
+assert all(abs(served["scores"][k] - v) <= 1e-4 for k, v in guessed["scores"].items()), (served, guessed)
+EOF
+  grep -q '"POST /predict" 200 ' "$serve_dir/stderr"
+  kill -TERM "$pid"
+  code=0
+  wait "$job" || code=$?
+  cat "$serve_dir/stderr"
+  [ "$code" -eq 143 ]
+  [ "$(tail -n 1 "$serve_dir/stderr")" = "tensor-guess: terminated" ]
+  # shellcheck disable=SC2016  # expanded by the inner bash
+  wait_until 15 bash -c '[ -z "$(docker ps --all --quiet --filter "publish=$1")" ]' _ "$port"
+  run as_user bash "$REPO/serve.sh" "tf files" --port 0
+  [ "$status" -eq 1 ]
+  [ "$output" = "tensor-guess: --port 0 (any free port) works with the local runtime only (TG_RUNTIME=local); give a port" ]
 }
 
 @test "docker: no container is left behind" {

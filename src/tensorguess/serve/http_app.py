@@ -1,0 +1,280 @@
+"""serve's HTTP API and page, as an ASGI application (Starlette), over a classifier.
+
+    GET  /                          the page (serve/page/): photos and the camera, scored
+    POST /predict                   a photo (raw body or a multipart upload) ->
+                                    {"label", "score", "scores"}, best first, as guess --json
+    POST /v1/models/NAME:predict    TF Serving's REST API: {"instances": [{"b64": ...}]} ->
+                                    {"predictions": [[one score per label], ...]}
+    GET  /v1/models/NAME            TF Serving's model status
+    GET  /labels, GET /healthz
+
+Every error is a status and one line of JSON, `{"error": "..."}`. Limits: the body
+size, a timeout for reading the body and for the answer, the queue of the batcher
+(503 when it is full). One line on stderr per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import sys
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from tensorguess import strict_json
+from tensorguess.data.images import printable
+from tensorguess.serve.batcher import Batcher, QueueFull
+from tensorguess.serve.limits import Limits
+from tensorguess.serve.photo_scorer import BadPhoto, PhotoScorer, check_photo
+
+PAGE = Path(__file__).resolve().parent / "page"
+# The page loads nothing but its own files: it works offline, and a photo's name
+# shown on it cannot bring in a script.
+PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
+               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def build_app(classifier, limits: Limits | None = None, log: Callable[[str], None] | None = None):
+    """The ASGI app serving `classifier` (predict.Classifier's interface: score_files, labels, ranked)."""
+    limits = limits or Limits()
+    scorer = PhotoScorer(classifier, limits.max_batch)
+    scorer.warm_up()
+    batcher = Batcher(scorer, limits.max_batch, limits.batch_wait_ms / 1000, limits.queue_size)
+    api = _Api(classifier, scorer, batcher, limits)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        batcher.close()
+
+    routes = [
+        Route("/", api.page, methods=["GET"]),
+        Route("/predict", api.predict, methods=["POST"]),
+        Route("/v1/models/{name}:predict", api.tf_serving_predict, methods=["POST"]),
+        Route("/v1/models/{name}/versions/{version}:predict", api.tf_serving_predict, methods=["POST"]),
+        Route("/v1/models/{name}", api.tf_serving_status, methods=["GET"]),
+        Route("/labels", api.labels, methods=["GET"]),
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Mount("/page", StaticFiles(directory=PAGE), name="page"),
+    ]
+    handlers = {404: _not_found, 405: _not_allowed, Exception: _failed}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app.state.batcher = batcher
+    return RequestLog(app, log or _stderr)
+
+
+def error(status: int, message: str) -> Response:
+    return json_response({"error": message}, status)
+
+
+def json_response(document, status: int = 200) -> Response:
+    return Response(strict_json.dumps(document) + "\n", status, media_type="application/json")
+
+
+async def _not_found(request: Request, exc) -> Response:
+    return error(404, f"no such page: {printable(request.url.path)} (see GET / for the page, "
+                      "POST /predict for the API)")
+
+
+async def _failed(request: Request, exc) -> Response:
+    """Any error not foreseen: a 500 in one line of JSON too (the traceback goes to stderr)."""
+    return error(500, f"the server failed on this request ({type(exc).__name__}); see its log")
+
+
+async def _not_allowed(request: Request, exc) -> Response:
+    return error(405, f"{request.method} is not allowed on {printable(request.url.path)}")
+
+
+class _Api:
+    def __init__(self, classifier, scorer: PhotoScorer, batcher: Batcher, limits: Limits):
+        self.classifier = classifier
+        self.scorer = scorer
+        self.batcher = batcher
+        self.limits = limits
+
+    async def page(self, request: Request) -> Response:
+        return FileResponse(PAGE / "index.html", headers={"Content-Security-Policy": PAGE_POLICY,
+                                                          "Cache-Control": "no-cache"})
+
+    async def labels(self, request: Request) -> Response:
+        return json_response({"labels": list(self.classifier.labels)})
+
+    async def healthz(self, request: Request) -> Response:
+        return json_response({"status": "ok", "labels": len(self.classifier.labels),
+                              "model": getattr(self.classifier, "digest", None),
+                              "queued": self.batcher.queue.qsize(),
+                              "photos_scored": self.batcher.photos_scored, "batches": self.batcher.batches,
+                              "largest_batch": self.batcher.largest_batch})
+
+    async def predict(self, request: Request) -> Response:
+        try:
+            body = await self._body(request)
+            photo = await self._photo_of(request, body)
+            check_photo(photo)
+            answers = await self._scored([photo])
+        except BadPhoto as bad:
+            return error(bad.status, bad.message)
+        return json_response(answers[0])
+
+    async def tf_serving_predict(self, request: Request) -> Response:
+        try:
+            body = await self._body(request)
+            photos = self._instances(body)
+            answers = await self._scored(photos, "instance {}")
+        except BadPhoto as bad:
+            return error(bad.status, bad.message)
+        return json_response({"predictions": [self.scorer.scores_in_label_order(a) for a in answers]})
+
+    async def tf_serving_status(self, request: Request) -> Response:
+        return json_response({"model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+
+    async def _body(self, request: Request) -> bytes:
+        """The whole body, within the size cap and the timeout."""
+        limit = self.limits.max_body_bytes
+        too_large = BadPhoto(413, "the request body is larger than the limit of "
+                                  f"{self.limits.max_body_mb:g} MB (serve's --max_body_mb)")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large  # refused before a byte of it is read
+        chunks: list[bytes] = []
+
+        async def read() -> None:
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+
+        try:
+            await asyncio.wait_for(read(), self.limits.timeout_s)
+        except TimeoutError:
+            raise BadPhoto(408, f"the request body did not arrive within {self.limits.timeout_s:g} s "
+                                "(serve's --timeout)") from None
+        return b"".join(chunks)
+
+    async def _photo_of(self, request: Request, body: bytes) -> bytes:
+        """The photo of a /predict request: the body itself, or the one file of a multipart form."""
+        if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            return body
+
+        async def stream():
+            yield body
+            yield b""
+
+        try:
+            form = await MultiPartParser(request.headers, stream(), max_files=1, max_fields=16,
+                                         max_part_size=self.limits.max_body_bytes).parse()
+        except MultiPartException as problem:
+            raise BadPhoto(400, f"the multipart upload cannot be read ({problem.message}); send one "
+                                "photo as a file field") from None
+        try:
+            files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+            if not files:
+                raise BadPhoto(400, "the multipart upload holds no file; send the photo as a file field "
+                                    "(curl -F image=@photo.jpg)")
+            return await files[0].read()
+        finally:
+            await form.close()
+
+    def _instances(self, body: bytes) -> list[bytes]:
+        """The photos of a TF Serving request: {"instances": [{"b64": ...}, ...]}; an instance may
+        also name the SavedModel's input: {"image_bytes": {"b64": ...}}."""
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as problem:
+            raise BadPhoto(400, f"the request body is not JSON ({str(problem)[:120]}); send "
+                                '{"instances": [{"b64": "<the photo, base64>"}]}') from None
+        instances = document.get("instances") if isinstance(document, dict) else None
+        if not isinstance(instances, list) or not instances:
+            raise BadPhoto(400, 'the request holds no "instances" list; send '
+                                '{"instances": [{"b64": "<the photo, base64>"}]}')
+        if len(instances) > self.limits.queue_size:
+            raise BadPhoto(413, f"{len(instances)} instances in one request; at most "
+                                f"{self.limits.queue_size} (serve's --queue_size)")
+        photos = []
+        for index, instance in enumerate(instances):
+            if isinstance(instance, dict) and isinstance(instance.get("image_bytes"), dict):
+                instance = instance["image_bytes"]  # the SavedModel's input, named
+            encoded = instance.get("b64") if isinstance(instance, dict) else None
+            if not isinstance(encoded, str):
+                raise BadPhoto(400, f'instance {index} is not {{"b64": "<the photo, base64>"}}')
+            try:
+                photo = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                raise BadPhoto(400, f"instance {index} is not valid base64") from None
+            check_photo(photo, f"instance {index}")
+            photos.append(photo)
+        return photos
+
+    async def _scored(self, photos: list[bytes], name: str = "the photo") -> list[dict]:
+        """Each photo's answer, scored by the batcher; BadPhoto for the first that has none."""
+        tasks = [asyncio.ensure_future(self.batcher.submit(photo)) for photo in photos]
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(*tasks), self.limits.timeout_s)
+        except QueueFull:
+            raise BadPhoto(503, f"the server is busy: {self.limits.queue_size} photos are waiting to be "
+                                "scored (serve's --queue_size); try again shortly") from None
+        except TimeoutError:
+            raise BadPhoto(504, f"no scores within {self.limits.timeout_s:g} s (serve's --timeout)") from None
+        except Exception as problem:  # the scorer failed (a full temporary folder...): said, not hidden
+            text = str(problem).strip().splitlines()[0][:200] if str(problem).strip() else ""
+            text = text or type(problem).__name__
+            raise BadPhoto(500, f"scoring failed ({text}); the server goes on") from None
+        finally:
+            for task in tasks:
+                task.cancel()  # the others, when one failed: they give up their places
+        for index, answer in enumerate(answers):
+            if isinstance(answer, BadPhoto):
+                where = name.format(index)
+                raise BadPhoto(answer.status, answer.message.replace("the photo", where, 1))
+        return answers
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class RequestLog:
+    """ASGI middleware: one line per request, `client "METHOD path" status bytes ms`, after its answer."""
+
+    def __init__(self, app, log: Callable[[str], None]):
+        self.app = app
+        self.log = log
+
+    def __getattr__(self, name):  # app.state and friends, for tests
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        answer = {"status": 500, "bytes": 0}
+
+        async def send_noted(message):
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                answer["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noted)
+        finally:
+            client = scope.get("client") or ("-", 0)
+            path = scope.get("path", "") + ("?" if scope.get("query_string") else "")
+            self.log(f'{client[0]}:{client[1]} "{scope.get("method")} {printable(path)}" {answer["status"]} '
+                     f'{answer["bytes"]} B {(time.perf_counter() - started) * 1000:.1f} ms')
