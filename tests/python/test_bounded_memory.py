@@ -143,3 +143,26 @@ def test_the_manifest_keeps_only_what_a_rerun_needs_and_nothing_it_appends(tmp_p
     assert len(again.earlier) == 500 and again.earlier[7].source == "7.jpg"
     assert again.earlier[7].copy == "a--99999 (7).jpg" and again.earlier[7].model == "m"
     again.close()
+
+
+def resident_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def test_trainings_in_one_process_do_not_keep_each_others_features():
+    """Five folds of the label check, then the head, train in one process: a traced function
+    that captured its features would keep them all (TensorFlow keeps traced functions), 200 MB
+    a fold at 40,000 photos. The features are passed to it instead, so memory stays flat."""
+    from tensorguess.head.train import train_final_layer
+
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((40000, D), dtype=np.float32)  # 164 MB
+    labels = rng.integers(0, CLASSES, len(features))
+    after = []
+    for seed in range(4):
+        train_final_layer(features, labels, features[:8000], labels[:8000], CLASSES, 20, 0.01, 100, -1, 20,
+                          seed)
+        after.append(resident_mb())
+    # The first two differ by TensorFlow's own warm-up; from then on, nothing accumulates.
+    assert after[3] - after[1] < 0.5 * features.nbytes / 2**20, after

@@ -146,7 +146,7 @@ def train_final_layer(
     loss_weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
     total = tf.constant(len(train_y), tf.int64)
 
-    def sample(size):
+    def sample(order, size):
         if loss_weights is None:
             return draw(order, offsets, counts, present, size)
         return tf.gather(order, generator.uniform([size], 0, total, tf.int64))
@@ -176,10 +176,10 @@ def train_final_layer(
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), truth), tf.float32))
         return accuracy, entropy
 
-    def run_steps(count):
+    def run_steps(count, x, y, order):
         batch = tf.zeros([train_batch_size], tf.int64)
         for _ in tf.range(count):
-            batch = sample(train_batch_size)
+            batch = sample(order, train_batch_size)
             with tf.GradientTape() as tape:
                 _, loss = metrics(tf.gather(x, batch), tf.gather(y, batch), weighted=True, training=True)
             gradients = tape.gradient(loss, variables)
@@ -199,22 +199,25 @@ def train_final_layer(
     validate_all = validation_batch_size < 0 or validation_batch_size >= len(val_y)
     val_n = len(val_y) if validate_all else validation_batch_size
 
-    def validate():
+    def validate(vx, vy, v_order):
         if validate_all:
             return metrics(vx, vy)
         chosen = draw(v_order, v_offsets, v_counts, v_present, validation_batch_size)
         return metrics(tf.gather(vx, chosen), tf.gather(vy, chosen))
 
     # One traced call per evaluation: running validation eagerly cost as much as the steps.
+    # The features come in as arguments, not as captures: a traced function keeps what it
+    # captures for as long as TensorFlow keeps the function, which outlives this call, so
+    # every training in a process (the label check's five folds) would keep its own copy.
     @tf.function
-    def steps_then_validate(count):
-        return (*run_steps(count), *validate())
+    def steps_then_validate(count, x, y, order, vx, vy, v_order):
+        return (*run_steps(count, x, y, order), *validate(vx, vy, v_order))
 
     history: list[EvalPoint] = []
     done = 0
     for target in eval_steps(steps, eval_step_interval):
         train_accuracy, entropy, val_accuracy, val_entropy = steps_then_validate(
-            tf.constant(target + 1 - done))
+            tf.constant(target + 1 - done), x, y, order, vx, vy, v_order)
         done = target + 1
         point = EvalPoint(target, float(train_accuracy), float(entropy), float(val_accuracy),
                           float(val_entropy), int(val_n))
