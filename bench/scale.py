@@ -1,6 +1,7 @@
 """Scale: train.sh (cold and warm) and guessDir.sh at 1k, 10k and 100k photos; time and peak RSS.
 
     python bench/scale.py [--sizes 1000 10000 100000] [--work /work/scale] [--steps 500]
+                          [--runs cold warm checks sort] [--merge]
                           [--out bench/results/scale.json] [--plot docs/scale.png]
 
 The photos are made by bench/scale_photos.py (real JPEGs of assorted sizes cut from
@@ -9,9 +10,15 @@ size's set is the first N of them, hard-linked into WORK/sets/N. For each size, 
 the local runtime and MobileNet v1, page caches dropped before each run where this
 machine lets us (it says whether):
 
-  cold   `bash train.sh WORK/runs/N --image_dir WORK/sets/N` with no cache at all;
-  warm   the same command again, nothing changed;
-  sort   `bash guessDir.sh WORK/runs/N WORK/sets/N WORK/sorted/N` into a new DEST.
+  cold    `bash train.sh WORK/runs/N --image_dir WORK/sets/N` with no cache at all;
+  warm    the same command again, nothing changed;
+  checks  the same again with the bottlenecks cached but the data checks' stored work
+          (neighbours.npz, out_of_fold.npz) removed: the near-duplicate search and the
+          label check's cross-validation from scratch, as in a cold run;
+  sort    `bash guessDir.sh WORK/runs/N WORK/sets/N WORK/sorted/N` into a new DEST.
+
+`--runs` picks some of them (a later one needs the cache an earlier one left in
+WORK); `--merge` keeps the other runs' figures already in --out.
 
 Each run's figures: wall seconds, the peak RSS of the process (sampled from /proc every
 50 ms, and ru_maxrss from wait4), and, from the console and train_log.json, the stages:
@@ -143,17 +150,24 @@ def train_stages(outcome: dict, log: dict) -> dict:
             "overhead_s": round(outcome["seconds"] - module_at - training, 2)}
 
 
-def measure(work: Path, count: int, steps: int, env: dict[str, str]) -> dict:
+def measure(work: Path, count: int, steps: int, env: dict[str, str], runs: list[str],
+            result: dict | None = None) -> dict:
     photos = photo_set(work, count)
     tf_dir = work / "runs" / str(count)
     sorted_dir = work / "sorted" / str(count)
-    shutil.rmtree(tf_dir, ignore_errors=True)
+    if "cold" in runs:
+        shutil.rmtree(tf_dir, ignore_errors=True)
+        tf_dir.mkdir(parents=True)
     shutil.rmtree(sorted_dir, ignore_errors=True)
-    tf_dir.mkdir(parents=True)
     train = ["bash", str(TRAIN), str(tf_dir), "--image_dir", str(photos), "--tfhub_module",
              str(common.MODULE), "--how_many_training_steps", str(steps), "--random_seed", "1"]
-    result: dict = {"photos": count, "bytes": sum(p.stat().st_size for p in photos.rglob("*.jpg"))}
-    for name in ("cold", "warm"):
+    result = result or {}
+    result.update(photos=count, bytes=sum(p.stat().st_size for p in photos.rglob("*.jpg")))
+    for name in [run_ for run_ in ("cold", "warm", "checks") if run_ in runs]:
+        if name == "checks":
+            for stored in ("neighbours.npz", "out_of_fold.npz"):
+                for path in (tf_dir / "bottlenecks").glob(f"*/{stored}"):
+                    path.unlink()
         result[f"{name}_page_cache_dropped"] = drop_page_caches()
         outcome = run(train, env)
         log = json.loads((tf_dir / "train_log.json").read_text())
@@ -161,8 +175,12 @@ def measure(work: Path, count: int, steps: int, env: dict[str, str]) -> dict:
                                                       "rss_timeline")}
         result[name].update(train_stages(outcome, log))
         result[name]["test_accuracy"] = log["final_test_accuracy"]
+        if name == "cold":  # the peak while the bottlenecks are computed, before the checks
+            result[name]["extraction_peak_rss_mb"] = extraction_peak(result[name])
         print(f"{count} {name}: {json.dumps({k: v for k, v in result[name].items() if k != 'rss_timeline'})}",
               file=sys.stderr, flush=True)
+    if "sort" not in runs:
+        return result
     result["sort_page_cache_dropped"] = drop_page_caches()
     outcome = run(["bash", str(GUESS_DIR), str(tf_dir), str(photos), str(sorted_dir)], env)
     copied = sum(1 for _ in (sorted_dir / "guesses.jsonl").open())
@@ -175,6 +193,12 @@ def measure(work: Path, count: int, steps: int, env: dict[str, str]) -> dict:
     return result
 
 
+def extraction_peak(cold: dict) -> float:
+    """The peak RSS (MB) of a cold run until its bottleneck pass ended, from its RSS timeline."""
+    end = cold["stages"]["startup"] + cold["stages"]["bottlenecks"]
+    return max(mb for at, mb in cold["rss_timeline"] if at <= end)
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -183,14 +207,20 @@ def plot(results: dict, path: Path) -> None:
 
     sizes = [r["photos"] for r in results["sizes"]]
     figure, (times, memory) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colour = {"cold": "C0", "warm": "C1", "checks": "C2", "sort": "C3"}
     for key, name, style in (("cold", "train.sh, cold", "o-"), ("warm", "train.sh, warm", "s-"),
+                             ("checks", "train.sh, data checks from scratch", "d-"),
                              ("sort", "guessDir.sh", "^-")):
-        times.plot(sizes, [r[key]["seconds"] for r in results["sizes"]], style, label=name)
-        memory.plot(sizes, [r[key]["peak_rss_mb"] / 1024 for r in results["sizes"]], style, label=name)
+        times.plot(sizes, [r[key]["seconds"] for r in results["sizes"]], style, color=colour[key], label=name)
+        if key != "cold":
+            memory.plot(sizes, [r[key]["peak_rss_mb"] / 1024 for r in results["sizes"]], style,
+                        color=colour[key], label=name)
+    memory.plot(sizes, [extraction_peak(r["cold"]) / 1024 for r in results["sizes"]], "o-",
+                color=colour["cold"], label="train.sh, cold: the bottleneck pass")
     times.plot(sizes, [r["warm"]["stages"]["startup"] + r["warm"]["stages"]["training"] + 15
                        for r in results["sizes"]], "k:", label="target: start-up + training + 15 s")
-    memory.axhline(2.5, color="k", linestyle=":", label="target: 2.5 GB")
-    for axis, title, unit in ((times, "wall time", "seconds"), (memory, "peak RSS", "GB")):
+    memory.axhline(2.5e9 / 2**30, color="k", linestyle=":", label="target: 2.5 GB")
+    for axis, title, unit in ((times, "wall time", "seconds"), (memory, "peak RSS", "GiB")):
         axis.set_xscale("log")
         axis.set_xlabel("photos")
         axis.set_ylabel(unit)
@@ -210,7 +240,13 @@ def main() -> None:
     parse.add_argument("--work", type=Path, default=Path("/work/scale"))
     parse.add_argument("--steps", type=int, default=500)
     parse.add_argument("--plot", type=Path, default=common.REPO / "docs" / "scale.png")
+    parse.add_argument("--runs", nargs="+", default=["cold", "warm", "checks", "sort"],
+                       choices=["cold", "warm", "checks", "sort"])
+    parse.add_argument("--merge", action="store_true", help="keep the other runs' figures in --out")
     args = parse.parse_args()
+    earlier = {}
+    if args.merge and args.out and args.out.exists():
+        earlier = {r["photos"]: r for r in json.loads(args.out.read_text())["sizes"]}
     env = {**os.environ, "TG_RUNTIME": "local", "TF_CPP_MIN_LOG_LEVEL": "2"}
     results = {"machine": {"nproc": os.cpu_count(), "cpu": common.cpu_model(),
                            "loadavg_at_start": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -220,7 +256,9 @@ def main() -> None:
                "steps": args.steps, "sizes": []}
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     for count in args.sizes:
-        results["sizes"].append(measure(args.work, count, args.steps, env))
+        results["sizes"].append(measure(args.work, count, args.steps, env, args.runs, earlier.get(count)))
+    results["sizes"] += [r for count, r in earlier.items() if count not in args.sizes]
+    results["sizes"].sort(key=lambda r: r["photos"])
     small, large = results["sizes"][0], results["sizes"][-1]
     results["cold_throughput_ratio_largest_over_smallest"] = round(
         large["cold"]["extraction_images_per_s"] / small["cold"]["extraction_images_per_s"], 3)
