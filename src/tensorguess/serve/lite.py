@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from tensorguess.data.images import Skipped
-from tensorguess.features.pipeline import decoded_batches, progress
 from tensorguess.serve import tta as test_time
-from tensorguess.serve.predict import ClassifierError, Scored, _checked, read_labels
+from tensorguess.serve.pixel_batches import PixelBatchClassifier
+from tensorguess.serve.predict import ClassifierError, read_labels
 
 
 def interpreter_class():
@@ -29,10 +27,8 @@ def interpreter_class():
     return Interpreter
 
 
-class LiteClassifier:
+class LiteClassifier(PixelBatchClassifier):
     """A .tflite classifier with its labels; `temperature` is the calibration its log records."""
-
-    features = None  # a .tflite gives scores only: evaluate checks identical photos only
 
     def __init__(self, model_path: Path, labels_path: Path, temperature: float | None = None,
                  threads: int | None = None, tta: bool = False):
@@ -69,24 +65,6 @@ class LiteClassifier:
     def close(self) -> None:
         self.interpreter = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def score_files(self, paths: list[Path], batch_size: int = 32, show_progress: bool = False,
-                    with_features: bool = False) -> Iterator[Scored | Skipped]:
-        """Scores for each path, in order, or a Skipped for a file that cannot be read."""
-        with progress(len(paths), "Classifying", enabled=show_progress) as bar:
-            for batch in decoded_batches(paths, self.size, batch_size):
-                scores = [] if batch.pixels is None else self.run(batch.pixels)
-                rows = iter(range(len(scores)))
-                chunk = [Skipped(path, str(error)) if error else _checked(path, scores[next(rows)])
-                         for path, error in batch.entries]
-                yield from chunk
-                bar.update(len(chunk))
-
     def run(self, pixels: np.ndarray) -> np.ndarray:
         """Scores [N, labels] for a float batch [N, S, S, 3] in [0, 1], as fed to image_batch:0."""
         if self.tta:
@@ -106,11 +84,6 @@ class LiteClassifier:
             scale, zero = self.output["quantization"]
             scores = (scores.astype(np.float32) - zero) * scale
         return np.asarray(scores, np.float64).reshape(-1, len(self.labels))
-
-    def ranked(self, scores: np.ndarray) -> list[tuple[str, float]]:
-        """(label, score) best first; ties keep the labels-file order."""
-        order = sorted(range(len(scores)), key=lambda i: -scores[i])
-        return [(self.labels[i], float(scores[i])) for i in order]
 
 
 def quantized(pixels: np.ndarray, detail: dict) -> np.ndarray:

@@ -176,9 +176,13 @@ class Classifier:
         return scores, (values[1][:count] if with_features else None)
 
     def ranked(self, scores: np.ndarray) -> list[tuple[str, float]]:
-        """(label, score) best first; ties keep the labels-file order."""
-        order = sorted(range(len(scores)), key=lambda i: -scores[i])
-        return [(self.labels[i], float(scores[i])) for i in order]
+        return ranked(self.labels, scores)
+
+
+def ranked(labels: list[str], scores: np.ndarray) -> list[tuple[str, float]]:
+    """(label, score) best first; ties keep the labels-file order."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    return [(labels[i], float(scores[i])) for i in order]
 
 
 def _checked(path: Path, scores: np.ndarray, features: np.ndarray | None = None) -> Scored | Skipped:

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from tensorguess.data.images import Skipped
-from tensorguess.features.pipeline import decoded_batches, progress
 from tensorguess.serve import graph_check
-from tensorguess.serve.predict import ClassifierError, Scored, _checked, read_labels
+from tensorguess.serve.pixel_batches import PixelBatchClassifier
+from tensorguess.serve.predict import ClassifierError, read_labels
 
 
-class SavedModelClassifier:
+class SavedModelClassifier(PixelBatchClassifier):
     """DIR/saved_model's `images` signature: a float batch [N,S,S,3] in [0,1] -> `scores`."""
-
-    features = None  # the signature returns scores only: evaluate checks identical photos only
 
     def __init__(self, directory: Path, labels_path: Path, temperature: float | None = None,
                  trust_graph: bool = False):
@@ -52,29 +48,8 @@ class SavedModelClassifier:
     def close(self) -> None:
         self.signature = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def score_files(self, paths: list[Path], batch_size: int = 32, show_progress: bool = False,
-                    with_features: bool = False) -> Iterator[Scored | Skipped]:
-        with progress(len(paths), "Classifying", enabled=show_progress) as bar:
-            for batch in decoded_batches(paths, self.size, batch_size):
-                scores = [] if batch.pixels is None else self.run(batch.pixels)
-                rows = iter(range(len(scores)))
-                chunk = [Skipped(path, str(error)) if error else _checked(path, scores[next(rows)])
-                         for path, error in batch.entries]
-                yield from chunk
-                bar.update(len(chunk))
-
     def run(self, pixels: np.ndarray) -> np.ndarray:
         import tensorflow as tf
 
         scores = self.signature(images=tf.constant(pixels, tf.float32))["scores"].numpy()
         return np.asarray(scores, np.float64).reshape(-1, len(self.labels))
-
-    def ranked(self, scores: np.ndarray) -> list[tuple[str, float]]:
-        order = sorted(range(len(scores)), key=lambda i: -scores[i])
-        return [(self.labels[i], float(scores[i])) for i in order]
