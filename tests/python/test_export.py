@@ -162,3 +162,32 @@ def test_int8_on_sign_digits_keeps_the_accuracy_and_is_flagged_by_its_agreement(
     assert int8["flagged"] == (int8["agreement"] < 0.98)
     warned = [line for line in lines if line.startswith("WARNING: tflite-int8")]
     assert bool(warned) == int8["flagged"]
+
+
+def test_serve_and_tta_run_the_tflite_models_too(exported, tmp_path):
+    """serve.sh --model tflite-int8 answers what guess --model tflite-int8 gives; --tta works
+    on a .tflite as on the .pb (the mean over the same six views)."""
+    from serve_helpers import ServerProcess
+
+    from tensorguess.serve import tta
+
+    base, _, _ = exported
+    photo = sorted((SUPERHEROES / "elsa").iterdir())[1]
+    with open_classifier(base, "tflite-int8") as classifier:
+        expected = next(classifier.score_files([photo])).scores
+        labels = classifier.labels
+    server = ServerProcess(base, "--model", "tflite-int8", log=tmp_path / "serve.log")
+    try:
+        status, answer, _ = server.request("POST", "/predict", photo.read_bytes())
+    finally:
+        server.stop()
+    assert status == 200
+    assert [answer["scores"][label] for label in labels] == pytest.approx(expected.tolist(), abs=1e-6)
+    with open_classifier(base, "tflite", tta=True) as augmented, open_classifier(base, "tflite") as plain:
+        from tensorguess.features.pipeline import network_batch, prepare_for_network
+
+        views = tta.views(network_batch([prepare_for_network(photo, plain.size)], plain.size))
+        np.testing.assert_allclose(next(augmented.score_files([photo])).scores, plain.run(views).mean(axis=0),
+                                   atol=1e-6)
+    with pytest.raises(ClassifierError, match="--tta runs with"):
+        open_classifier(base, "saved_model", tta=True)
