@@ -138,6 +138,13 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     if summaries:
         say(f"TensorBoard summaries in {summaries.folder}")
 
+    fine_tuned = None
+    if cfg.fine_tune:  # the module's last layers too, on photos distorted on the fly
+        from tensorguess.head import fine_tune
+
+        layer, val_x, test_x, fine_tuned = fine_tune.run(cfg, spec, loaded, layer, image_set.labels,
+                                                         parts.parts, extraction.digests, seed, say, warn)
+
     calibration = calibrate(layer.logits(val_x), val_y, cfg.calibrate)
     layer.temperature = calibration.temperature
     say(_calibration_line(calibration))
@@ -188,6 +195,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         "steps": [point.as_json() for point in history],
         "head": cfg.head().describe(),
         "augmentation": augmentation,
+        "fine_tune": fine_tuned,
         "class_weights": None if weights is None else dict(zip(image_set.labels, weights.tolist(),
                                                                 strict=True)),
         "calibration": calibration.as_json(),
