@@ -96,6 +96,10 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         return extraction.matrix(paths), np.array(truth, dtype=np.int64)
 
     seed = cfg.random_seed if cfg.random_seed is not None else random.SystemRandom().randrange(2**31)
+    if cfg.random_seed is None and cfg.fine_tune:  # an interrupted fine-tuning's seed, to resume it
+        from tensorguess.head.fine_tune import saved_seed
+
+        seed = saved_seed(Path(cfg.train_log).parent) or seed
     train_x, train_y = arrays("training")
     augmentation = None
     if cfg.variants():

@@ -207,3 +207,39 @@ def test_more_layers_than_the_module_has_is_one_line_naming_the_flag():
     assert len(chosen_layers(loaded, "all")) == 27  # MobileNet v1: 27 convolutions
     with pytest.raises(FineTuneError, match=r"^--fine_tune_layers 99 is more than the module's 27 layers"):
         chosen_layers(loaded, "99")
+
+
+def test_train_killed_during_fine_tuning_resumes_when_run_again(small_set, tmp_path):
+    """The real thing: train.sh's command killed (SIGKILL) after an epoch, then run again, with
+    no --random_seed (the second run takes the first one's from the checkpoint)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    command = [sys.executable, "-m", "tensorguess", "train", str(tmp_path), "--image_dir", str(small_set),
+               "--tfhub_module", str(MOBILENET_V1), "--how_many_training_steps", "100",
+               "--testing_percentage", "20", "--validation_percentage", "20", "--fine_tune",
+               "--fine_tune_layers", "1", "--fine_tune_epochs", "3", "--fine_tune_batch_size", "8"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    state = tmp_path / "fine_tune_checkpoint" / "state.json"
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        while not state.exists() and first.poll() is None:
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.wait()
+    assert first.returncode == -signal.SIGKILL, first.stdout.read().decode()[-2000:]
+    done = json.loads(state.read_text())["epoch"]
+    assert 1 <= done < 3
+    second = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"resuming from the checkpoint in {state.parent} after epoch {done}" in second.stdout
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert log["fine_tune"]["resumed_at_epoch"] == done + 1
+    assert [e["epoch"] for e in log["fine_tune"]["history"]] == list(range(1, 4))
+    assert not state.parent.exists()

@@ -21,9 +21,10 @@ it belongs to, so a kill mid-write leaves the previous checkpoint in force.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import shutil
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -197,6 +198,9 @@ def fine_tune(spec: ModuleSpec, loaded, layer: FinalLayer, train: tuple[list[Pat
         f"{network.groups[-1][0]}, {sum(int(np.prod(v.shape)) for v in network.module_variables):,} "
         f"weights) with the head: Adam {settings.learning_rate:g}, {settings.epochs} epoch(s) of "
         f"{len(train_paths)} training photos, {recipe.describe()}")
+    # The head alone, as trained on the bottlenecks (or as resumed): what fine-tuning has to beat.
+    before = _validate(network, val_paths, val_y, settings.batch_size)
+    say(f"Fine-tuning: validation accuracy {before[0] * 100:.1f}%, loss {before[1]:.4f} before epoch {first}")
     variant_identity = f"{recipe.identity()}/fine-tune/{seed}"
     size = spec.input_size
     training_images = 0
@@ -246,7 +250,7 @@ def fine_tune(spec: ModuleSpec, loaded, layer: FinalLayer, train: tuple[list[Pat
             for kept, variable in zip(best, network.trained, strict=True):
                 kept.assign(variable)
         epoch_done.assign(epoch)
-        _write_checkpoint(folder, checkpoint, epoch, fingerprint, history)
+        _write_checkpoint(folder, checkpoint, epoch, fingerprint, seed, history)
         after_epoch(result)
     chosen = best_epoch(history) if history else None
     if chosen is not None:
@@ -254,10 +258,11 @@ def fine_tune(spec: ModuleSpec, loaded, layer: FinalLayer, train: tuple[list[Pat
             variable.assign(kept)
         say(f"Fine-tuning: kept epoch {chosen.epoch} (validation accuracy "
             f"{chosen.validation_accuracy * 100:.1f}%, loss {chosen.validation_loss:.4f})")
-    shutil.rmtree(folder, ignore_errors=True)
+    _remove_checkpoint_files(folder)
     log = {"layers": network.describe(), "layers_asked": settings.layers,
            "weights": int(sum(int(np.prod(v.shape)) for v in network.module_variables)),
            "epochs": settings.epochs, "resumed_at_epoch": first if first > 1 else None,
+           "validation_before": {"epoch": first - 1, "accuracy": before[0], "loss": before[1]},
            "learning_rate": settings.learning_rate, "optimizer": "adam", "batch_size": settings.batch_size,
            "distortions": recipe.describe(), "history": [e.as_json() for e in history],
            "chosen_epoch": chosen.epoch if chosen else None,
@@ -321,16 +326,38 @@ def _resume(folder: Path, fingerprint: str, checkpoint, say) -> list[Epoch]:
     return history
 
 
-def _write_checkpoint(folder: Path, checkpoint, epoch: int, fingerprint: str, history: list[Epoch]) -> None:
+def saved_seed(folder: Path) -> int | None:
+    """The seed of the checkpoint in `folder` (a run's folder), if one is there: a run given no
+    --random_seed draws one, and must draw the interrupted run's to resume it."""
+    try:
+        seed = json.loads((Path(folder) / CHECKPOINT_FOLDER / STATE_FILE).read_text()).get("seed")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return seed if isinstance(seed, int) and 0 <= seed < 2**63 else None
+
+
+def _write_checkpoint(folder: Path, checkpoint, epoch: int, fingerprint: str, seed: int,
+                      history: list[Epoch]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     prefix = f"epoch-{epoch}"
     checkpoint.write(str(folder / prefix))
-    state = {"format": FORMAT, "fingerprint": fingerprint, "epoch": epoch, "prefix": prefix,
+    state = {"format": FORMAT, "fingerprint": fingerprint, "seed": seed, "epoch": epoch, "prefix": prefix,
              "history": [e.as_json() for e in history]}
     write_atomically(folder / STATE_FILE, strict_json.dumps(state, indent=1).encode())
-    for old in folder.iterdir():  # the previous epochs' files, now that state.json names this one
-        if old.name != STATE_FILE and not old.name.startswith(prefix + "."):
+    _remove_checkpoint_files(folder, keep=prefix)  # the previous epochs', now that state.json names this
+
+
+def _remove_checkpoint_files(folder: Path, keep: str | None = None) -> None:
+    """The files this module wrote in `folder` (all but `keep`'s); the folder too once empty.
+    Only ours: anything else someone put there stays, and so does the folder."""
+    for old in folder.glob("epoch-*"):
+        if re.fullmatch(r"epoch-\d+\.(index|data-\d+-of-\d+)", old.name) and not (
+                keep and old.name.startswith(keep + ".")):
             old.unlink(missing_ok=True)
+    if keep is None:
+        (folder / STATE_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def run(cfg, spec: ModuleSpec, loaded, layer: FinalLayer, labels: list[str], parts: dict, digests: dict,
