@@ -159,7 +159,8 @@ def test_train_with_fine_tune_logs_it_and_keeps_the_cache_clean(small_set, tmp_p
 
     cfg = train_config(tmp_path, small_set, how_many_training_steps=100, eval_step_interval=50,
                        testing_percentage=20, validation_percentage=20, fine_tune=True,
-                       fine_tune_layers="1", fine_tune_epochs=1, fine_tune_batch_size=8)
+                       fine_tune_layers="1", fine_tune_epochs=1, fine_tune_batch_size=8,
+                       hidden_units=16, optimizer="adam", learning_rate=0.001)  # a hidden layer too
     lines: list[str] = []
     log = retrain(cfg, say=lines.append, warn=lines.append)
     entry = log["fine_tune"]
@@ -168,6 +169,17 @@ def test_train_with_fine_tune_logs_it_and_keeps_the_cache_clean(small_set, tmp_p
     assert any(line.startswith("Fine-tuning epoch 1:") for line in lines)
     assert "Fine-tuning" in (cfg.report_dir / "report.html").read_text()
     assert not (tmp_path / "fine_tune_checkpoint").exists()
+    # The exported graph (with its hidden layer) scores the test photos as the run's report did.
+    from tensorguess.data.images import content_hash
+    from tensorguess.serve.predict import Classifier
+
+    testing = set(log["split_digests"]["testing"])
+    photos = [p for p in sorted(small_set.glob("*/*.jpg")) if content_hash(p) in testing]
+    with Classifier(cfg.output_graph, cfg.output_labels) as classifier:
+        scored = list(classifier.score_files(photos))
+    right = [log["labels"][int(np.argmax(s.scores))] == p.parent.name.replace("_", " ")
+             for s, p in zip(scored, photos, strict=True)]
+    assert len(photos) == log["test_n"] and np.mean(right) == pytest.approx(log["final_test_accuracy"])
     # The cache holds the photos' own bottlenecks only, those of the module as it is on disk.
     spec, fresh = modules.resolve(str(MOBILENET_V1))
     cache = bottlenecks.BottleneckCache(cfg.bottleneck_dir, spec)
