@@ -110,6 +110,22 @@ def test_the_exported_graph_is_the_fine_tuned_network(prepared, uninterrupted, t
         scored = list(classifier.score_files(photos))
     got = np.array([s.scores for s in scored])
     np.testing.assert_allclose(got, expected, atol=1e-5)
+    # And by the classic tf.compat.v1 recipe, raw JPEG bytes in, as label_image.py runs it; against
+    # the network on TensorFlow's decoding of the bytes (Pillow's differs by up to about 5e-3 of
+    # a score: test_workflow.py), as the graph decodes them.
+    import tensorflow as tf
+
+    from tensorguess.features.modules import resize_image
+
+    pixels = [resize_image(frozen.decode_to_rgb(tf.constant(p.read_bytes())), spec.input_size)
+              for p in photos]
+    same = softmax(layer.logits(network.features(tf.stack(pixels)).numpy()))
+    graph_def = tf.compat.v1.GraphDef.FromString((tmp_path / "fine.pb").read_bytes())
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        tf.compat.v1.import_graph_def(graph_def, name="")
+        classic = [session.run("final_result:0", {"DecodeJpeg/contents:0": p.read_bytes()})[0]
+                   for p in photos]
+    np.testing.assert_allclose(np.array(classic), same, atol=1e-5)
     # The same head on the module as it was scores differently: the graph carries the new weights.
     _, fresh = modules.resolve(str(MOBILENET_V1))
     frozen.export(spec, fresh, layer, labels, tmp_path / "frozen.pb", tmp_path / "labels.txt", None,
