@@ -142,6 +142,11 @@ class TrainConfig:
         for name in ("fine_tune_epochs", "fine_tune_batch_size"):
             value = getattr(self, name)
             require(1 <= value <= 10000, f"--{name} must be between 1 and 10000, not {value}")
+        if not self.fine_tune:  # a fine-tuning setting without --fine_tune would be silently ignored
+            for name in ("fine_tune_layers", "fine_tune_learning_rate", "fine_tune_epochs",
+                         "fine_tune_batch_size"):
+                require(getattr(self, name) == getattr(TrainConfig, name),
+                        f"--{name} is a setting of --fine_tune: add --fine_tune, or leave it out")
 
     def head(self) -> HeadSpec:
         return HeadSpec(self.hidden_units, self.dropout_rate, self.label_smoothing, self.optimizer,

@@ -227,6 +227,15 @@ def test_bad_fine_tune_flags_are_one_line(tmp_path, capsys, flag, value, says):
     assert len(err.splitlines()) == 1 and says in err
 
 
+def test_a_fine_tuning_flag_without_fine_tune_is_one_line(tmp_path, capsys):
+    from tensorguess import cli
+
+    assert cli.main(["train", str(tmp_path), "--fine_tune_epochs", "5"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err == ("tensor-guess: --fine_tune_epochs is a setting of --fine_tune: add --fine_tune, "
+                   "or leave it out")
+
+
 def test_more_layers_than_the_module_has_is_one_line_naming_the_flag():
     from tensorguess.features import modules
     from tensorguess.head.fine_tune import FineTuneError, chosen_layers
