@@ -46,6 +46,9 @@ RECIPES = {
     "--augment 10": {"augment": 10},
     "--augment 10, 512 hidden, adam, dropout 0.2": {"augment": 10, "hidden_units": 512, "dropout_rate": 0.2,
                                                     "optimizer": "adam", "learning_rate": 0.001},
+    # head/fine_tune.py, with its defaults (Adam 1e-4, the --augment_* recipe on the fly)
+    "--fine_tune (last 4 layers, 3 epochs)": {"fine_tune": True},
+    "--fine_tune_layers all (3 epochs)": {"fine_tune": True, "fine_tune_layers": "all"},
 }
 
 

@@ -78,6 +78,13 @@ TRAIN_HELP = {
     "random_crop": "retrain.py's: --augment_crop, in %% (turns --augment on)",
     "random_scale": "retrain.py's: --augment_scale, in %% (turns --augment on)",
     "random_brightness": "retrain.py's: --augment_brightness, in %% (turns --augment on)",
+    "fine_tune": "after the head, train the module's last layers with it on the training photos, "
+    "decoded and distorted (the --augment_* recipe) every epoch; keeps the epoch the validation "
+    "split likes best; resumes from DIR/fine_tune_checkpoint after an interruption",
+    "fine_tune_layers": "layers of the module trained by --fine_tune, counted from its output, or all",
+    "fine_tune_learning_rate": "Adam's learning rate for --fine_tune",
+    "fine_tune_epochs": "epochs of --fine_tune (passes over the training photos)",
+    "fine_tune_batch_size": "photos per step of --fine_tune",
     "class_weights": "balanced: draw training images uniformly and weight the loss by inverse "
     "class frequency; none: draw each batch class-uniformly, as retrain.py",
     "calibrate": "temperature scaling fitted on the validation split: auto applies it when it "
@@ -497,6 +504,7 @@ def _run(argv: list[str] | None) -> int:
     from tensorguess.export.coreml import CoreMLCheckError
     from tensorguess.export.formats import ExportError
     from tensorguess.features.modules import ModuleError
+    from tensorguess.head.fine_tune import FineTuneError
     from tensorguess.head.train import TrainingDiverged
     from tensorguess.report.document import ReportError
     from tensorguess.report.evaluate import EvaluationError
@@ -512,7 +520,7 @@ def _run(argv: list[str] | None) -> int:
     except UsageError as error:
         return fail(str(error), EXIT_USAGE)
     except (DatasetError, ModuleError, ClassifierError, EvaluationError, ReportError, SortError,
-            TrainingDiverged, ExportError, CoreMLCheckError, ServeError) as error:
+            TrainingDiverged, ExportError, CoreMLCheckError, ServeError, FineTuneError) as error:
         return fail(str(error))
     except KeyboardInterrupt:
         return fail("interrupted", 130)

@@ -62,6 +62,12 @@ class TrainConfig:
     random_crop: float = 0.0
     random_scale: float = 0.0
     random_brightness: float = 0.0
+    # fine-tuning (head/fine_tune.py): the module's last layers with the head, after the head alone
+    fine_tune: bool = False
+    fine_tune_layers: str = "4"  # a number of layers counted from the output, or "all"
+    fine_tune_learning_rate: float = 1e-4  # Adam's, for the module's layers and the head
+    fine_tune_epochs: int = 3
+    fine_tune_batch_size: int = 16
     # imbalance and calibration
     class_weights: str = "none"  # "balanced": weight the loss by inverse class frequency instead
     calibrate: str = "auto"  # temperature scaling on the validation split: auto, on or off
@@ -126,6 +132,21 @@ class TrainConfig:
             value = getattr(self, name)
             require(math.isfinite(value) and 0 <= value <= limit,
                     f"--{name} must be a percentage between 0 and {limit}, not {value:g}")
+
+        layers = str(self.fine_tune_layers)
+        require(layers == "all" or (layers.isdigit() and 1 <= int(layers) <= 10000),
+                f"--fine_tune_layers must be a number of layers of at least 1, or all, not {layers!r}")
+        require(math.isfinite(self.fine_tune_learning_rate) and 0 < self.fine_tune_learning_rate <= 1,
+                f"--fine_tune_learning_rate must be a number above 0 and at most 1, not "
+                f"{self.fine_tune_learning_rate:g}")
+        for name in ("fine_tune_epochs", "fine_tune_batch_size"):
+            value = getattr(self, name)
+            require(1 <= value <= 10000, f"--{name} must be between 1 and 10000, not {value}")
+        if not self.fine_tune:  # a fine-tuning setting without --fine_tune would be silently ignored
+            for name in ("fine_tune_layers", "fine_tune_learning_rate", "fine_tune_epochs",
+                         "fine_tune_batch_size"):
+                require(getattr(self, name) == getattr(TrainConfig, name),
+                        f"--{name} is a setting of --fine_tune: add --fine_tune, or leave it out")
 
     def head(self) -> HeadSpec:
         return HeadSpec(self.hidden_units, self.dropout_rate, self.label_smoothing, self.optimizer,

@@ -96,6 +96,10 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         return extraction.matrix(paths), np.array(truth, dtype=np.int64)
 
     seed = cfg.random_seed if cfg.random_seed is not None else random.SystemRandom().randrange(2**31)
+    if cfg.random_seed is None and cfg.fine_tune:  # an interrupted fine-tuning's seed, to resume it
+        from tensorguess.head.fine_tune import saved_seed
+
+        seed = saved_seed(Path(cfg.train_log).parent) or seed
     train_x, train_y = arrays("training")
     augmentation = None
     if cfg.variants():
@@ -137,6 +141,13 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     training_seconds = time.perf_counter() - training_started
     if summaries:
         say(f"TensorBoard summaries in {summaries.folder}")
+
+    fine_tuned = None
+    if cfg.fine_tune:  # the module's last layers too, on photos distorted on the fly
+        from tensorguess.head import fine_tune
+
+        layer, val_x, test_x, fine_tuned = fine_tune.run(cfg, spec, loaded, layer, image_set.labels,
+                                                         parts.parts, extraction.digests, seed, say, warn)
 
     calibration = calibrate(layer.logits(val_x), val_y, cfg.calibrate)
     layer.temperature = calibration.temperature
@@ -188,6 +199,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         "steps": [point.as_json() for point in history],
         "head": cfg.head().describe(),
         "augmentation": augmentation,
+        "fine_tune": fine_tuned,
         "class_weights": None if weights is None else dict(zip(image_set.labels, weights.tolist(),
                                                                 strict=True)),
         "calibration": calibration.as_json(),

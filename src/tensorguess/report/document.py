@@ -383,6 +383,17 @@ def render_html(report: dict, figures: list[str], thumbnails: dict[str, str],
             parts.append(f"<p>{len(train_log.get('steps', []))} evaluations; "
                          + ", ".join(f"{count} {e(name)}" for name, count in sizes.items())
                          + " images.</p>")
+            fine = train_log.get("fine_tune")
+            if fine:  # head/fine_tune.py: what of the module was trained, and how
+                chosen = next((h for h in fine["history"] if h["epoch"] == fine["chosen_epoch"]), None)
+                kept = (f"; kept epoch {fine['chosen_epoch']} (validation accuracy "
+                        f"{chosen['validation_accuracy'] * 100:.1f}%)"
+                        if chosen and chosen["validation_accuracy"] is not None else "")
+                parts.append(f"<p>Fine-tuning: {len(fine['layers'])} layer(s) of the module "
+                             f"({e(fine['layers'][0])} to {e(fine['layers'][-1])}, {fine['weights']:,} "
+                             f"weights) with the head, Adam {fine['learning_rate']:g}, {fine['epochs']} "
+                             f"epoch(s) on photos distorted on the fly ({e(fine['distortions'])})"
+                             f"{kept}; {fine['seconds']:.0f} s.</p>")
     wrong = report["misclassified"]
     parts.append(f"<h2>Mistakes ({len(wrong)})</h2>")
     if wrong:
