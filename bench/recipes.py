@@ -170,10 +170,10 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(RECIPES)
     figure, axes = plt.subplots(1, len(results["datasets"]), figsize=(6 * len(results["datasets"]), 4.2))
     axes = axes if hasattr(axes, "__len__") else [axes]
     for axis, (dataset, found) in zip(axes, results["datasets"].items(), strict=True):
+        names = list(found["recipes"])  # those measured, in the order they ran
         accuracies = [found["recipes"][n]["accuracy"] * 100 for n in names]
         spreads = [found["recipes"][n]["accuracy_spread"] * 100 / 2 for n in names]
         axis.barh(range(len(names)), accuracies, xerr=spreads, color="#4c72b0")
@@ -185,8 +185,8 @@ def plot(results: dict, path: Path) -> None:
             axis.legend(fontsize=8, loc="lower right")
         for k, name in enumerate(names):
             recipe = found["recipes"][name]
-            axis.text(accuracies[k] + 0.1, k, f"{accuracies[k]:.1f}%  ({recipe['seconds']:.0f} s)",
-                      va="center", fontsize=8)
+            label = f"{accuracies[k]:.1f}%  ({recipe['seconds']:.0f} s)"
+            axis.text(accuracies[k] + spreads[k] + 0.15, k, label, va="center", fontsize=8)
         axis.set_yticks(range(len(names)), names, fontsize=8)
         axis.invert_yaxis()
         low = min(accuracies) - 3
