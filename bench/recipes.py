@@ -203,31 +203,41 @@ def main() -> None:
     parse.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parse.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parse.add_argument("--keras-epochs", type=int, default=5)
+    parse.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES),
+                       help="run only these (the first is the default recipe, which Keras and TTA use)")
+    parse.add_argument("--merge", action="store_true", help="keep the other recipes' figures in --out")
     parse.add_argument("--work", type=Path, default=Path("/work/scale/recipes"))
     parse.add_argument("--plot", type=Path, default=common.REPO / "docs" / "recipes.png")
     args = parse.parse_args()
     common.quiet_tensorflow()
-    results = {"machine": common.machine(), "seeds": args.seeds, "recipes": RECIPES, "datasets": {}}
+    earlier = json.loads(args.out.read_text()) if args.merge and args.out and args.out.exists() else {}
+    results = {"machine": common.machine(), "seeds": args.seeds, "recipes": RECIPES,
+               "datasets": earlier.get("datasets", {})}
+    default = next(iter(RECIPES))
     for dataset in args.datasets:
         images, work = DATASETS[dataset], args.work / dataset
         work.mkdir(parents=True, exist_ok=True)
-        found: dict = {"recipes": {}, "first_run_seconds": {}}
-        for name, settings in RECIPES.items():
+        found: dict = results["datasets"].setdefault(dataset, {"recipes": {}, "first_run_seconds": {}})
+        for name in args.recipes:
+            settings = RECIPES[name]
             first = run_recipe(work, images, args.seeds[0], settings)  # fills the caches
             found["first_run_seconds"][name] = first["seconds"]
-            runs = [run_recipe(work, images, seed, settings) for seed in args.seeds]
+            # Fine-tuning caches nothing: its first run is its run for the first seed.
+            later = args.seeds[1:] if settings.get("fine_tune") else args.seeds
+            runs = ([first] if settings.get("fine_tune") else []) + [
+                run_recipe(work, images, seed, settings) for seed in later]
             found["recipes"][name] = summarise(runs)
             shown = {k: v for k, v in found["recipes"][name].items() if k != "per_seed"}
             print(f"{dataset} {name}: {json.dumps(shown)}", flush=True)
-            if name == next(iter(RECIPES)):
+            if name == default:
                 default_log = runs[0]["log"]
-        if args.keras_epochs:
+        if args.keras_epochs and default in args.recipes:
             train_dir, test_dir = split_folders(work, images, default_log)
-            target = found["recipes"][next(iter(RECIPES))]["accuracy"]
+            target = found["recipes"][default]["accuracy"]
             found["keras"] = keras_baseline(train_dir, test_dir, args.keras_epochs, target)
             run_recipe(work, images, args.seeds[0], {})  # the default recipe's model again, for TTA
             found["test_time_augmentation"] = test_time_augmentation(work, test_dir)
-        results["datasets"][dataset] = found
+        found["recipes"] = {name: found["recipes"][name] for name in RECIPES if name in found["recipes"]}
     plot(results, args.plot)
     common.finish(results, args.out)
 
