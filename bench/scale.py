@@ -119,7 +119,7 @@ def run(command: list[str], env: dict[str, str]) -> dict:
         raise SystemExit(f"{' '.join(command)} failed ({code}):\n{tail}")
     return {"seconds": round(seconds, 2), "peak_rss_mb": round(max(sampler.peak_kb, usage.ru_maxrss) / 1024),
             "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1), "lines": lines,
-            "rss_timeline": sampler.timeline[::10]}
+            "rss_timeline": sampler.timeline[::max(1, len(sampler.timeline) // 300)]}  # 300 points
 
 
 def first(lines, pattern: str) -> tuple[float, re.Match] | None:
@@ -263,7 +263,25 @@ def main() -> None:
     results["cold_throughput_ratio_largest_over_smallest"] = round(
         large["cold"]["extraction_images_per_s"] / small["cold"]["extraction_images_per_s"], 3)
     plot(results, args.plot)
-    common.finish(results, args.out)
+    write(results, args.out)
+
+
+def write(results: dict, out: Path | None) -> None:
+    """common.finish's JSON, with each RSS timeline on one line (they are most of the figures)."""
+    results["machine"]["loadavg_at_end"] = os.getloadavg()[0]
+    timelines = []
+    for size in results["sizes"]:
+        for run_ in size.values():
+            if isinstance(run_, dict) and "rss_timeline" in run_:
+                timeline = run_["rss_timeline"]
+                timelines.append(json.dumps(timeline[::max(1, len(timeline) // 300)]))
+                run_["rss_timeline"] = f"@timeline{len(timelines) - 1}@"
+    text = json.dumps(results, indent=1)
+    for k, timeline in enumerate(timelines):
+        text = text.replace(f'"@timeline{k}@"', timeline)
+    print(text[:2000])
+    if out:
+        out.write_text(text + "\n")
 
 
 if __name__ == "__main__":
