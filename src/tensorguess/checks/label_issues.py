@@ -259,29 +259,21 @@ def _fit_fold(features: np.ndarray, rows: np.ndarray, labels: np.ndarray, classe
               steps: int, learning_rate: float, batch_size: int, seed: int,
               probabilities: np.ndarray) -> None:
     """Train on the photos outside `test` and write the scores of those in it into `probabilities`."""
-    import tensorflow as tf
-
     from tensorguess.head.train import train_final_layer
     from tensorguess.metrics import softmax
 
     train = ~test
     if not test.any() or not train.any():
         return
-    # The fold's training features exist once, standardised a chunk at a time straight into
-    # the variable the training reads (a NumPy copy beside TensorFlow's would double them).
-    train_rows = rows[train]
-    chunks = [train_rows[start:start + CHUNK] for start in range(0, len(train_rows), CHUNK)]
-    mean = sum(features[chunk].sum(axis=0, dtype=np.float64) for chunk in chunks) / len(train_rows)
-    squares = sum(float(np.sum((features[chunk] - mean) ** 2)) for chunk in chunks)
-    scale = np.sqrt(squares / len(train_rows)) or 1.0
-    train_x = tf.Variable(tf.zeros([len(train_rows), features.shape[1]], tf.float32), trainable=False)
-    start = 0
-    for chunk in chunks:
-        train_x[start:start + len(chunk)].assign(((features[chunk] - mean) / scale).astype(np.float32))
-        start += len(chunk)
+    train_x = features[rows[train]]
+    mean = train_x.mean(axis=0, dtype=np.float64)
+    squares = sum(float(np.sum((train_x[start:start + CHUNK] - mean) ** 2))
+                  for start in range(0, len(train_x), CHUNK))
+    scale = np.sqrt(squares / len(train_x)) or 1.0
+    _standardise(train_x, mean, scale)
     # No validation set: nothing would use its figures, and at 100k photos it and its copy
     # cost 160 MB at the check's peak. The held-out fold is made once the training is done.
-    nothing = np.zeros((0, features.shape[1]), np.float32)
+    nothing = np.zeros((0, train_x.shape[1]), np.float32)
     layer, _ = train_final_layer(train_x, labels[train], nothing, labels[:0], classes, steps,
                                  learning_rate, batch_size, -1, steps, seed)
     del train_x

@@ -114,15 +114,13 @@ def train_final_layer(
 
     generator = tf.random.Generator.from_seed(seed)
     order, offsets, counts = grouped(train_y, classes)
-    # A tf.Variable (the label check's folds) is read where it is: no copy of the features.
-    x = train_x if isinstance(train_x, tf.Variable) else tf.constant(train_x, tf.float32)
-    y = tf.constant(train_y, tf.int64)
+    x, y = tf.constant(train_x, tf.float32), tf.constant(train_y, tf.int64)
     order = tf.constant(order, tf.int64)
     offsets, counts = tf.constant(offsets, tf.int64), tf.constant(counts, tf.int64)
     present = tf.constant(np.flatnonzero(counts.numpy()), tf.int64)
     val_order, val_offsets, val_counts = grouped(val_y, classes)
 
-    width = int(train_x.shape[1])
+    width = train_x.shape[1]
     hidden = []
     if head.hidden_units:
         limit = float(np.sqrt(6 / (width + head.hidden_units)))  # Glorot's uniform
