@@ -17,6 +17,7 @@ from tensorguess.data import dataset
 from tensorguess.data.labels_csv import read_labels_csv
 from tensorguess.export import frozen
 from tensorguess.features import bottlenecks, modules
+from tensorguess.features.shared_matrix import aligned_empty
 from tensorguess.files import write_atomically
 from tensorguess.head.balance import balanced_weights, imbalance_warning
 from tensorguess.head.calibration import calibrate
@@ -228,7 +229,10 @@ def _with_variants(cfg: TrainConfig, image_set, training: dict, extraction, spec
     rows = [variants.rows([extraction.digests[p]]) for p in paths]
     truth = np.concatenate([train_y] + [np.full(len(r), label, np.int64) for r, label in zip(rows, train_y,
                                                                                             strict=True)])
-    features = np.concatenate([train_x, variants.features[np.concatenate(rows)]]) if paths else train_x
+    features = train_x
+    if paths:  # aligned, so that the head's training reads it in place (features.shared_matrix)
+        features = np.concatenate([train_x, variants.features[np.concatenate(rows)]],
+                                  out=aligned_empty((len(truth), train_x.shape[1])))
     log = {"variants": count, "recipe": variants.recipe, "distortions": recipe.describe(),
            "computed": variants.computed, "from_cache": variants.from_cache,
            "seconds": round(variants.seconds, 3), "training_rows": int(len(truth)),

@@ -48,7 +48,7 @@ LEARNING_RATE = 300.0
 BATCH = 100
 FOLDS = 5
 # In the cache key: a change to the head above must not read back scores of the old one.
-HEAD = f"train_final_layer/centred-unit-rms/steps={STEPS}/lr={LEARNING_RATE:g}/batch={BATCH}"
+HEAD = f"train_final_layer/centred-unit-rms-as-read/steps={STEPS}/lr={LEARNING_RATE:g}/batch={BATCH}"
 
 # cleanlab's constants (cleanlab/internal/constants.py), so that comparisons agree exactly.
 _FLOATING_POINT_COMPARISON = 1e-6
@@ -252,40 +252,41 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, classes:
     return probabilities
 
 
-CHUNK = 1024  # rows standardised at a time: float64 work in [CHUNK, D], never [N, D]
+CHUNK = 1024  # rows read at a time: float64 work in [CHUNK, D], never [N, D]
 
 
 def _fit_fold(features: np.ndarray, rows: np.ndarray, labels: np.ndarray, classes: int, test: np.ndarray,
               steps: int, learning_rate: float, batch_size: int, seed: int,
               probabilities: np.ndarray) -> None:
-    """Train on the photos outside `test` and write the scores of those in it into `probabilities`."""
+    """Train on the photos outside `test` and write the scores of those in it into `probabilities`.
+
+    No fold is ever copied out of `features`: the head reads its training rows from the
+    caller's matrix through an index and standardises each batch as it reads it (at
+    100,000 photos a fold's standardised copy, and TensorFlow's copy of that, were the
+    peak of a cold run), and the held-out fold is scored a chunk at a time.
+    """
     from tensorguess.head.train import train_final_layer
     from tensorguess.metrics import softmax
 
     train = ~test
     if not test.any() or not train.any():
         return
-    train_x = features[rows[train]]
-    mean = train_x.mean(axis=0, dtype=np.float64)
-    squares = sum(float(np.sum((train_x[start:start + CHUNK] - mean) ** 2))
-                  for start in range(0, len(train_x), CHUNK))
-    scale = np.sqrt(squares / len(train_x)) or 1.0
-    _standardise(train_x, mean, scale)
+    train_rows, test_at = rows[train], np.flatnonzero(test)
+    mean = sum(features[train_rows[start:start + CHUNK]].sum(axis=0, dtype=np.float64)
+               for start in range(0, len(train_rows), CHUNK)) / len(train_rows)
+    squares = sum(float(np.sum((features[train_rows[start:start + CHUNK]] - mean) ** 2))
+                  for start in range(0, len(train_rows), CHUNK))
+    scale = np.sqrt(squares / len(train_rows)) or 1.0
     # No validation set: nothing would use its figures, and at 100k photos it and its copy
-    # cost 160 MB at the check's peak. The held-out fold is made once the training is done.
-    nothing = np.zeros((0, train_x.shape[1]), np.float32)
-    layer, _ = train_final_layer(train_x, labels[train], nothing, labels[:0], classes, steps,
-                                 learning_rate, batch_size, -1, steps, seed)
-    del train_x
-    test_x = _standardise(features[rows[test]], mean, scale)
-    probabilities[test] = softmax(layer.logits(test_x).astype(np.float64))
-
-
-def _standardise(x: np.ndarray, mean: np.ndarray, scale: float) -> np.ndarray:
-    """(x - mean) / scale in float64, stored back into float32 `x` a chunk at a time."""
-    for start in range(0, len(x), CHUNK):
-        x[start:start + CHUNK] = (x[start:start + CHUNK] - mean) / scale
-    return x
+    # cost 160 MB at the check's peak.
+    nothing = np.zeros((0, features.shape[1]), np.float32)
+    layer, _ = train_final_layer(features, labels[train], nothing, labels[:0], classes, steps,
+                                 learning_rate, batch_size, -1, steps, seed, train_rows=train_rows,
+                                 standardise=(mean, scale))
+    for start in range(0, len(test_at), CHUNK):
+        at = test_at[start:start + CHUNK]
+        standardised = ((features[rows[at]] - mean) / scale).astype(np.float32)
+        probabilities[at] = softmax(layer.logits(standardised).astype(np.float64))
 
 
 # ---- the cache

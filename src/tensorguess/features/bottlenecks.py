@@ -24,6 +24,7 @@ from tensorguess import strict_json
 from tensorguess.data.images import Skipped, UnreadableImage, content_hash
 from tensorguess.features.modules import ModuleSpec, feature_function, to_value_range
 from tensorguess.features.pipeline import bounded_map, decoded_batches, default_workers, progress
+from tensorguess.features.shared_matrix import aligned_empty
 from tensorguess.features.store import FeatureStore, stat_key
 from tensorguess.files import write_atomically
 
@@ -102,8 +103,10 @@ class Extraction:
         return self.features[self.rows[self.digests[path]]]
 
     def matrix(self, paths: list[Path]) -> np.ndarray:
-        """[len(paths), D] float32: the features of each readable path (a copy)."""
-        return self.features[self.row_of(paths)]
+        """[len(paths), D] float32: the features of each readable path (a copy, aligned so
+        that the head's training reads it in place)."""
+        rows = self.row_of(paths)
+        return np.take(self.features, rows, axis=0, out=aligned_empty((len(rows), self.features.shape[1])))
 
     def summary(self) -> str:
         rate = f" ({self.computed / self.seconds:.1f} images/s)" if self.computed and self.seconds else ""
@@ -182,7 +185,7 @@ def extract(
 
     # One matrix for every distinct content, filled from the store, then by the module.
     order = list(by_digest)
-    features = np.empty((len(order), feature_width(spec, loaded)), np.float32)
+    features = aligned_empty((len(order), feature_width(spec, loaded)))  # the head reads it in place
     good = cache.store.read_into(order, features) if cache else np.zeros(len(order), bool)
     result.from_cache = sum(len(by_digest[order[k]]) for k in np.flatnonzero(good))
     missing = np.flatnonzero(~good).tolist()

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from tensorguess.features.shared_matrix import as_tensor
 from tensorguess.metrics import softmax
 
 
@@ -102,6 +103,8 @@ def train_final_layer(
     on_eval: Callable[[EvalPoint], None] = lambda point: None,
     class_weights: np.ndarray | None = None,
     head: HeadSpec = HeadSpec(),
+    train_rows: np.ndarray | None = None,
+    standardise: tuple[np.ndarray, float] | None = None,
 ) -> tuple[FinalLayer, list[EvalPoint]]:
     """Train softmax(x W + b) (or with `head`'s hidden layer) on cross-entropy; evaluate
     every eval_step_interval.
@@ -109,12 +112,22 @@ def train_final_layer(
     With `class_weights` (one per class), batches are drawn uniformly over the training
     images instead of class-uniformly, and each image's loss is multiplied by its class's
     weight: the other remedy for imbalance, not one stacked on the other.
+
+    Training image k's features are `train_x[train_rows[k]]` (None: `train_x[k]`), so a
+    caller's one matrix serves without a copy of its training rows; `train_x` is read in
+    place where features.shared_matrix allows (allocate it with aligned_empty). With `standardise`
+    = (mean, scale), every row is read as (row - mean) / scale, and the layer returned
+    expects rows standardised so.
     """
     import tensorflow as tf
 
     generator = tf.random.Generator.from_seed(seed)
     order, offsets, counts = grouped(train_y, classes)
-    x, y = tf.constant(train_x, tf.float32), tf.constant(train_y, tf.int64)
+    x, y = as_tensor(train_x, np.float32), tf.constant(train_y, tf.int64)
+    rows = tf.constant(np.arange(len(train_y)) if train_rows is None else train_rows, tf.int64)
+    mean, scale = standardise if standardise is not None else (np.zeros(train_x.shape[1]), 1.0)
+    # Subtracting 0 and dividing by 1 are exact: without `standardise` the steps are unchanged.
+    mean, scale = tf.constant(mean, tf.float32), tf.constant(scale, tf.float32)
     order = tf.constant(order, tf.int64)
     offsets, counts = tf.constant(offsets, tf.int64), tf.constant(counts, tf.int64)
     present = tf.constant(np.flatnonzero(counts.numpy()), tf.int64)
@@ -176,12 +189,16 @@ def train_final_layer(
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), truth), tf.float32))
         return accuracy, entropy
 
-    def run_steps(count, x, y, order):
+    def read(matrix, picked=None):
+        return ((matrix if picked is None else tf.gather(matrix, picked)) - mean) / scale
+
+    def run_steps(count, x, y, order, rows):
         batch = tf.zeros([train_batch_size], tf.int64)
         for _ in tf.range(count):
             batch = sample(order, train_batch_size)
             with tf.GradientTape() as tape:
-                _, loss = metrics(tf.gather(x, batch), tf.gather(y, batch), weighted=True, training=True)
+                _, loss = metrics(read(x, tf.gather(rows, batch)), tf.gather(y, batch), weighted=True,
+                                  training=True)
             gradients = tape.gradient(loss, variables)
             if optimizer is None:  # retrain.py's plain SGD, exactly
                 for variable, gradient in zip(variables, gradients, strict=True):
@@ -189,9 +206,9 @@ def train_final_layer(
             else:
                 optimizer.apply_gradients(zip(gradients, variables, strict=True))
         # Reported unweighted, like validation, so the two curves can be compared.
-        return metrics(tf.gather(x, batch), tf.gather(y, batch))
+        return metrics(read(x, tf.gather(rows, batch)), tf.gather(y, batch))
 
-    vx, vy = tf.constant(val_x, tf.float32), tf.constant(val_y, tf.int64)
+    vx, vy = as_tensor(val_x, np.float32), tf.constant(val_y, tf.int64)
     v_order, v_offsets, v_counts = (tf.constant(a, tf.int64) for a in (val_order, val_offsets, val_counts))
     v_present = tf.constant(np.flatnonzero(val_counts), tf.int64)
 
@@ -201,23 +218,23 @@ def train_final_layer(
 
     def validate(vx, vy, v_order):
         if validate_all:
-            return metrics(vx, vy)
+            return metrics(read(vx), vy)
         chosen = draw(v_order, v_offsets, v_counts, v_present, validation_batch_size)
-        return metrics(tf.gather(vx, chosen), tf.gather(vy, chosen))
+        return metrics(read(vx, chosen), tf.gather(vy, chosen))
 
     # One traced call per evaluation: running validation eagerly cost as much as the steps.
     # The features come in as arguments, not as captures: a traced function keeps what it
     # captures for as long as TensorFlow keeps the function, which outlives this call, so
     # every training in a process (the label check's five folds) would keep its own copy.
     @tf.function
-    def steps_then_validate(count, x, y, order, vx, vy, v_order):
-        return (*run_steps(count, x, y, order), *validate(vx, vy, v_order))
+    def steps_then_validate(count, x, y, order, rows, vx, vy, v_order):
+        return (*run_steps(count, x, y, order, rows), *validate(vx, vy, v_order))
 
     history: list[EvalPoint] = []
     done = 0
     for target in eval_steps(steps, eval_step_interval):
         train_accuracy, entropy, val_accuracy, val_entropy = steps_then_validate(
-            tf.constant(target + 1 - done), x, y, order, vx, vy, v_order)
+            tf.constant(target + 1 - done), x, y, order, rows, vx, vy, v_order)
         done = target + 1
         point = EvalPoint(target, float(train_accuracy), float(entropy), float(val_accuracy),
                           float(val_entropy), int(val_n))
