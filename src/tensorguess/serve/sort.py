@@ -18,6 +18,7 @@ import numpy as np
 
 from tensorguess import strict_json
 from tensorguess.data.images import Skipped, list_files
+from tensorguess.serve import copy_in_flight
 from tensorguess.serve.predict import Classifier
 
 MANIFEST = "guesses.jsonl"
@@ -38,12 +39,20 @@ def safe_label(label: str) -> str:
     return "".join("_" if ch in '/\\\0' else ch for ch in label).strip() or "unlabelled"
 
 
-def claim_name(dest: Path, stem: str, suffix: str) -> Path:
-    """Create and return a new empty file `stem[ (n)]suffix` in dest that did not exist."""
+def claim_name(dest: Path, stem: str, suffix: str,
+               before: Callable[[Path], None] = lambda path: None) -> Path:
+    """Create and return a new empty file `stem[ (n)]suffix` in dest that did not exist.
+
+    `before(path)` is called before each attempt to create `path`.
+    """
     attempt = 1
     while True:
         name = f"{stem}{suffix}" if attempt == 1 else f"{stem} ({attempt}){suffix}"
         path = dest / name
+        if path.exists() or path.is_symlink():
+            attempt += 1
+            continue
+        before(path)
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
             return path
@@ -201,17 +210,35 @@ def sort_folder(
         raise SortError(f"cannot create DEST {dest} ({error.strerror})") from error
     manifest = Manifest(dest / MANIFEST, warn)
     try:
-        return _sort(classifier, source, dest, manifest, batch_size, warn)
+        summary = _sort(classifier, source, dest, manifest, batch_size, warn)
+    except SortError:
+        copy_in_flight.clear(dest)  # the copy that could not be made or recorded was taken back
+        raise
     finally:
         manifest.close()
+    # Only now: after a kill or Ctrl-C the note stays, for the rerun to finish that copy.
+    copy_in_flight.clear(dest)
+    return summary
 
 
 def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
-    ours = {dest / MANIFEST} | {dest / r.copy for r in manifest.earlier if r.copy is not None}
+    ours = ({dest / MANIFEST, dest / copy_in_flight.IN_FLIGHT}
+            | {dest / r.copy for r in manifest.earlier if r.copy is not None})
     done = {r.source for r in manifest.earlier
             if r.root == str(source) and r.model == classifier.digest
             and r.source is not None and r.copy is not None and (dest / r.copy).is_file()}
     summary = SortSummary(per_label={})
+    try:
+        finished = copy_in_flight.resume(
+            dest, source, classifier.digest, done, warn=warn,
+            append=lambda record: _append_or_stop(manifest, record, dest / record["copy"], dest, summary, 0))
+    except OSError as error:
+        raise _stopped(dest, error, summary, 0) from error
+    if finished is not None:
+        done.add(finished["source"])
+        ours.add(dest / finished["copy"])
+        summary.copied += 1
+        summary.per_label[finished["label"]] = summary.per_label.get(finished["label"], 0) + 1
     files = []
     for path in list_files(source, warn):
         if Path(os.path.realpath(path)) in ours:
@@ -231,8 +258,11 @@ def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
         ranked = classifier.ranked(result.scores)
         label, score = ranked[0]
         stem = f"{safe_label(label)}--{score_digits(score)}"
+        entry = {"source": name, "label": label, "score": score, "scores": dict(ranked), **where}
         try:
-            copy = claim_name(dest, stem, result.path.suffix)
+            copy = claim_name(dest, stem, result.path.suffix,
+                              before=lambda path, entry=entry: copy_in_flight.note(
+                                  dest, {"source": entry["source"], "copy": path.name, **entry}))
             copy_into(result.path, copy)
         except SourceError as error:
             entry = _record_unreadable(Skipped(result.path, str(error)), name, where, summary, warn)
@@ -240,8 +270,7 @@ def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
             continue
         except OSError as error:
             raise _stopped(dest, error, summary, len(files)) from error
-        entry = {"source": name, "copy": copy.name, "label": label, "score": score,
-                 "scores": dict(ranked), **where}
+        entry = {"source": name, "copy": copy.name, **entry}
         _append_or_stop(manifest, entry, copy, dest, summary, len(files))
         summary.copied += 1
         summary.per_label[label] = summary.per_label.get(label, 0) + 1
