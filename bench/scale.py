@@ -169,11 +169,12 @@ def measure(work: Path, count: int, steps: int, env: dict[str, str], runs: list[
                 for path in (tf_dir / "bottlenecks").glob(f"*/{stored}"):
                     path.unlink()
         result[f"{name}_page_cache_dropped"] = drop_page_caches()
+        conditions = when_and_load()
         outcome = run(train, env)
         log = json.loads((tf_dir / "train_log.json").read_text())
         result[name] = {key: outcome[key] for key in ("seconds", "peak_rss_mb", "cpu_seconds",
                                                       "rss_timeline")}
-        result[name].update(train_stages(outcome, log))
+        result[name].update(conditions(), **train_stages(outcome, log))
         result[name]["test_accuracy"] = log["final_test_accuracy"]
         if name == "cold":  # the peak while the bottlenecks are computed, before the checks
             result[name]["extraction_peak_rss_mb"] = extraction_peak(result[name])
@@ -182,15 +183,25 @@ def measure(work: Path, count: int, steps: int, env: dict[str, str], runs: list[
     if "sort" not in runs:
         return result
     result["sort_page_cache_dropped"] = drop_page_caches()
+    conditions = when_and_load()
     outcome = run(["bash", str(GUESS_DIR), str(tf_dir), str(photos), str(sorted_dir)], env)
     copied = sum(1 for _ in (sorted_dir / "guesses.jsonl").open())
     result["sort"] = {key: outcome[key] for key in ("seconds", "peak_rss_mb", "cpu_seconds", "rss_timeline")}
+    result["sort"].update(conditions())
     result["sort"]["copied"] = copied
     result["sort"]["images_per_s"] = round(copied / outcome["seconds"], 1)
     print(f"{count} sort: {json.dumps({k: v for k, v in result['sort'].items() if k != 'rss_timeline'})}",
           file=sys.stderr, flush=True)
     shutil.rmtree(sorted_dir, ignore_errors=True)  # gigabytes of copies at 100k
     return result
+
+
+def when_and_load():
+    """Call before a run; what it returns, called after it, gives the run's date and load averages:
+    with --merge the runs of one file come from different rounds, each under its own load."""
+    started, load = time.strftime("%Y-%m-%d %H:%M"), os.getloadavg()[0]
+    return lambda: {"started": started, "loadavg_at_start_and_end": [round(load, 2),
+                                                                     round(os.getloadavg()[0], 2)]}
 
 
 def extraction_peak(cold: dict) -> float:
@@ -260,10 +271,12 @@ def main() -> None:
     results["sizes"] += [r for count, r in earlier.items() if count not in args.sizes]
     results["sizes"].sort(key=lambda r: r["photos"])
     small, large = results["sizes"][0], results["sizes"][-1]
-    results["cold_throughput_ratio_largest_over_smallest"] = round(
-        large["cold"]["extraction_images_per_s"] / small["cold"]["extraction_images_per_s"], 3)
-    plot(results, args.plot)
+    if "cold" in small and "cold" in large:
+        results["cold_throughput_ratio_largest_over_smallest"] = round(
+            large["cold"]["extraction_images_per_s"] / small["cold"]["extraction_images_per_s"], 3)
     write(results, args.out)
+    if all(run_ in size for size in results["sizes"] for run_ in ("cold", "warm", "checks", "sort")):
+        plot(results, args.plot)
 
 
 def write(results: dict, out: Path | None) -> None:
