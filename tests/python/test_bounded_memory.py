@@ -40,7 +40,8 @@ def synthetic(n: int, d: int = D) -> tuple[ImageSet, dict, bottlenecks.Extractio
     files = {label: [root / label / f"{i}.jpg" for i in range(k, n, CLASSES)]
              for k, label in enumerate(labels)}
     centres = rng.standard_normal((CLASSES, d)).astype(np.float32)
-    extraction = bottlenecks.Extraction(features=np.empty((n, d), np.float32))
+    # Aligned, as extract() allocates it: the head reads it in place (an unaligned one is copied).
+    extraction = bottlenecks.Extraction(features=aligned_empty((n, d)))
     row = 0
     for k, label in enumerate(labels):
         for path in files[label]:
