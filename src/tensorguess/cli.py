@@ -40,8 +40,8 @@ TRAIN_HELP = {
     "bottleneck_batch_size": "images per batch when computing bottlenecks",
     "engine": "where bottlenecks are computed: local (this process) or ray (a Ray cluster: "
     "pip install -r requirements-ray.txt)",
-    "ray_address": "the Ray cluster of --engine ray (default: RAY_ADDRESS, else one started on "
-    "this machine for the run)",
+    "ray_address": "the Ray cluster of --engine ray (default: RAY_ADDRESS, else one running or "
+    "started on this machine)",
     "ray_photos": "--engine ray: paths (workers read the photos: a filesystem every node sees) "
     "or bytes (this machine reads them and sends them)",
     "how_many_training_steps": "training steps",

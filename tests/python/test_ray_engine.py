@@ -229,6 +229,14 @@ def test_guessdir_on_ray_makes_the_same_copies(trained_both_ways, ray_cluster, t
     assert "Skipped 20 photos" in capsys.readouterr().out
 
 
+def test_the_default_engine_never_imports_ray():
+    code = ("import sys; from tensorguess import cli, retrain; from tensorguess.serve import sort; "
+            "from tensorguess.report import evaluate; cli.build_parser().parse_args(['train', '.']); "
+            "assert 'ray' not in sys.modules, 'ray imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=str(
+        Path(__file__).resolve().parents[2] / "src")))
+
+
 def test_without_ray_the_error_names_the_install_command(monkeypatch, tmp_path, capsys):
     from tensorguess.cli import main
 

@@ -10,7 +10,8 @@ the split, the head, the report, guessDir's copies and its manifest.
 Ray is imported here only, and this module only when --engine ray is chosen.
 Ray's own output is kept off the user's terminal: workers' logs stay in the
 cluster's log folder (log_to_driver=False), Ray Data's progress bars are off (ours
-counts photos), its loggers and Ray's say warnings only.
+counts photos), Ray says warnings only and Ray Data errors only (its failures reach us as
+exceptions), and the driver's core worker logs only fatal errors (RAY_BACKEND_LOG_LEVEL).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class RayEngine:
         self.photos = photos
         self.warn = warn
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-stats prompt or upload
+        # The driver's core worker logs notes (an actor's arguments in the object store...) to
+        # stderr at ERROR; what really fails reaches us as an exception.
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         import tensorguess
 
         env = {name: os.environ[name] for name in SHARED_ENV if name in os.environ}
@@ -64,8 +68,8 @@ class RayEngine:
         context = self.ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.execution_options.preserve_order = True  # results in the order asked for
-        for name in ("ray", "ray.data"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger("ray").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # "Progress bars disabled"...
 
     def close(self) -> None:
         self.ray.shutdown()

@@ -27,12 +27,14 @@ def require_ray():
         import ray.data  # noqa: F401  (ray[data], not bare ray)
     except ImportError as error:
         raise EngineError(f"--engine ray needs Ray, an optional extra that is not installed "
-                          f"({error.name or error}); install it with {INSTALL_RAY}") from error
+                          f"({error.name or error}); install it with {INSTALL_RAY} and run with the local "
+                          "runtime (TG_RUNTIME=local: the Docker image has no Ray)") from error
     return ray
 
 
 def ray_address(flag: str | None) -> str | None:
-    """--ray_address, else RAY_ADDRESS, else None (Ray then starts a cluster on this machine)."""
+    """--ray_address, else RAY_ADDRESS, else None: ray.init then joins a cluster running on this
+    machine, or starts one for the run."""
     return flag or os.environ.get(ADDRESS_ENV) or None
 
 
