@@ -95,15 +95,26 @@ def test_features_equal_the_local_engine_and_share_its_store(ray_cluster, tmp_pa
     from tensorguess.engine.ray_engine import RayEngine
 
     paths = _photos(SUPERHEROES, 8) + _photos(SIGN_DIGITS, 1)
+    odd = tmp_path / "odd\n\u00e9 name.jpg"  # a newline, not ASCII
+    odd.write_bytes(paths[0].read_bytes() + b"\0")  # another content, the same pixels
+    paths.insert(1, odd)
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     paths.append(empty)
     local, _ = _extract(paths, None)
     with RayEngine(ray_cluster, photos) as engine:
         remote, cache = _extract(paths, tmp_path / "store", lambda spec: engine.feature_batches(spec, 8))
+        # A name that is not UTF-8 crosses Ray's Arrow columns as bytes (the store's stat
+        # index cannot hold one: that is the store's, with either engine).
+        from tensorguess.features import modules
+
+        weird = Path(os.fsdecode(bytes(tmp_path) + b"/\xff.jpg"))
+        weird.write_bytes(paths[0].read_bytes())
+        [[(back, vector)]] = list(engine.feature_batches(modules.resolve(str(MOBILENET_V1))[0], 8)([weird]))
     assert remote.computed == local.computed == len(paths) - 1
     assert [s.path for s in remote.skipped] == [s.path for s in local.skipped] == [empty]
     assert remote.skipped[0].reason == local.skipped[0].reason
+    assert back == weird and np.abs(vector - local.vector(paths[0])).max() < 1e-5
     difference = np.abs(remote.matrix(paths[:-1]) - local.matrix(paths[:-1])).max()
     assert difference < 1e-5, difference
     # A store the Ray engine filled serves the local engine: nothing computed again.
@@ -116,10 +127,12 @@ def _ray_worker_pids(actor: str) -> list[int]:
     """Pids of this user's Ray Data workers running `actor` (Ray names the process after it)."""
     pids = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and entry.stat().st_uid == os.getuid():
+        if entry.name.isdigit():
             try:
+                if entry.stat().st_uid != os.getuid():
+                    continue
                 command = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
+            except OSError:  # gone meanwhile
                 continue
             if command.startswith("ray::") and actor in command:
                 pids.append(int(entry.name))
@@ -235,6 +248,34 @@ def test_the_default_engine_never_imports_ray():
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=str(
         Path(__file__).resolve().parents[2] / "src")))
+
+
+def _rounded(value):
+    if isinstance(value, float):
+        return round(value, 5)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items() if k != "created"}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def test_evaluate_on_ray_writes_the_local_report(trained_both_ways, sign_digits_small, ray_cluster,
+                                                 tmp_path, capsys):
+    from tensorguess.cli import main
+
+    base = trained_both_ways["ray"][0]
+    reports = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / f"report-{engine}"
+        assert main(["evaluate", str(base), str(sign_digits_small), str(out), "--engine", engine,
+                     "--ray_address", ray_cluster]) == 0
+        reports[engine] = json.loads((out / "report.json").read_text())
+    assert reports["ray"]["n"] == 60
+    leaks = reports["ray"]["leaks"]
+    # The photos it trained on are found (the split's digests), and their bottlenecks came back.
+    assert leaks["identical"] > 0 and leaks["checked_features"]
+    assert _rounded(reports["ray"]) == _rounded(reports["local"])
 
 
 def test_without_ray_the_error_names_the_install_command(monkeypatch, tmp_path, capsys):

@@ -32,7 +32,7 @@ def _limit_threads(cpus: int) -> None:
 def _readable_paths(batch: dict):
     """The batch's photos as local paths: its own, or its bytes written to a private folder."""
     if "data" not in batch:
-        yield [Path(str(p)) for p in batch["path"]]
+        yield [Path(os.fsdecode(bytes(p))) for p in batch["path"]]  # absolute, as bytes
         return
     with tempfile.TemporaryDirectory(prefix="tensorguess-ray-") as folder:
         paths = []

@@ -86,9 +86,9 @@ class RayEngine:
 
     def _dataset(self, paths: list[Path]):
         if self.photos == "bytes":  # the driver reads; workers need not see its files
-            items = [{"path": str(p), **_read_for_workers(p)} for p in paths]
+            items = [{"path": _where(p), **_read_for_workers(p)} for p in paths]
         else:
-            items = [{"path": str(p)} for p in paths]
+            items = [{"path": _where(p)} for p in paths]
         return self.ray.data.from_items(items)
 
     def _map(self, paths: list[Path], actor, kwargs: dict, batch_size: int):
@@ -110,13 +110,13 @@ class RayEngine:
                   "identity": spec.identity, "cpus": CPUS_PER_ACTOR}
 
         def compute(paths: list[Path]):
-            by_name = {str(p): p for p in paths}
-            seen: set[str] = set()
+            by_name = {_where(p): p for p in paths}
+            seen: set[bytes] = set()
             for batch in self._map(paths, FeatureActor, kwargs, batch_size).iter_batches(
                     batch_size=None, batch_format="numpy"):
                 entries = []
                 for name, vector, error in zip(batch["path"], batch["vector"], batch["error"], strict=True):
-                    name = str(name)
+                    name = bytes(name)
                     if name in seen:
                         continue  # a retried batch's second answer
                     seen.add(name)
@@ -176,8 +176,9 @@ class RayClassifier:
             position = 0
             for batch in batches:
                 for k, name in enumerate(batch["path"]):
-                    if str(name) != str(paths[position]):
-                        raise EngineError(f"the cluster answered {name} where {paths[position]} "
+                    if bytes(name) != _where(paths[position]):
+                        raise EngineError(f"the cluster answered {os.fsdecode(name)!r} where "
+                                          f"{str(paths[position])!r} "
                                           "was expected; run again")
                     seen.add(position)
                     path = paths[position]
@@ -191,6 +192,12 @@ class RayClassifier:
                 bar.update(len(batch["path"]))
         if len(seen) != len(paths):
             raise EngineError(f"the cluster answered {len(seen)} of {len(paths)} photos; run again")
+
+
+def _where(path: Path) -> bytes:
+    """The path as the workers open it: absolute (their working folder is not ours), and as
+    bytes, so that a name that is not UTF-8 crosses Arrow's string columns unchanged."""
+    return os.fsencode(os.path.abspath(path))
 
 
 def _read_for_workers(path: Path) -> dict:
