@@ -27,11 +27,14 @@ sampled every 0.2 s, descendants of the cluster's own processes).
 The driver's ceilings: FeatureStore.put_vectors' insert rate (1,024-d vectors, 32 a
 transaction as extract writes them, and 1,024 a transaction), and the near-duplicate
 search the data checks run (near_duplicates.find_pairs, default cap) on synthetic
-ReLU-like vectors at --search_sizes, its growth exponent fitted on them.
+ReLU-like vectors at --search_sizes, its growth exponent fitted on them. From these,
+`estimate` gives the hours for 1M and 10M photos on 1, 10 and 100 workers and where the
+driver becomes the bottleneck (`--estimate_only` recomputes it from --out).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -192,6 +195,49 @@ def search_cpu(count: int) -> dict:
     return {"n": count, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "pairs": len(pairs)}
 
 
+def estimate(results: dict) -> dict:
+    """Hours for 1M and 10M photos on 1, 10 and 100 one-CPU workers, from the measured figures.
+
+    A worker's cost per photo is the cluster's CPU seconds of a full ray_paths pass less
+    those of the start-up pass, over the photos between them (the cluster's own daemons
+    included: an upper bound). The driver's cost per photo (hashing each photo, the store
+    lookups, receiving and storing the vectors) is its CPU seconds in the same difference;
+    its ceiling is its cores over that. The near-duplicate search is fitted as
+    cpu = a * n ** exponent on the measured sizes.
+    """
+    photos = results["photos"]
+    worker, driver = [], []
+    for found in results["rounds"]:
+        full, small = found["ray_paths"], found["ray_paths_startup"]
+        extra = photos - small["computed"]
+        worker.append((full["cluster_cpu_s"] - small["cluster_cpu_s"]) / extra)
+        driver.append((full["driver_cpu_s"] - small["driver_cpu_s"]) / extra)
+    per_photo, driver_per_photo = min(worker), min(driver)
+    local = min(f["local"]["driver_cpu_s"] + f["local"]["cluster_cpu_s"] for f in results["rounds"]) / photos
+    startup = min(f["ray_paths_startup"]["wall_s"] for f in results["rounds"])
+    search = results["near_duplicate_search"]
+    last = search["sizes"][-1]
+    factor = last["cpu_s"] / last["n"] ** search["growth_exponent"]
+    hours = {}
+    for count in (1_000_000, 10_000_000):
+        hours[str(count)] = {
+            **{f"{workers}_workers": round(count * per_photo / workers / 3600 + startup / 3600, 2)
+               for workers in (1, 10, 100)},
+            "driver_floor_h_per_core": round(count * driver_per_photo / 3600, 2),
+            "store_writes_h": round(count / results["store_rows_per_s"]["32"] / 3600, 3),
+            "near_duplicate_search_cpu_h": round(factor * count ** search["growth_exponent"] / 3600, 1),
+            "near_duplicate_search_cpu_h_quadratic": round(
+                last["cpu_s"] * (count / last["n"]) ** 2 / 3600, 1),
+        }
+    return {"worker_cpu_s_per_photo": round(per_photo, 4), "worker_photos_per_s": round(1 / per_photo, 1),
+            "local_cpu_s_per_photo": round(local, 4),
+            "driver_cpu_s_per_photo": round(driver_per_photo, 5),
+            "driver_photos_per_s_per_core": round(1 / driver_per_photo),
+            "workers_one_driver_core_feeds": round(per_photo / driver_per_photo),
+            "workers_the_store_feeds": round(results["store_rows_per_s"]["32"] * per_photo),
+            "pool_start_s": startup, "hours": hours}
+
+
 def main() -> None:
     parse = common.parser(__doc__.splitlines()[0])
     parse.add_argument("--rounds", type=int, default=2)
@@ -199,7 +245,15 @@ def main() -> None:
     parse.add_argument("--store_rows", type=int, default=20000)
     parse.add_argument("--startup_photos", type=int, default=64)
     parse.add_argument("--search_sizes", type=int, nargs="+", default=[5000, 10000, 20000])
+    parse.add_argument("--estimate_only", action="store_true",
+                       help="recompute the estimate in --out from its measured figures, measure nothing")
     args = parse.parse_args()
+    if args.estimate_only:
+        results = json.loads(args.out.read_text())
+        results["estimate"] = estimate(results)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        print(json.dumps(results["estimate"], indent=1))
+        return
     common.quiet_tensorflow()
     from tensorguess.engine.ray_engine import RayEngine
     from tensorguess.features import modules
@@ -243,6 +297,7 @@ def main() -> None:
     first, last = searches[0], searches[-1]
     exponent = math.log(last["cpu_s"] / first["cpu_s"]) / math.log(last["n"] / first["n"])
     results["near_duplicate_search"] = {"sizes": searches, "growth_exponent": round(exponent, 2)}
+    results["estimate"] = estimate(results)
     common.finish(results, args.out)
 
 

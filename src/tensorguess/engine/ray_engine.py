@@ -28,7 +28,7 @@ from tensorguess.data.images import Skipped, UnreadableImage
 from tensorguess.engine.actors import FeatureActor, ScoreActor
 from tensorguess.engine.select import INSTALL_RAY, EngineError, require_ray
 from tensorguess.features.bottlenecks import Compute
-from tensorguess.features.modules import VALUE_RANGES, ModuleSpec
+from tensorguess.features.modules import VALUE_RANGES, ModuleSpec, is_local
 from tensorguess.features.pipeline import progress
 
 # Settings the workers must share with the driver to decode exactly as it does.
@@ -67,7 +67,6 @@ class RayEngine:
                               "RAY_ADDRESS") from error
         context = self.ray.data.DataContext.get_current()
         context.enable_progress_bars = False
-        context.execution_options.preserve_order = True  # results in the order asked for
         logging.getLogger("ray").setLevel(logging.WARNING)
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # "Progress bars disabled"...
 
@@ -91,7 +90,10 @@ class RayEngine:
             items = [{"path": _where(p)} for p in paths]
         return self.ray.data.from_items(items)
 
-    def _map(self, paths: list[Path], actor, kwargs: dict, batch_size: int):
+    def _map(self, paths: list[Path], actor, kwargs: dict, batch_size: int, ordered: bool):
+        # Scores come back in the order asked for (guessDir's manifest); features in any
+        # order, as batches finish (no batch waits behind a slower one).
+        self.ray.data.DataContext.get_current().execution_options.preserve_order = ordered
         return self._dataset(paths).map_batches(
             actor, fn_constructor_kwargs=kwargs, batch_size=batch_size, batch_format="numpy",
             compute=self.ray.data.ActorPoolStrategy(size=min(self.actors(), -(-len(paths) // batch_size))),
@@ -106,13 +108,16 @@ class RayEngine:
         """The hook bottlenecks.extract calls with the paths missing from the store."""
         value_range = next(name for name, bounds in VALUE_RANGES.items()
                            if tuple(bounds) == tuple(spec.value_range))
-        kwargs = {"handle": spec.handle, "input_size": spec.input_size, "value_range": value_range,
+        # A local module by its absolute path (the workers' working folder is not ours), a
+        # TF Hub URL as it is (each node downloads it into its own module cache).
+        handle = spec.path if is_local(spec.handle) else spec.handle
+        kwargs = {"handle": handle, "input_size": spec.input_size, "value_range": value_range,
                   "identity": spec.identity, "cpus": CPUS_PER_ACTOR}
 
         def compute(paths: list[Path]):
             by_name = {_where(p): p for p in paths}
             seen: set[bytes] = set()
-            for batch in self._map(paths, FeatureActor, kwargs, batch_size).iter_batches(
+            for batch in self._map(paths, FeatureActor, kwargs, batch_size, ordered=False).iter_batches(
                     batch_size=None, batch_format="numpy"):
                 entries = []
                 for name, vector, error in zip(batch["path"], batch["vector"], batch["error"], strict=True):
@@ -171,7 +176,7 @@ class RayClassifier:
         kwargs = dict(self.kwargs, with_features=with_features, cpus=CPUS_PER_ACTOR)
         seen: set[int] = set()
         with progress(len(paths), "Classifying", enabled=show_progress) as bar:
-            batches = self.engine._map(paths, ScoreActor, kwargs, batch_size).iter_batches(
+            batches = self.engine._map(paths, ScoreActor, kwargs, batch_size, ordered=True).iter_batches(
                 batch_size=None, batch_format="numpy")
             position = 0
             for batch in batches:
