@@ -61,7 +61,7 @@ def start_cluster(temp: Path, cpus: int) -> str:
     subprocess.run([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
                     "--num-cpus", str(cpus), "--disable-usage-stats", "--include-dashboard", "false",
                     "--temp-dir", str(temp)], check=True, capture_output=True,
-                   env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
+                   env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled"))
     return f"127.0.0.1:{port}"
 
 

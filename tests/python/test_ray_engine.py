@@ -58,7 +58,9 @@ def ray_cluster(tmp_path_factory):
     temp = tmp_path_factory.mktemp("ray")
     ray_cli = str(Path(sys.executable).parent / "ray")
     port = _free_port()
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    # No token authentication: the driver then needs none whatever ~/.ray holds (a cluster
+    # that ray.init started once leaves a token there, which `ray start` would then require).
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
     started = subprocess.run(
         [ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
          "--num-cpus", "2", "--disable-usage-stats", "--include-dashboard", "false",
@@ -276,6 +278,19 @@ def test_evaluate_on_ray_writes_the_local_report(trained_both_ways, sign_digits_
     # The photos it trained on are found (the split's digests), and their bottlenecks came back.
     assert leaks["identical"] > 0 and leaks["checked_features"]
     assert _rounded(reports["ray"]) == _rounded(reports["local"])
+
+
+def test_no_cluster_at_the_address_is_one_line_at_once(trained_both_ways, tmp_path, capsys):
+    from tensorguess.cli import main
+
+    (tmp_path / "data").mkdir()
+    started = time.monotonic()
+    base = trained_both_ways["local"][0]
+    assert main(["sort", str(base), str(tmp_path / "data"), str(tmp_path / "out"), "--engine", "ray",
+                 "--ray_address", f"127.0.0.1:{_free_port()}"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert time.monotonic() - started < 60
+    assert error.startswith("tensor-guess: no Ray cluster answers at 127.0.0.1:") and "\n" not in error
 
 
 def test_without_ray_the_error_names_the_install_command(monkeypatch, tmp_path, capsys):

@@ -10,14 +10,15 @@ the split, the head, the report, guessDir's copies and its manifest.
 Ray is imported here only, and this module only when --engine ray is chosen.
 Ray's own output is kept off the user's terminal: workers' logs stay in the
 cluster's log folder (log_to_driver=False), Ray Data's progress bars are off (ours
-counts photos), Ray says warnings only and Ray Data errors only (its failures reach us as
-exceptions), and the driver's core worker logs only fatal errors (RAY_BACKEND_LOG_LEVEL).
+counts photos), Ray and Ray Data log errors only (their failures reach us as exceptions),
+and the driver's core worker logs only fatal errors (RAY_BACKEND_LOG_LEVEL).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ from tensorguess.features.pipeline import progress
 # Settings the workers must share with the driver to decode exactly as it does.
 SHARED_ENV = ("TG_DECODE_BUDGET_MPIX", "TG_DECODE_REDUCED", "TFHUB_CACHE_DIR")
 CPUS_PER_ACTOR = 1
+CONNECT_SECONDS = 10  # a head node's GCS port that does not answer within this is taken as absent
 
 
 class RayEngine:
@@ -48,12 +50,15 @@ class RayEngine:
         # The driver's core worker logs notes (an actor's arguments in the object store...) to
         # stderr at ERROR; what really fails reaches us as an exception.
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        if address:
+            _require_answer(address)
         import tensorguess
 
         env = {name: os.environ[name] for name in SHARED_ENV if name in os.environ}
         env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
-            self.ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
+            # ERROR: a cluster started here for the run would say it enabled token authentication.
+            self.ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
                           ignore_reinit_error=True,
                           # The package travels to every node with the job: the nodes need
                           # our pinned requirements, not this checkout.
@@ -61,14 +66,19 @@ class RayEngine:
                                        "env_vars": env})
         except (ConnectionError, RuntimeError, ValueError) as error:
             where = address or "this machine"
+            if "AuthenticationError" in _chain(error):
+                raise EngineError(f"the Ray cluster at {where} wants its authentication token: set "
+                                  "RAY_AUTH_MODE=token, with the token in ~/.ray/auth_token or "
+                                  "RAY_AUTH_TOKEN (Ray does not look for it when given an "
+                                  "address)") from error
             raise EngineError(f"cannot start or reach a Ray cluster at {where} "
                               f"({str(error).strip().splitlines()[0][:200]}); start one with "
                               "`ray start --head` and give its address with --ray_address or "
                               "RAY_ADDRESS") from error
         context = self.ray.data.DataContext.get_current()
         context.enable_progress_bars = False
-        logging.getLogger("ray").setLevel(logging.WARNING)
-        logging.getLogger("ray.data").setLevel(logging.ERROR)  # "Progress bars disabled"...
+        for name in ("ray", "ray.data"):  # "Progress bars disabled"...
+            logging.getLogger(name).setLevel(logging.ERROR)
 
     def close(self) -> None:
         self.ray.shutdown()
@@ -197,6 +207,29 @@ class RayClassifier:
                 bar.update(len(batch["path"]))
         if len(seen) != len(paths):
             raise EngineError(f"the cluster answered {len(seen)} of {len(paths)} photos; run again")
+
+
+def _chain(error: BaseException) -> str:
+    """The text of an exception and of those it came from (Ray wraps the reason twice)."""
+    texts = []
+    while error is not None and len(texts) < 5:
+        texts.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__ or error.__context__
+    return "\n".join(texts)
+
+
+def _require_answer(address: str) -> None:
+    """EngineError at once when nothing listens at a HOST:PORT address: Ray itself would retry
+    for minutes, printing a warning every few seconds."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # ray://..., auto: Ray's own business
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as error:
+        raise EngineError(f"no Ray cluster answers at {address} ({error.strerror or error}); start "
+                          "one with `ray start --head` there, or give its address with "
+                          "--ray_address or RAY_ADDRESS") from error
 
 
 def _where(path: Path) -> bytes:
