@@ -32,7 +32,7 @@ class TrainConfig:
     bottleneck_batch_size: int = 32
     # where the bottlenecks are computed (engine/): this process, or a Ray cluster
     engine: str = "local"
-    ray_address: str | None = None  # None: RAY_ADDRESS, else a cluster started on this machine
+    ray_address: str | None = None  # None: RAY_ADDRESS, else one running or started on this machine
     ray_photos: str = "paths"  # paths: the workers read them (a shared filesystem); bytes: sent
     # training
     how_many_training_steps: int = 4000
