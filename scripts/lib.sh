@@ -252,7 +252,7 @@ mount_guess() {
           shift
           continue
           ;;
-        --final_tensor_name | --batch_size | --model) (($#)) && shift; continue ;;
+        --final_tensor_name | --batch_size | --model | --engine | --ray_address | --ray_photos) (($#)) && shift; continue ;;
         -*) continue ;;
       esac
     fi

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tensorguess import strict_json
 from tensorguess.config import SettingError, TrainConfig
+from tensorguess.engine.select import ENGINES, PHOTO_TRANSPORTS
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -37,6 +38,12 @@ TRAIN_HELP = {
     "input_range": "module input value range: 0,1 (TF Hub), -1,1 or 0,255 (default: 0,1)",
     "bottleneck_dir": "bottleneck cache folder (default: DIR/bottlenecks)",
     "bottleneck_batch_size": "images per batch when computing bottlenecks",
+    "engine": "where bottlenecks are computed: local (this process) or ray (a Ray cluster: "
+    "pip install -r requirements-ray.txt)",
+    "ray_address": "the Ray cluster of --engine ray (default: RAY_ADDRESS, else one running or "
+    "started on this machine)",
+    "ray_photos": "--engine ray: paths (workers read the photos: a filesystem every node sees) "
+    "or bytes (this machine reads them and sends them)",
     "how_many_training_steps": "training steps",
     "learning_rate": "learning rate of the final layer",
     "train_batch_size": "images per training step",
@@ -93,7 +100,8 @@ TRAIN_HELP = {
     "(never deleted)",
     "report_dir": "evaluation report of the test split (default: DIR/report)",
 }
-CHOICES = {"class_weights": ("none", "balanced"), "calibrate": ("auto", "on", "off"),
+CHOICES = {"engine": ENGINES, "ray_photos": PHOTO_TRANSPORTS,
+           "class_weights": ("none", "balanced"), "calibrate": ("auto", "on", "off"),
            "optimizer": ("sgd", "momentum", "adam")}
 
 IN_DIR = ("image_dir", "labels_csv", "bottleneck_dir", "output_graph", "output_labels", "saved_model_dir",
@@ -170,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     sort.add_argument("source", type=Path, help="folder of images to sort (only read)")
     sort.add_argument("dest", type=Path, help="folder to copy into (created if missing)")
     _graph_flags(sort)
+    _engine_flags(sort)
 
     evaluate = commands.add_parser(
         "evaluate", help="score a folder-per-class set and write an evaluation report",
@@ -182,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("out", type=Path, nargs="?", help="report folder (created if missing)")
     _graph_flags(evaluate)
     _tta_flag(evaluate)
+    _engine_flags(evaluate)
 
     export = commands.add_parser(
         "export", help="write the classifier in DIR as TFLite (float, int8) and Core ML",
@@ -258,6 +268,13 @@ def _graph_flags(parser: argparse.ArgumentParser) -> None:
                         "compute (read or write files...); only for a graph whose maker you trust")
 
 
+def _engine_flags(parser: argparse.ArgumentParser) -> None:
+    for name in ("engine", "ray_address", "ray_photos"):
+        default = getattr(TrainConfig(), name)
+        parser.add_argument(f"--{name}", default=default, choices=CHOICES.get(name),
+                            help=TRAIN_HELP[name] + (f" (default: {default})" if default else ""))
+
+
 def _tta_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation: score each photo as the mean over itself, its "
@@ -296,6 +313,10 @@ def run_train(args) -> int:
     require_dir(args.dir)
     chosen = _export_formats(args.export) if args.export else None  # checked before training
     cfg = train_config(args)
+    if cfg.engine == "ray":
+        from tensorguess.engine.select import require_ray
+
+        require_ray()  # before a photo is read
     retrain(cfg)
     if chosen:
         from tensorguess.deploy import export
@@ -332,9 +353,29 @@ def _classifier(args):
     require_dir(args.dir)
     if args.batch_size < 1:
         raise UsageError(f"--batch_size must be at least 1, not {args.batch_size}")
-    return open_classifier(args.dir, args.model, args.output_graph, args.output_labels,
-                           args.final_tensor_name, trust_graph=args.trust_graph,
-                           tta=getattr(args, "tta", False))
+    engine = getattr(args, "engine", "local")
+    if engine == "ray":
+        from tensorguess.engine.select import require_ray
+
+        require_ray()  # before the graph is loaded
+        if args.model != "pb":
+            raise UsageError(f"--engine ray scores with --model pb, not {args.model}")
+    classifier = open_classifier(args.dir, args.model, args.output_graph, args.output_labels,
+                                 args.final_tensor_name, trust_graph=args.trust_graph,
+                                 tta=getattr(args, "tta", False))
+    if engine != "ray":
+        return classifier
+    from tensorguess.engine.ray_engine import RayEngine
+    from tensorguess.engine.select import ray_address
+
+    try:
+        cluster = RayEngine(ray_address(args.ray_address), args.ray_photos,
+                            warn=lambda line: print(line, file=sys.stderr, flush=True))
+    except BaseException:
+        classifier.close()
+        raise
+    return cluster.classifier(classifier, args.dir / args.output_graph, args.dir / args.output_labels,
+                              args.final_tensor_name, args.trust_graph, getattr(args, "tta", False))
 
 
 def run_guess(args) -> int:
@@ -501,6 +542,7 @@ def _run(argv: list[str] | None) -> int:
     Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     from tensorguess.data.dataset import DatasetError
+    from tensorguess.engine.select import EngineError
     from tensorguess.export.coreml import CoreMLCheckError
     from tensorguess.export.formats import ExportError
     from tensorguess.features.modules import ModuleError
@@ -520,7 +562,8 @@ def _run(argv: list[str] | None) -> int:
     except UsageError as error:
         return fail(str(error), EXIT_USAGE)
     except (DatasetError, ModuleError, ClassifierError, EvaluationError, ReportError, SortError,
-            TrainingDiverged, ExportError, CoreMLCheckError, ServeError, FineTuneError) as error:
+            TrainingDiverged, ExportError, CoreMLCheckError, ServeError, FineTuneError,
+            EngineError) as error:
         return fail(str(error))
     except KeyboardInterrupt:
         return fail("interrupted", 130)

@@ -30,6 +30,10 @@ class TrainConfig:
     input_range: str | None = None  # None: "0,1", the TF Hub convention
     bottleneck_dir: Path = Path("bottlenecks")
     bottleneck_batch_size: int = 32
+    # where the bottlenecks are computed (engine/): this process, or a Ray cluster
+    engine: str = "local"
+    ray_address: str | None = None  # None: RAY_ADDRESS, else one running or started on this machine
+    ray_photos: str = "paths"  # paths: the workers read them (a shared filesystem); bytes: sent
     # training
     how_many_training_steps: int = 4000
     learning_rate: float = 0.01

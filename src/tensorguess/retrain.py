@@ -64,8 +64,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     if not_features:
         warn(not_features)
     cache = bottlenecks.BottleneckCache(cfg.bottleneck_dir, spec, warn=warn)
-    extraction = bottlenecks.extract(all_files, spec, loaded, cache, cfg.bottleneck_batch_size,
-                                     warn=warn)
+    extraction = _extract(cfg, all_files, spec, loaded, cache, warn)
     say(extraction.summary())
 
     readable = {
@@ -255,3 +254,15 @@ def _calibration_line(calibration) -> str:
             f"{calibration.validation_n} validation images (their NLL "
             f"{calibration.nll_before:.4f} -> {calibration.nll_after:.4f}, ECE "
             f"{calibration.ece_before:.4f} -> {calibration.ece_after:.4f})")
+
+
+def _extract(cfg: TrainConfig, paths, spec, loaded, cache, warn) -> bottlenecks.Extraction:
+    """The bottleneck pass on the chosen engine; the store is written here either way."""
+    if cfg.engine != "ray":
+        return bottlenecks.extract(paths, spec, loaded, cache, cfg.bottleneck_batch_size, warn=warn)
+    from tensorguess.engine.ray_engine import RayEngine
+    from tensorguess.engine.select import ray_address
+
+    with RayEngine(ray_address(cfg.ray_address), cfg.ray_photos, warn) as engine:
+        return bottlenecks.extract(paths, spec, loaded, cache, cfg.bottleneck_batch_size, warn=warn,
+                                   compute=engine.feature_batches(spec, cfg.bottleneck_batch_size))

@@ -14,7 +14,7 @@ import re
 import sys
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,9 @@ from tensorguess.features.store import FeatureStore, stat_key
 from tensorguess.files import write_atomically
 
 OLD_FORMAT_IMPORTED = "npy_files_imported"
+
+# Features of the paths given, in batches as they come: (path, vector [D] or why unreadable).
+Compute = Callable[[list[Path]], Iterator[list[tuple[Path, "np.ndarray | UnreadableImage"]]]]
 
 
 class BottleneckCache:
@@ -171,8 +174,13 @@ def extract(
     batch_size: int = 32,
     workers: int | None = None,
     warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    compute: Compute | None = None,
 ) -> Extraction:
-    """Features for every readable path, computing only those not in the cache."""
+    """Features for every readable path, computing only those not in the cache.
+
+    `compute` computes the missing ones elsewhere (engine/ray_engine.py: on a cluster),
+    given one path of each missing content; the store is still written here only.
+    """
     workers = workers or default_workers()
     result = Extraction()
     by_digest: dict[str, list[Path]] = {}
@@ -190,26 +198,26 @@ def extract(
     result.from_cache = sum(len(by_digest[order[k]]) for k in np.flatnonzero(good))
     missing = np.flatnonzero(~good).tolist()
     if missing:
-        run = compile_features(spec, loaded)
         started = time.perf_counter()
         row_of_path = {by_digest[order[k]][0]: k for k in missing}
+        batches = (compute(list(row_of_path)) if compute is not None
+                   else _local_batches(list(row_of_path), spec, loaded, batch_size, workers))
         with progress(len(missing), "Bottlenecks") as bar:
-            for batch in decoded_batches(list(row_of_path), spec.input_size, batch_size, workers):
-                vectors = iter(run(batch.pixels).numpy() if batch.pixels is not None else [])
+            for entries in batches:
                 new = []
-                for path, error in batch.entries:
+                for path, vector in entries:
                     k = row_of_path[path]
-                    if error:
+                    if isinstance(vector, UnreadableImage):
                         for same in by_digest[order[k]]:
-                            _skip(result, same, str(error), warn)
+                            _skip(result, same, str(vector), warn)
                         continue
-                    features[k] = next(vectors)
+                    features[k] = vector
                     good[k] = True
                     new.append((order[k], features[k]))
                     result.computed += 1
                 if cache:
                     cache.put_many(new)  # one transaction a batch: a kill loses at most this batch
-                bar.update(len(batch.entries))
+                bar.update(len(entries))
         result.seconds = time.perf_counter() - started
     kept = np.flatnonzero(good)
     for target, k in enumerate(kept.tolist()):  # close the rows of undecodable photos, in place
@@ -218,6 +226,15 @@ def extract(
     result.features = features[:len(kept)]
     result.rows = {order[k]: target for target, k in enumerate(kept.tolist())}
     return result
+
+
+def _local_batches(paths: list[Path], spec: ModuleSpec, loaded, batch_size: int, workers: int
+                   ) -> Iterator[list[tuple[Path, np.ndarray | UnreadableImage]]]:
+    """The module in this process over batches decoded on worker threads ahead of it."""
+    run = compile_features(spec, loaded)
+    for batch in decoded_batches(paths, spec.input_size, batch_size, workers):
+        vectors = iter(run(batch.pixels).numpy() if batch.pixels is not None else [])
+        yield [(path, error if error else next(vectors)) for path, error in batch.entries]
 
 
 @dataclass

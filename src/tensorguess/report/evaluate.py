@@ -104,6 +104,7 @@ def graph_temperature(classifier: Classifier) -> float | None:
 
     A SavedModel or TFLite classifier (serve/models.py) brings the one its training logged.
     """
+    classifier = getattr(classifier, "local", classifier)  # engine/ray_engine.RayClassifier's own
     if not isinstance(classifier, Classifier):
         return getattr(classifier, "temperature", None)
     try:
