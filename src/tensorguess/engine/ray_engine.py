@@ -27,7 +27,7 @@ import numpy as np
 
 from tensorguess.data.images import Skipped, UnreadableImage
 from tensorguess.engine.actors import FeatureActor, ScoreActor
-from tensorguess.engine.select import INSTALL_RAY, EngineError, require_ray
+from tensorguess.engine.select import EngineError, require_ray
 from tensorguess.features.bottlenecks import Compute
 from tensorguess.features.modules import VALUE_RANGES, ModuleSpec, is_local
 from tensorguess.features.pipeline import progress
@@ -250,4 +250,4 @@ def _require_all(by_name: dict, seen: set) -> None:
     lost = len(by_name) - len(seen)
     if lost:
         raise EngineError(f"the Ray cluster returned no features for {lost} photo(s); run again "
-                          f"(those computed are stored). Ray is installed with {INSTALL_RAY}")
+                          "(those computed are stored)")
