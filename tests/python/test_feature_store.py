@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,21 @@ def test_two_extractions_into_one_cache_at_once_both_finish_and_agree(tmp_path, 
     assert all(run.returncode == 0 for run in runs)
     assert all(int(computed) + int(from_cache) == 120 for computed, from_cache in outputs)
     assert stored(cache_root) == 120
+
+
+def test_a_photo_whose_name_is_not_utf8_is_remembered_like_any_other(tmp_path, module, monkeypatch):
+    """Its name reaches Python as lone surrogates, which SQLite's text refuses: the whole pass
+    failed with UnicodeEncodeError. A name made to look like the escaped form is its own entry."""
+    spec, loaded = module
+    photos = photos_in(tmp_path / "photos", 2)
+    odd = Path(os.fsdecode(bytes(tmp_path / "photos") + b"/caf\xe9 latin-1.jpg"))
+    photos[0].rename(odd)
+    lookalike = tmp_path / "photos" / ("bytes:" + os.fsencode(odd).hex())
+    photos[1].rename(lookalike)
+    cache = bottlenecks.BottleneckCache(tmp_path / "cache", spec)
+    first = bottlenecks.extract([odd, lookalike], spec, loaded, cache)
+    assert first.computed == 2 and first.readable(odd) and first.readable(lookalike)
+    hashed = counting_hashes(monkeypatch)
+    again = bottlenecks.extract([odd, lookalike], spec, loaded, cache)
+    assert (again.computed, again.from_cache, hashed) == (0, 2, []), "both found in the stat index"
+    assert cache.store.known_digests().keys() == {str(odd), str(lookalike)}

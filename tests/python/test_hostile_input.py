@@ -306,3 +306,35 @@ def test_list_files_follows_symlinked_folders_and_names_loops(tmp_path):
     found = [p.relative_to(root).as_posix() for p in list_files(root, warnings.append)]
     assert found == ["linked/b.jpg", "real/a.jpg"]
     assert len(warnings) == 1 and "real/loop" in warnings[0] and "listed already" in warnings[0]
+
+
+def test_a_photo_whose_name_is_not_utf8_is_trained_on_reported_and_sorted(tmp_path):
+    """A Latin-1 name from an old camera or archive: Python carries its byte as a lone surrogate,
+    which the stat index (SQLite), the split's hash and the HTML report used to refuse, ending
+    the whole training with UnicodeEncodeError."""
+    from conftest import MOBILENET_V1, train_config
+
+    from tensorguess.data.dataset import split_key
+    from tensorguess.retrain import retrain
+
+    data = tmp_path / "data"
+    for label, folder in (("elsa", "elsa"), ("vader", "darth_vader")):
+        (data / label).mkdir(parents=True)
+        for photo in sorted((SUPERHEROES / folder).iterdir())[:10]:
+            shutil.copy(photo, data / label / photo.name)
+    first = sorted((data / "elsa").iterdir())[0]
+    odd = os.fsdecode(os.fsencode(data / "elsa") + b"/caf\xe9.jpg")
+    os.rename(first, odd)
+    assert split_key("caf\udce9.jpg") != split_key("caf\u00e9.jpg"), "its own bytes, not a guess"
+    cfg = train_config(tmp_path / "tf_files", data, tfhub_module=str(MOBILENET_V1),
+                       how_many_training_steps=20)
+    log = retrain(cfg, say=lambda line: None, warn=lambda line: None)
+    assert log["bottlenecks"]["computed"] == 20
+    html = (tmp_path / "tf_files" / "report" / "report.html").read_text()
+    assert "<html" in html.lower()
+    with Classifier(tmp_path / "tf_files" / "retrained_graph.pb",
+                    tmp_path / "tf_files" / "retrained_labels.txt") as classifier:
+        summary = sort.sort_folder(classifier, data / "elsa", tmp_path / "sorted", warn=lambda line: None)
+    assert summary.copied == 10
+    records = [json.loads(line) for line in (tmp_path / "sorted" / sort.MANIFEST).read_text().splitlines()]
+    assert "caf\udce9.jpg" in {r["source"] for r in records}

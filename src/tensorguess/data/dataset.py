@@ -137,7 +137,9 @@ def split_key(relative_path: str) -> float:
     `bob_nohash_2.jpg` always land in the same split.
     """
     name = re.sub(r"_nohash_.*$", "", relative_path)
-    hashed = int(hashlib.sha1(name.encode("utf-8")).hexdigest(), 16)
+    # The name's own bytes: UTF-8 as retrain.py hashed it, and a name that is not UTF-8 (its
+    # bytes carried as lone surrogates) by the bytes the folder holds.
+    hashed = int(hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest(), 16)
     return (hashed % (MAX_NUM_IMAGES_PER_CLASS + 1)) * (100.0 / MAX_NUM_IMAGES_PER_CLASS)
 
 

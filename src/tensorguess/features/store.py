@@ -100,11 +100,12 @@ class FeatureStore:
         """path -> ((size, mtime_ns, inode), digest) for every photo the index remembers."""
         if self.db is None:
             return {}
-        return {path: ((size, mtime, inode), digest) for path, size, mtime, inode, digest
+        return {_path_of(path): ((size, mtime, inode), digest) for path, size, mtime, inode, digest
                 in self.db.execute("SELECT path, size, mtime_ns, inode, digest FROM stats")}
 
     def remember(self, entries: Iterable[tuple[str, Stat, str]]) -> None:
-        rows = [(path, *stat, digest) for path, stat, digest in entries]
+        """Remember absolute paths' stats and digests (any name the system allows)."""
+        rows = [(_stored_path(path), *stat, digest) for path, stat, digest in entries]
         self._write("INSERT OR REPLACE INTO stats (path, size, mtime_ns, inode, digest) "
                     "VALUES (?, ?, ?, ?, ?)", rows)
 
@@ -126,6 +127,23 @@ class FeatureStore:
                 self.db.executemany(statement, rows)
         except sqlite3.OperationalError as error:
             self.unwritable = str(error)  # a full disk, a lock held for ten minutes
+
+
+ESCAPED = "bytes:"  # an absolute path starts with "/": no stored name of a real path starts so
+
+
+def _stored_path(path: str) -> str:
+    """`path` as SQLite's UTF-8 text holds it. A name that is not UTF-8 (Python carries its
+    bytes as lone surrogates, which SQLite refuses) is stored as the hex of its bytes."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return ESCAPED + os.fsencode(path).hex()
+
+
+def _path_of(stored: str) -> str:
+    return os.fsdecode(bytes.fromhex(stored[len(ESCAPED):])) if stored.startswith(ESCAPED) else stored
 
 
 def _why_unwritable(folder: Path) -> str | None:

@@ -174,7 +174,8 @@ def write(out_dir: Path, evaluation: Evaluation, train_log: dict | None = None,
         shown += data_check_photos(checks)
     thumbnails = _thumbnails(evaluation, shown)
     page = render_html(report, list(figures), thumbnails, train_log)
-    write_atomically(out_dir / "report.html", page.encode("utf-8"))
+    # A file name that is not UTF-8 shows its odd bytes as escapes (\udce9), as report.json does.
+    write_atomically(out_dir / "report.html", page.encode("utf-8", "backslashreplace"))
     return report
 
 
