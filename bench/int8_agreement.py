@@ -215,7 +215,8 @@ def main() -> None:
         results["debugger_worst"] = [{k: row[k] for k in ("op_name", "tensor_name", "scale",
                                                           "rmse/scale")} for row in worst[:12]]
         for row in worst[:12]:
-            print(f"  {row['op_name']:<20} {row['tensor_name'][:60]:<60} scale {float(row['scale']):.4g}"
+            parts = [part.rsplit("/", 1)[-1] for part in row["tensor_name"].split(";")]
+            print(f"  {row['op_name']:<18} {' '.join(parts[:3]):<40} scale {float(row['scale']):.4g}"
                   f" rmse/scale {row['rmse/scale']:.3f}", flush=True)
     print(f"{'recipe':<24} {'agree':>7} {'acc':>7} {'cos mean':>9} {'cos min':>8} {'x pb':>6} {'fhead':>6}")
     model_file = options.work / "int8.tflite"
