@@ -48,7 +48,8 @@ def int8_model(graph_def, calibration: Callable[[], Iterable[np.ndarray]],
     """Full-integer post-training quantization, calibrated on `calibration()` (float images
     [S,S,3] in [0,1]), but for the start of the network. The input is uint8 (scale 1/255, zero
     point 0 when the calibration photos span black to white: the pixel values themselves); the
-    scores come out dequantized to float32, in steps of 1/256 (the int8 softmax's).
+    softmax runs in float, so the scores come out as float32 (in steps of 1/256 when
+    `float_convolutions`, `float_ops` and `float_layers` are all empty: the int8 softmax's).
 
     Measured on sign-digits (bench/int8_agreement.py, docs/benchmarks.md section 9), two things
     drift the int8 features from the float ones, and both are undone here:
@@ -72,9 +73,11 @@ def int8_model(graph_def, calibration: Callable[[], Iterable[np.ndarray]],
         converter._experimental_calibrate_only = True
         calibrated = converter.convert()
         nodes = _float_nodes(calibrated, float_convolutions, float_layers)
-        model = convert.mlir_quantize(calibrated, fully_quantize=True,
-                                      input_data_type=tf.uint8, output_data_type=tf.float32,
-                                      denylisted_ops=list(float_ops), denylisted_nodes=nodes)
+        # mlir_quantize leaves an int8 input and an int8 output: made uint8 and float32 below,
+        # as the converter's own path makes them.
+        model = _uint8_in_float_out(convert.mlir_quantize(
+            calibrated, fully_quantize=True, input_data_type=tf.uint8,
+            output_data_type=tf.float32, denylisted_ops=list(float_ops), denylisted_nodes=nodes))
     else:
         model = converter.convert()
     if snap:
@@ -82,6 +85,45 @@ def int8_model(graph_def, calibration: Callable[[], Iterable[np.ndarray]],
 
         model, _ = weight_grid.snap(model, graph_def)
     return model
+
+
+def _uint8_in_float_out(model: bytes) -> bytes:
+    """The model with its int8 input (read by DEQUANTIZE ops alone, the float layers') made
+    uint8, the same values with the zero point moved by 128, which DEQUANTIZE takes as well;
+    and its int8 scores dequantized to float32 by one more DEQUANTIZE op at the end."""
+    import copy
+
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    tree = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    graph = tree.subgraphs[0]
+    codes = [flatbuffer_utils.get_builtin_code_from_operator_code(code) for code in tree.operatorCodes]
+    dequantize = codes.index(schema.BuiltinOperator.DEQUANTIZE) if \
+        schema.BuiltinOperator.DEQUANTIZE in codes else None
+    source = graph.tensors[graph.inputs[0]]
+    readers = [codes[op.opcodeIndex] for op in graph.operators if graph.inputs[0] in op.inputs]
+    if source.type != schema.TensorType.INT8 or dequantize is None or \
+            set(readers) != {schema.BuiltinOperator.DEQUANTIZE}:
+        raise ValueError("the int8 model's input is not read by DEQUANTIZE alone; cannot make it uint8")
+    source.type = schema.TensorType.UINT8
+    source.quantization.zeroPoint = [int(zero) + 128 for zero in source.quantization.zeroPoint]
+    scores_index = graph.outputs[0]
+    scores = graph.tensors[scores_index]
+    if scores.type != schema.TensorType.FLOAT32:
+        floats = copy.deepcopy(scores)
+        floats.type, floats.quantization, floats.buffer = schema.TensorType.FLOAT32, None, 0
+        scores.name = (scores.name.decode() if isinstance(scores.name, bytes) else scores.name) + "_int8"
+        graph.tensors.append(floats)
+        step = schema.OperatorT()
+        step.opcodeIndex, step.inputs, step.outputs = dequantize, [scores_index], [len(graph.tensors) - 1]
+        graph.operators.append(step)
+        graph.outputs = [len(graph.tensors) - 1]
+        for signature in tree.signatureDefs or []:
+            for output in signature.outputs or []:
+                if output.tensorIndex == scores_index:
+                    output.tensorIndex = len(graph.tensors) - 1
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
 
 
 def _float_nodes(calibrated: bytes, convolutions: int, layers) -> list[str]:
