@@ -49,6 +49,7 @@ RECIPES = {
     "300 + grid + float conv0": (300, True, ["mul", "sub", "Relu6"], 0),
     "300 + grid + float first": (300, True, FIRST, 0),
     "export": (300, True, [], 3),  # tflite.int8_model's defaults: the same as the one above
+    "grid + first 5 float": (300, True, [], 5),  # depthwise 2 and pointwise 2 (56x56) too
 }
 
 

@@ -1,4 +1,4 @@
-"""TFLite models of the frozen classifier: float32, and full-integer int8 with a uint8 image input.
+"""TFLite models of the classifier: float32, and int8 (its first layers in float) with uint8 input.
 
 Both are converted from `retrained_graph.pb` itself, cut at `image_batch:0` (the float batch
 [N,S,S,3] in [0,1] that guess and guessDir feed after decoding and resizing) and ending at the
@@ -48,8 +48,7 @@ def int8_model(graph_def, calibration: Callable[[], Iterable[np.ndarray]],
     """Full-integer post-training quantization, calibrated on `calibration()` (float images
     [S,S,3] in [0,1]), but for the start of the network. The input is uint8 (scale 1/255, zero
     point 0 when the calibration photos span black to white: the pixel values themselves); the
-    softmax runs in float, so the scores come out as float32 (in steps of 1/256 when
-    `float_convolutions`, `float_ops` and `float_layers` are all empty: the int8 softmax's).
+    scores come out dequantized to float32, in steps of 1/256 (the int8 softmax's).
 
     Measured on sign-digits (bench/int8_agreement.py, docs/benchmarks.md section 9), two things
     drift the int8 features from the float ones, and both are undone here:

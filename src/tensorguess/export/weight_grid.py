@@ -55,7 +55,8 @@ def module_filters(graph_def) -> list[tuple[str, np.ndarray]]:
 
 
 def snap(model: bytes, graph_def) -> tuple[bytes, dict]:
-    """The model with each convolution channel that fits put on its module's grid; and counts."""
+    """The model with each convolution channel that fits put on its module's grid; and counts.
+    A model whose convolutions cannot be matched to the graph's comes back as it was."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
@@ -73,7 +74,7 @@ def snap(model: bytes, graph_def) -> tuple[bytes, dict]:
         expected_kind, weights = next(floats, (None, None))
         source, weight, bias = (graph.tensors[i] for i in op.inputs[:3])
         if expected_kind != kind or tuple(weight.shape) != weights.shape:
-            raise ValueError("the converted convolutions do not follow the graph's; cannot snap")
+            return model, {"skipped": "the converted convolutions do not follow the graph's"}
         step = grid_step(weights)
         counts["layers"] += 1
         if step is None or weight.type != schema.TensorType.INT8:  # not on a grid, or kept in float
@@ -82,7 +83,7 @@ def snap(model: bytes, graph_def) -> tuple[bytes, dict]:
         scales = np.array(weight.quantization.scale, np.float64)
         data = tree.buffers[weight.buffer].data.view(np.int8).reshape(weights.shape).copy()
         bias_data = tree.buffers[bias.buffer].data.view(np.int32).copy()
-        input_scale = float(graph.tensors[op.inputs[0]].quantization.scale[0]) if source else 0.0
+        input_scale = float(source.quantization.scale[0])
         whole = np.round(np.moveaxis(weights, axis, 0).astype(np.float64) / step)
         moved = np.moveaxis(data, axis, 0)
         converted = moved.reshape(len(scales), -1) * scales[:, np.newaxis]
