@@ -148,9 +148,9 @@ def test_missing_format_and_bad_format_are_one_line(exported, tmp_path):
 def test_int8_on_sign_digits_keeps_the_accuracy_and_is_flagged_by_its_agreement(tmp_path):
     """Sign-digits: every photo a hand on one background, classes close in feature space; the
     int8 model's agreement with the .pb is measured, and flagged if under 98%. Measured with
-    the recipe of tflite.int8_model (docs/benchmarks.md section 9): 98.2% and 98.8% of the
-    165 test photos with seeds 1 and 3, 97.6% with this seed (7): the photos that move are
-    those the .pb itself scores within a few points of a second label, so 98% is not asserted."""
+    the recipe of tflite.int8_model (docs/benchmarks.md section 9): 98.2%, 98.8% and 98.2%
+    of the 165 test photos with the heads of `train --random_seed` 1, 3 and 7, but 97.6%
+    (4 photos) with this training's head, so 98% is not asserted here."""
     from tensorguess.retrain import retrain
 
     cfg = train_config(tmp_path, SIGN_DIGITS)
