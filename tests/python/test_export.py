@@ -57,8 +57,8 @@ def test_the_table_agrees_with_the_pb_and_lands_in_the_report(exported):
     assert list(rows) == ["pb", "tflite", "tflite-int8", "coreml"]
     assert rows["pb"]["agreement"] == 1.0
     assert rows["tflite"]["agreement"] == 1.0 and rows["tflite"]["max_score_difference"] < 1e-4
-    # Measured: 36 of 37 (97.3%); int8 MobileNet v1 features are at a cosine of about 0.95 to
-    # the float ones, enough to move a photo near the boundary (docs/benchmarks.md, section 7).
+    # 37 test photos: one that changes label is 2.7%; int8 features are at a cosine of about
+    # 0.99 to the float ones, enough to move a photo near a boundary (docs/benchmarks.md, section 9).
     int8 = rows["tflite-int8"]
     assert int8["agreement"] >= 0.94 and int8["flagged"] == (int8["agreement"] < 0.98)
     assert int8["accuracy"] >= rows["pb"]["accuracy"] - 0.03
@@ -147,7 +147,10 @@ def test_missing_format_and_bad_format_are_one_line(exported, tmp_path):
 
 def test_int8_on_sign_digits_keeps_the_accuracy_and_is_flagged_by_its_agreement(tmp_path):
     """Sign-digits: every photo a hand on one background, classes close in feature space; the
-    int8 model's agreement with the .pb is measured, and flagged if under 98%."""
+    int8 model's agreement with the .pb is measured, and flagged if under 98%. Measured with
+    the recipe of tflite.int8_model (docs/benchmarks.md section 9): 98.2%, 98.8% and 98.2%
+    of the 165 test photos with the heads of `train --random_seed` 1, 3 and 7, but 97.6%
+    (4 photos) with this training's head, so 98% is not asserted here."""
     from tensorguess.retrain import retrain
 
     cfg = train_config(tmp_path, SIGN_DIGITS)
@@ -158,10 +161,48 @@ def test_int8_on_sign_digits_keeps_the_accuracy_and_is_flagged_by_its_agreement(
     int8 = rows["tflite-int8"]
     assert int8["n"] >= 150
     assert int8["accuracy"] >= rows["pb"]["accuracy"] - 0.02, "int8 loses no accuracy to speak of"
-    assert int8["agreement"] >= 0.93
+    assert int8["agreement"] >= 0.97, int8  # all int8 (the recipe before): 96.4% with seed 1
     assert int8["flagged"] == (int8["agreement"] < 0.98)
     warned = [line for line in lines if line.startswith("WARNING: tflite-int8")]
     assert bool(warned) == int8["flagged"]
+
+
+def test_int8_keeps_the_start_in_float_and_the_module_weights_on_their_grid(exported):
+    """The recipe as built: uint8 in, the first convolutions in float, int8 from there on, and
+    the int8 convolutions' weights the module's own values (on its uint8 grid)."""
+    import tensorflow as tf
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from tensorguess.export import weight_grid
+
+    base, _, _ = exported
+    tree = flatbuffer_utils.read_model_from_bytearray(bytearray((base / FILES["tflite-int8"]).read_bytes()))
+    graph = tree.subgraphs[0]
+    kinds = {schema.BuiltinOperator.CONV_2D: "CONV_2D",
+             schema.BuiltinOperator.DEPTHWISE_CONV_2D: "DEPTHWISE_CONV_2D"}
+    convolutions = [op for op in graph.operators
+                    if flatbuffer_utils.get_builtin_code_from_operator_code(
+                        tree.operatorCodes[op.opcodeIndex]) in kinds]
+    types = [graph.tensors[op.inputs[1]].type for op in convolutions]
+    assert types[:tflite.FLOAT_CONVOLUTIONS] == [schema.TensorType.FLOAT32] * tflite.FLOAT_CONVOLUTIONS
+    assert set(types[tflite.FLOAT_CONVOLUTIONS:]) == {schema.TensorType.INT8}
+    assert graph.tensors[graph.inputs[0]].type == schema.TensorType.UINT8
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString((base / "retrained_graph.pb").read_bytes())
+    floats = weight_grid.module_filters(graph_def)
+    assert len(floats) == len(convolutions)
+    exact = channels = 0
+    for op, (_, weights) in list(zip(convolutions, floats, strict=True))[tflite.FLOAT_CONVOLUTIONS:]:
+        weight = graph.tensors[op.inputs[1]]
+        scales = np.array(weight.quantization.scale, np.float64)
+        axis = weight.quantization.quantizedDimension
+        values = tree.buffers[weight.buffer].data.view(np.int8).reshape(weights.shape)
+        held = np.moveaxis(values, axis, 0).reshape(len(scales), -1) * scales[:, np.newaxis]
+        error = np.abs(held - np.moveaxis(weights, axis, 0).reshape(len(scales), -1)).max(1)
+        exact += int((error < 1e-5 * np.abs(weights).max()).sum())
+        channels += len(scales)
+    assert exact >= 0.99 * channels, f"{exact} of {channels} channels hold the module's weights"
 
 
 def test_serve_and_tta_run_the_tflite_models_too(exported, tmp_path):

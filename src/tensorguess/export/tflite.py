@@ -1,4 +1,4 @@
-"""TFLite models of the frozen classifier: float32, and full-integer int8 with a uint8 image input.
+"""TFLite models of the classifier: float32, and int8 (its first layers in float) with uint8 input.
 
 Both are converted from `retrained_graph.pb` itself, cut at `image_batch:0` (the float batch
 [N,S,S,3] in [0,1] that guess and guessDir feed after decoding and resizing) and ending at the
@@ -38,15 +38,123 @@ def float_model(graph_def, final_tensor_name: str = "final_result") -> bytes:
     return tf.lite.TFLiteConverter.from_concrete_functions([function], keep).convert()
 
 
+FLOAT_CONVOLUTIONS = 3  # the first convolutions (and the input scaling before them) kept in float
+
+
 def int8_model(graph_def, calibration: Callable[[], Iterable[np.ndarray]],
-               final_tensor_name: str = "final_result") -> bytes:
-    """Every op in int8 (post-training full-integer quantization), calibrated on `calibration()`:
-    float images [S,S,3] in [0,1]. The input is uint8 (scale 1/255, zero point 0 when the
-    calibration photos span black to white: the pixel values themselves); the scores come out
-    dequantized to float32, in steps of 1/256 (the int8 softmax's)."""
+               final_tensor_name: str = "final_result", snap: bool = True,
+               float_convolutions: int = FLOAT_CONVOLUTIONS, float_ops: list[str] | tuple = (),
+               float_layers: list[str] | tuple = ()) -> bytes:
+    """Full-integer post-training quantization, calibrated on `calibration()` (float images
+    [S,S,3] in [0,1]), but for the start of the network. The input is uint8 (scale 1/255, zero
+    point 0 when the calibration photos span black to white: the pixel values themselves); the
+    scores come out dequantized to float32, in steps of 1/256 (the int8 softmax's).
+
+    Measured on sign-digits (bench/int8_agreement.py, docs/benchmarks.md section 9), two things
+    drift the int8 features from the float ones, and both are undone here:
+    - the input's scaling (the module's x * 255 - 128) and the first convolutions, at
+      112x112, quantized, move some photos' features far (a cosine of 0.90 at worst): the ops
+      up to the `float_convolutions`-th convolution stay in float, with int8 from there on;
+    - TFLite puts each weight channel on a grid of its own, rounding the module's weights a
+      second time: with `snap`, those on a uint8 grid of their own (the shared modules') are
+      put back on it (weight_grid.py).
+    `float_ops` (TFLite op names) and `float_layers` (the last part of a layer's first name:
+    'Relu6_26', 'mul') keep more in float, for the benchmark's recipes."""
+    function, keep = classifier_function(graph_def, final_tensor_name)
+    converter = int8_converter(function, keep, calibration)
+    if float_convolutions or float_ops or float_layers:
+        import tensorflow as tf
+        from tensorflow.lite.python import convert
+
+        # What QuantizationDebugger's selective quantization runs (its get_nondebug_quantized_model):
+        # calibrate, then quantize all but the denylisted ops, keeping our uint8 input and
+        # float output.
+        converter._experimental_calibrate_only = True
+        calibrated = converter.convert()
+        nodes = _float_nodes(calibrated, float_convolutions, float_layers)
+        # mlir_quantize leaves an int8 input and an int8 output: made uint8 and float32 below,
+        # as the converter's own path makes them.
+        model = _uint8_in_float_out(convert.mlir_quantize(
+            calibrated, fully_quantize=True, input_data_type=tf.uint8,
+            output_data_type=tf.float32, denylisted_ops=list(float_ops), denylisted_nodes=nodes))
+    else:
+        model = converter.convert()
+    if snap:
+        from tensorguess.export import weight_grid
+
+        model, _ = weight_grid.snap(model, graph_def)
+    return model
+
+
+def _uint8_in_float_out(model: bytes) -> bytes:
+    """The model with its int8 input (read by DEQUANTIZE ops alone, the float layers') made
+    uint8, the same values with the zero point moved by 128, which DEQUANTIZE takes as well;
+    and its int8 scores dequantized to float32 by one more DEQUANTIZE op at the end."""
+    import copy
+
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    tree = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    graph = tree.subgraphs[0]
+    codes = [flatbuffer_utils.get_builtin_code_from_operator_code(code) for code in tree.operatorCodes]
+    dequantize = codes.index(schema.BuiltinOperator.DEQUANTIZE) if \
+        schema.BuiltinOperator.DEQUANTIZE in codes else None
+    source = graph.tensors[graph.inputs[0]]
+    readers = [codes[op.opcodeIndex] for op in graph.operators if graph.inputs[0] in op.inputs]
+    if source.type != schema.TensorType.INT8 or dequantize is None or \
+            set(readers) != {schema.BuiltinOperator.DEQUANTIZE}:
+        raise ValueError("the int8 model's input is not read by DEQUANTIZE alone; cannot make it uint8")
+    source.type = schema.TensorType.UINT8
+    source.quantization.zeroPoint = [int(zero) + 128 for zero in source.quantization.zeroPoint]
+    scores_index = graph.outputs[0]
+    scores = graph.tensors[scores_index]
+    if scores.type != schema.TensorType.FLOAT32:
+        floats = copy.deepcopy(scores)
+        floats.type, floats.quantization, floats.buffer = schema.TensorType.FLOAT32, None, 0
+        scores.name = (scores.name.decode() if isinstance(scores.name, bytes) else scores.name) + "_int8"
+        graph.tensors.append(floats)
+        step = schema.OperatorT()
+        step.opcodeIndex, step.inputs, step.outputs = dequantize, [scores_index], [len(graph.tensors) - 1]
+        graph.operators.append(step)
+        graph.outputs = [len(graph.tensors) - 1]
+        for signature in tree.signatureDefs or []:
+            for output in signature.outputs or []:
+                if output.tensorIndex == scores_index:
+                    output.tensorIndex = len(graph.tensors) - 1
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
+
+
+def _float_nodes(calibrated: bytes, convolutions: int, layers) -> list[str]:
+    """The output names of the ops before and up to the `convolutions`-th convolution, and of
+    the named layers, in a calibrated (still float) model."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    tree = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
+    graph = tree.subgraphs[0]
+    kinds = {schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D}
+
+    def name(index):
+        value = graph.tensors[index].name
+        return value.decode() if isinstance(value, bytes) else value
+
+    nodes, seen = [], 0
+    for op in graph.operators:
+        if seen >= convolutions:
+            break
+        nodes.extend(name(i) for i in op.outputs)
+        seen += flatbuffer_utils.get_builtin_code_from_operator_code(
+            tree.operatorCodes[op.opcodeIndex]) in kinds
+    nodes.extend(name(i) for i in range(len(graph.tensors))
+                 if name(i).split(";")[0].rsplit("/", 1)[-1] in layers)
+    return list(dict.fromkeys(nodes))
+
+
+def int8_converter(function, keep, calibration: Callable[[], Iterable[np.ndarray]]):
+    """The converter int8_model runs (QuantizationDebugger takes one too)."""
     import tensorflow as tf
 
-    function, keep = classifier_function(graph_def, final_tensor_name)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], keep)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     # Clipped to [0, 1] (a box average can round a hair above 1), so that the input's scale is
@@ -56,7 +164,7 @@ def int8_model(graph_def, calibration: Callable[[], Iterable[np.ndarray]],
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.float32
-    return converter.convert()
+    return converter
 
 
 def with_labels(model: bytes, labels: list[str]) -> bytes:
