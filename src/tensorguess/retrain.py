@@ -90,25 +90,33 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     if imbalance:
         warn(imbalance)
 
-    def arrays(name: str):
+    def part(name: str):
         paths = [p for label in image_set.labels for p in parts.parts[name][label]]
         truth = [index for index, label in enumerate(image_set.labels) for _ in parts.parts[name][label]]
-        return extraction.matrix(paths), np.array(truth, dtype=np.int64)
+        return paths, np.array(truth, dtype=np.int64)
+
+    def arrays(name: str):
+        paths, truth = part(name)
+        return extraction.matrix(paths), truth
 
     seed = cfg.random_seed if cfg.random_seed is not None else random.SystemRandom().randrange(2**31)
     if cfg.random_seed is None and cfg.fine_tune:  # an interrupted fine-tuning's seed, to resume it
         from tensorguess.head.fine_tune import saved_seed
 
         seed = saved_seed(Path(cfg.train_log).parent) or seed
-    train_x, train_y = arrays("training")
+    # The head reads its training rows from the extraction's matrix itself, through their
+    # row numbers: no copy of four fifths of it (at 100k photos, 330 MB and 1.5 s).
+    train_paths, train_y = part("training")
+    train_x, train_rows = extraction.features, extraction.row_of(train_paths)
     augmentation = None
     if cfg.variants():
         train_x, train_y, augmentation = _with_variants(cfg, image_set, parts.parts["training"], extraction,
-                                                        spec, loaded, cache, train_x, train_y, say, warn)
+                                                        spec, loaded, cache, extraction.matrix(train_paths),
+                                                        train_y, say, warn)
+        train_rows = None
     val_x, val_y = arrays("validation")
     test_x, test_y = arrays("testing")
-    # From here on the splits hold the features: the extraction's matrix goes, so that the
-    # training's own copies are the only others (peak memory: about twice the features).
+    # From here on the training set and the other parts' copies hold the features.
     extraction.features = np.zeros((0, extraction.features.shape[1]), np.float32)
 
     summaries = _summary_writer(cfg)
@@ -129,6 +137,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
             train_x, train_y, val_x, val_y, len(image_set.labels), cfg.how_many_training_steps,
             cfg.learning_rate, cfg.train_batch_size, cfg.validation_batch_size,
             cfg.eval_step_interval, seed, on_eval=on_eval, class_weights=weights, head=cfg.head(),
+            train_rows=train_rows,
         )
     except TrainingDiverged as error:
         # Nothing has been written yet: the model already in place stays as it was.

@@ -54,7 +54,9 @@ def killed_state(source: Path, records: list[dict], dest: Path, last_copy: bytes
 def rerun(base: Path, source: Path, dest: Path) -> list[str]:
     lines: list[str] = []
     with Classifier(base / "retrained_graph.pb", base / "retrained_labels.txt") as classifier:
-        sort_folder(classifier, source, dest, warn=lines.append)
+        summary = sort_folder(classifier, source, dest, warn=lines.append)
+    photos = len(list(source.iterdir()))
+    assert summary.copied + summary.already_sorted == photos, "each photo counted once"
     return lines
 
 

@@ -109,7 +109,10 @@ class Extraction:
         """[len(paths), D] float32: the features of each readable path (a copy, aligned so
         that the head's training reads it in place)."""
         rows = self.row_of(paths)
-        return np.take(self.features, rows, axis=0, out=aligned_empty((len(rows), self.features.shape[1])))
+        out = aligned_empty((len(rows), self.features.shape[1]))
+        # mode="clip": with "raise" NumPy copies through a buffer of its own first (the rows
+        # are valid either way: row_of finds them in the index).
+        return np.take(self.features, rows, axis=0, out=out, mode="clip")
 
     def summary(self) -> str:
         rate = f" ({self.computed / self.seconds:.1f} images/s)" if self.computed and self.seconds else ""

@@ -243,8 +243,10 @@ def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
     for path in list_files(source, warn):
         if Path(os.path.realpath(path)) in ours:
             continue
-        if path.relative_to(source).as_posix() in done:
-            summary.already_sorted += 1
+        relative = path.relative_to(source).as_posix()
+        if relative in done:
+            # The one finished just now counts as copied (above), not as sorted before.
+            summary.already_sorted += finished is None or finished["source"] != relative
             continue
         files.append(path)
     # Where the photos come from and which model sorts them: what a rerun skips by.
