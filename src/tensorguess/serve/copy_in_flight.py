@@ -47,8 +47,8 @@ def clear(dest: Path) -> None:
     """The run ended (or stopped cleanly): no copy is in flight."""
     try:
         (dest / IN_FLIGHT).unlink()
-    except FileNotFoundError:
-        pass
+    except OSError:
+        pass  # gone already; or left, which is harmless: a rerun checks the file it names
 
 
 def interrupted(dest: Path, source: Path, model: str) -> tuple[dict, Path, Path] | None:
@@ -65,7 +65,8 @@ def interrupted(dest: Path, source: Path, model: str) -> tuple[dict, Path, Path]
         return None
     if copy in ("", ".", "..") or Path(copy).name != copy:
         return None  # not a plain name in DEST
-    photo = (source / name).resolve()
+    # Lexically, not resolved: a photo in a symlinked folder of SRC is SRC's (list_files follows them).
+    photo = Path(os.path.normpath(source / name))
     if source not in photo.parents:
         return None  # a note written by hand, pointing out of SRC
     return record, photo, dest / copy
