@@ -56,7 +56,7 @@ class FeatureActor:
 
     def __init__(self, handle: str, input_size: int, value_range: str, identity: str, cpus: int = 1):
         from tensorguess.features import modules
-        from tensorguess.features.bottlenecks import compile_features
+        from tensorguess.features.bottlenecks import feature_width
 
         _limit_threads(cpus)
         self.spec, loaded = modules.resolve(handle, input_size, value_range)
@@ -64,23 +64,23 @@ class FeatureActor:
             raise RuntimeError(f"the module {handle} on this node is not the driver's (identity "
                                f"{self.spec.identity[:12]}, not {identity[:12]}): install the same one")
         self.loaded = loaded  # the traced function holds the module only weakly
-        self.run = compile_features(self.spec, loaded)
-        self.width = int(self.run(np.zeros([1, input_size, input_size, 3], np.float32)).shape[-1])
+        self.width = feature_width(self.spec, loaded)
 
     def __call__(self, batch: dict) -> dict:
-        from tensorguess.features.pipeline import decoded_batches
+        from tensorguess.data.images import UnreadableImage
+        from tensorguess.features.bottlenecks import local_batches
 
         count = len(batch["path"])
         vectors = np.zeros((count, self.width), np.float32)
         errors = [""] * count
         with _readable_paths(batch) as paths:
-            for decoded in decoded_batches(paths, self.spec.input_size, max(count, 1), workers=1):
-                rows = iter(self.run(decoded.pixels).numpy() if decoded.pixels is not None else [])
-                for k, (_, error) in enumerate(decoded.entries):
-                    if error:
-                        errors[k] = str(error)
-                    else:
-                        vectors[k] = next(rows)
+            computed = [entry for entries in local_batches(paths, self.spec, self.loaded, max(count, 1), 1)
+                        for entry in entries]
+        for k, (_, vector) in enumerate(computed):
+            if isinstance(vector, UnreadableImage):
+                errors[k] = str(vector)
+            else:
+                vectors[k] = vector
         _driver_errors(batch, errors)
         return {"path": batch["path"], "vector": vectors, "error": np.array(errors, dtype=object)}
 
