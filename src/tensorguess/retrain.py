@@ -17,7 +17,7 @@ from tensorguess.data import dataset
 from tensorguess.data.labels_csv import read_labels_csv
 from tensorguess.export import frozen
 from tensorguess.features import bottlenecks, modules
-from tensorguess.features.shared_matrix import aligned_empty
+from tensorguess.features.shared_matrix import aligned_empty, gather_rows
 from tensorguess.files import write_atomically
 from tensorguess.head.balance import balanced_weights, imbalance_warning
 from tensorguess.head.calibration import calibrate
@@ -111,8 +111,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     augmentation = None
     if cfg.variants():
         train_x, train_y, augmentation = _with_variants(cfg, image_set, parts.parts["training"], extraction,
-                                                        spec, loaded, cache, extraction.matrix(train_paths),
-                                                        train_y, say, warn)
+                                                        spec, loaded, cache, train_rows, train_y, say, warn)
         train_rows = None
     val_x, val_y = arrays("validation")
     test_x, test_y = arrays("testing")
@@ -226,8 +225,9 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
 
 
 def _with_variants(cfg: TrainConfig, image_set, training: dict, extraction, spec, loaded, cache,
-                   train_x: np.ndarray, train_y: np.ndarray, say, warn):
-    """The training arrays with every training photo's distorted variants added, and their log."""
+                   train_rows: np.ndarray, train_y: np.ndarray, say, warn):
+    """The training arrays with every training photo's distorted variants added, and their log:
+    the photos' rows of the extraction's matrix (`train_rows`), then their variants'."""
     recipe, count = cfg.recipe(), cfg.variants()
     paths = [p for label in image_set.labels for p in training[label]]
     say(f"Augmentation: {recipe.describe()}")
@@ -237,10 +237,11 @@ def _with_variants(cfg: TrainConfig, image_set, training: dict, extraction, spec
     rows = [variants.rows([extraction.digests[p]]) for p in paths]
     truth = np.concatenate([train_y] + [np.full(len(r), label, np.int64) for r, label in zip(rows, train_y,
                                                                                             strict=True)])
-    features = train_x
-    if paths:  # aligned, so that the head's training reads it in place (features.shared_matrix)
-        features = np.concatenate([train_x, variants.features[np.concatenate(rows)]],
-                                  out=aligned_empty((len(truth), train_x.shape[1])))
+    # One aligned matrix, gathered straight into: the head's training reads it in place.
+    features = aligned_empty((len(truth), extraction.features.shape[1]))
+    gather_rows(extraction.features, train_rows, out=features[:len(train_rows)])
+    if paths:
+        gather_rows(variants.features, np.concatenate(rows), out=features[len(train_rows):])
     log = {"variants": count, "recipe": variants.recipe, "distortions": recipe.describe(),
            "computed": variants.computed, "from_cache": variants.from_cache,
            "seconds": round(variants.seconds, 3), "training_rows": int(len(truth)),

@@ -24,7 +24,7 @@ from tensorguess import strict_json
 from tensorguess.data.images import Skipped, UnreadableImage, content_hash
 from tensorguess.features.modules import ModuleSpec, feature_function, to_value_range
 from tensorguess.features.pipeline import bounded_map, decoded_batches, default_workers, progress
-from tensorguess.features.shared_matrix import aligned_empty
+from tensorguess.features.shared_matrix import aligned_empty, gather_rows
 from tensorguess.features.store import FeatureStore, stat_key
 from tensorguess.files import write_atomically
 
@@ -108,11 +108,7 @@ class Extraction:
     def matrix(self, paths: list[Path]) -> np.ndarray:
         """[len(paths), D] float32: the features of each readable path (a copy, aligned so
         that the head's training reads it in place)."""
-        rows = self.row_of(paths)
-        out = aligned_empty((len(rows), self.features.shape[1]))
-        # mode="clip": with "raise" NumPy copies through a buffer of its own first (the rows
-        # are valid either way: row_of finds them in the index).
-        return np.take(self.features, rows, axis=0, out=out, mode="clip")
+        return gather_rows(self.features, self.row_of(paths))
 
     def summary(self) -> str:
         rate = f" ({self.computed / self.seconds:.1f} images/s)" if self.computed and self.seconds else ""
@@ -204,7 +200,7 @@ def extract(
         started = time.perf_counter()
         row_of_path = {by_digest[order[k]][0]: k for k in missing}
         batches = (compute(list(row_of_path)) if compute is not None
-                   else _local_batches(list(row_of_path), spec, loaded, batch_size, workers))
+                   else local_batches(list(row_of_path), spec, loaded, batch_size, workers))
         with progress(len(missing), "Bottlenecks") as bar:
             for entries in batches:
                 new = []
@@ -231,9 +227,10 @@ def extract(
     return result
 
 
-def _local_batches(paths: list[Path], spec: ModuleSpec, loaded, batch_size: int, workers: int
-                   ) -> Iterator[list[tuple[Path, np.ndarray | UnreadableImage]]]:
-    """The module in this process over batches decoded on worker threads ahead of it."""
+def local_batches(paths: list[Path], spec: ModuleSpec, loaded, batch_size: int, workers: int
+                  ) -> Iterator[list[tuple[Path, np.ndarray | UnreadableImage]]]:
+    """The module in this process over batches decoded on worker threads ahead of it, each
+    batch's entries in the order of `paths` (engine/actors.py runs the same on Ray's workers)."""
     run = compile_features(spec, loaded)
     for batch in decoded_batches(paths, spec.input_size, batch_size, workers):
         vectors = iter(run(batch.pixels).numpy() if batch.pixels is not None else [])

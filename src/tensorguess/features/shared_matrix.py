@@ -30,6 +30,17 @@ def aligned_empty(shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
     return raw[start:start + size].view(dtype).reshape(shape)
 
 
+def gather_rows(matrix: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """matrix[rows] written into `out` (default: a new aligned array), without a copy on the way:
+    NumPy's take copies through a buffer of its own first when given out= and mode="raise"
+    (the rows are checked by whoever found them)."""
+    if out is None:
+        out = aligned_empty((len(rows), matrix.shape[1]), matrix.dtype)
+    if len(rows):
+        np.take(matrix, rows, axis=0, out=out, mode="clip")
+    return out
+
+
 def shareable(array: np.ndarray) -> bool:
     """Whether TensorFlow can read `array` in place: C-contiguous, writable, aligned, non-empty."""
     return (array.size > 0 and array.flags.c_contiguous and array.flags.writeable
