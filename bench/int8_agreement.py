@@ -1,10 +1,11 @@
 """int8 TFLite against the .pb on the sign-digits test split, one int8 recipe after another.
 
-    python bench/int8_agreement.py [--out bench/results/int8_agreement.json] [--seed 1]
+    python bench/int8_agreement.py [--out bench/results/int8_agreement.json] [--seed 1 | --like-test]
         [--work /tmp/tg-int8-agreement] [--recipes NAME,...] [--debug]
 
-Trains once (`python -m tensorguess train`, 1000 steps, the seed given) into WORK/seed-N, kept
-there for later runs. Then, in one process: the test split (found again from train_log.json,
+Trains once (`python -m tensorguess train`, 1000 steps, the seed given) into WORK/seed-N, or
+as tests/python/test_export.py trains (--like-test) into WORK/test-head, kept there for later
+runs. Then, in one process: the test split (found again from train_log.json,
 as export.sh finds it) is decoded once by the inference pipeline and run through the .pb
 (scores and bottleneck features); each recipe converts the int8 model, and is scored on the
 same pixels: top-1 agreement with the .pb, test accuracy, the cosine of its bottleneck
@@ -33,7 +34,8 @@ HEAD_OPS = ["FULLY_CONNECTED", "MUL", "SOFTMAX"]  # the trained head after the b
 FIRST = ["mul", "sub", "Relu6", "Relu6_1", "Relu6_2"]  # input scaling, conv 0, depthwise 1, pointwise 1
 RECIPES = {
     # name: (calibration photos or None for all training photos, snap weights to the module's
-    # grid, layers or TFLite ops (upper case) kept in float, leading convolutions kept in float)
+    # grid, layers or TFLite ops (upper case) kept in float, leading convolutions kept in float,
+    # and bias correction where a fifth item says True)
     "300": (300, False, [], 0),
     "1000": (1000, False, [], 0),
     "all": (None, False, [], 0),
@@ -48,14 +50,27 @@ RECIPES = {
     "300 + grid + float input": (300, True, ["mul", "sub"], 0),
     "300 + grid + float conv0": (300, True, ["mul", "sub", "Relu6"], 0),
     "300 + grid + float first": (300, True, FIRST, 0),
-    "export": (300, True, [], 3),  # tflite.int8_model's defaults: the same as the one above
+    "grid + first 3 float": (300, True, [], 3),  # the recipe before bias correction
     "grid + first 5 float": (300, True, [], 5),  # depthwise 2 and pointwise 2 (56x56) too
+    "bias": (300, False, [], 0, True),
+    "grid + bias": (300, True, [], 0, True),
+    "first 3 float + bias": (300, False, [], 3, True),
+    "export": (300, True, [], 3, True),  # tflite.int8_model's defaults: grid, first 3 float, bias
 }
 
 
-def trained(work: Path, seed: int) -> Path:
-    folder = work / f"seed-{seed}"
+def trained(work: Path, seed: int, like_test: bool = False) -> Path:
+    folder = work / ("test-head" if like_test else f"seed-{seed}")
     if (folder / "retrained_graph.pb").exists() and (folder / "train_log.json").exists():
+        return folder
+    if like_test:  # tests/python/test_export.py's own training (conftest.train_config)
+        code = ("import sys; from pathlib import Path; from conftest import SIGN_DIGITS, train_config; "
+                "from tensorguess.retrain import retrain; "
+                "retrain(train_config(Path(sys.argv[1]), SIGN_DIGITS), say=print, warn=print)")
+        env = {**os.environ, "PYTHONPATH": f"{common.REPO / 'src'}:{common.REPO / 'tests' / 'python'}"}
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-c", code, str(folder)], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
         return folder
     (folder / "data").mkdir(parents=True, exist_ok=True)
     for source in sorted(common.SIGN_DIGITS.iterdir()):
@@ -142,11 +157,12 @@ def best_seconds(run, pixels, rounds: int = 2) -> float:
 
 
 def convert(graph_def, recipe: tuple, photos, size: int) -> tuple[bytes, dict]:
-    from tensorguess.export import formats, tflite, weight_grid
+    from tensorguess.export import bias_correction, formats, tflite, weight_grid
 
-    count, snap, float_ops, float_convolutions = recipe
+    count, snap, float_ops, float_convolutions, *more = recipe
     paths = formats.calibration_paths(photos, count or len(photos.parts["training"]))
-    model = tflite.int8_model(graph_def, formats.calibration_images(paths, size), snap=False,
+    images = formats.calibration_images(paths, size)
+    model = tflite.int8_model(graph_def, images, snap=False, correct_bias=False,
                               float_convolutions=float_convolutions,
                               float_ops=[op for op in float_ops if op.isupper()],
                               float_layers=[op for op in float_ops if not op.isupper()])
@@ -154,6 +170,11 @@ def convert(graph_def, recipe: tuple, photos, size: int) -> tuple[bytes, dict]:
              "classes_calibrated": len({p.parent.name for p in paths})}
     if snap:
         model, facts["snapped"] = weight_grid.snap(model, graph_def)
+    if more and more[0]:  # the order tflite.int8_model runs them in
+        started = time.perf_counter()
+        model, facts["bias_correction"] = bias_correction.correct(model, tflite.float_model(graph_def),
+                                                                  images())
+        facts["bias_correction"]["seconds"] = round(time.perf_counter() - started, 1)
     return model, facts
 
 
@@ -186,6 +207,8 @@ def debug(graph_def, photos, size: int) -> list[dict]:
 def main() -> None:
     args = common.parser(__doc__.splitlines()[0])
     args.add_argument("--seed", type=int, default=1)
+    args.add_argument("--like-test", action="store_true",
+                      help="train as tests/python/test_export.py does instead (--seed is then unused)")
     args.add_argument("--work", type=Path, default=Path("/tmp/tg-int8-agreement"))
     args.add_argument("--recipes", default=",".join(RECIPES))
     args.add_argument("--debug", action="store_true")
@@ -196,7 +219,7 @@ def main() -> None:
     from tensorguess.export import formats
     from tensorguess.serve.lite import LiteClassifier
 
-    folder = trained(options.work, options.seed)
+    folder = trained(options.work, options.seed, options.like_test)
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString((folder / "retrained_graph.pb").read_bytes())
     size = 224
@@ -208,7 +231,8 @@ def main() -> None:
     pb = FrozenGraph(graph_def)
     pb_scores, pb_features = pb.run(pixels)
     pb_labels = pb_scores.argmax(1)
-    results = {"machine": common.machine(), "seed": options.seed, "test_photos": len(test),
+    results = {"machine": common.machine(), "seed": "like the test" if options.like_test else options.seed,
+               "test_photos": len(test),
                "pb_accuracy": float((pb_labels == truth).mean()), "recipes": {}}
     print(f"{len(test)} test photos; pb accuracy {results['pb_accuracy']:.1%}", flush=True)
     if options.debug:

@@ -34,6 +34,23 @@ def trained(tmp_path_factory):
     return base, log, lines
 
 
+@pytest.fixture(scope="session")
+def exported(trained, tmp_path_factory):
+    """The superheroes classifier exported in every format: (dir, table, printed lines)."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("exported")
+    source, _, _ = trained
+    for name in ("retrained_graph.pb", "retrained_labels.txt", "train_log.json"):
+        shutil.copy(source / name, base / name)
+    shutil.copytree(source / "saved_model", base / "saved_model")
+    from tensorguess.deploy import export
+
+    lines: list[str] = []
+    table = export(base, ["tflite", "tflite-int8", "coreml"], say=lines.append, warn=lines.append)
+    return base, table, lines
+
+
 def train_config(base: Path, image_dir: Path, **overrides):
     from tensorguess.config import TrainConfig
 

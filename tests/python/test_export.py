@@ -19,19 +19,6 @@ from tensorguess.serve.predict import ClassifierError
 from tensorguess.serve.sort import MANIFEST, score_digits, sort_folder
 
 
-@pytest.fixture(scope="session")
-def exported(trained, tmp_path_factory):
-    """The superheroes classifier exported in every format: (dir, table, printed lines)."""
-    base = tmp_path_factory.mktemp("exported")
-    source, _, _ = trained
-    for name in ("retrained_graph.pb", "retrained_labels.txt", "train_log.json"):
-        shutil.copy(source / name, base / name)
-    shutil.copytree(source / "saved_model", base / "saved_model")
-    lines: list[str] = []
-    table = export(base, ["tflite", "tflite-int8", "coreml"], say=lines.append, warn=lines.append)
-    return base, table, lines
-
-
 def test_every_format_is_written_and_the_tflite_ones_score(exported):
     base, table, lines = exported
     for name in ("tflite", "tflite-int8", "coreml"):
@@ -146,11 +133,11 @@ def test_missing_format_and_bad_format_are_one_line(exported, tmp_path):
 
 
 def test_int8_on_sign_digits_keeps_the_accuracy_and_is_flagged_by_its_agreement(tmp_path):
-    """Sign-digits: every photo a hand on one background, classes close in feature space; the
-    int8 model's agreement with the .pb is measured, and flagged if under 98%. Measured with
-    the recipe of tflite.int8_model (docs/benchmarks.md section 9): 98.2%, 98.8% and 98.2%
-    of the 165 test photos with the heads of `train --random_seed` 1, 3 and 7, but 97.6%
-    (4 photos) with this training's head, so 98% is not asserted here."""
+    """Sign-digits: every photo a hand on one background, classes close in feature space, so
+    small changes of the features change labels. Measured with the recipe of tflite.int8_model
+    (docs/benchmarks.md section 9): this training's head agrees on 100% of the 165 test photos
+    (97.6%, 4 photos, before bias correction), the heads of `train --random_seed` 1, 3 and 7
+    on 100%, 100% and 99.4%. 98% is what export.sh flags under."""
     from tensorguess.retrain import retrain
 
     cfg = train_config(tmp_path, SIGN_DIGITS)
@@ -161,10 +148,9 @@ def test_int8_on_sign_digits_keeps_the_accuracy_and_is_flagged_by_its_agreement(
     int8 = rows["tflite-int8"]
     assert int8["n"] >= 150
     assert int8["accuracy"] >= rows["pb"]["accuracy"] - 0.02, "int8 loses no accuracy to speak of"
-    assert int8["agreement"] >= 0.97, int8  # all int8 (the recipe before): 96.4% with seed 1
-    assert int8["flagged"] == (int8["agreement"] < 0.98)
-    warned = [line for line in lines if line.startswith("WARNING: tflite-int8")]
-    assert bool(warned) == int8["flagged"]
+    assert int8["agreement"] >= 0.98, int8  # all int8: 96.4% with seed 1; no bias correction: 97.6%
+    assert not int8["flagged"]
+    assert not [line for line in lines if line.startswith("WARNING: tflite-int8")]
 
 
 def test_int8_keeps_the_start_in_float_and_the_module_weights_on_their_grid(exported):
