@@ -20,10 +20,10 @@ def write_atomically(path: Path, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False) as tmp:
-        tmp.write(data)
-    try:
+    tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:  # the write too: on a full disk the part written must not stay behind, hidden
+        with tmp:
+            tmp.write(data)
         os.chmod(tmp.name, 0o666 & ~_umask())
         os.replace(tmp.name, path)
     except BaseException:

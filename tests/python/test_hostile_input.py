@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,6 +143,42 @@ def test_a_graph_giving_nan_scores_reports_each_image_instead_of_scoring_it(tmp_
     with Classifier(folder / "retrained_graph.pb", folder / "retrained_labels.txt") as classifier:
         (result,) = classifier.score_files([photo])
     assert "no usable scores" in result.reason
+
+
+# --- an atomic write on a full disk -----------------------------------------------------------
+
+def test_an_atomic_write_that_fills_the_disk_leaves_no_hidden_part_behind(tmp_path):
+    """A real 64 KiB tmpfs (in a user and mount namespace of its own, as hostile.bats mounts
+    one): a write of 200 KB fails with ENOSPC, and neither the target nor the temporary file
+    beside it is left; the file that was there before is still whole."""
+    import subprocess
+    import sys
+    import textwrap
+
+    repo_src = Path(__file__).resolve().parents[2] / "src"
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = textwrap.dedent(f"""
+        set -euo pipefail
+        mount -t tmpfs -o size=64k tmpfs {disk}
+        printf 'kept' > {disk}/model.pb
+        PYTHONPATH={repo_src} {sys.executable} - <<'EOF'
+        import errno, os
+        from pathlib import Path
+        from tensorguess.files import write_atomically
+        try:
+            write_atomically(Path("{disk}/model.pb"), b"x" * 200_000)
+        except OSError as error:
+            assert error.errno == errno.ENOSPC, error
+        else:
+            raise SystemExit("the write did not fail")
+        print(sorted(os.listdir("{disk}")), Path("{disk}/model.pb").read_text())
+        EOF
+        """)
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "bash", "-c", script],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['model.pb']", "kept"]
 
 
 # --- guessDir's manifest on a full disk --------------------------------------------------------
