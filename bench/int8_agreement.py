@@ -1,11 +1,13 @@
-"""int8 TFLite against the .pb on the sign-digits test split, one int8 recipe after another.
+"""int8 TFLite against the .pb on a test split (sign-digits), one int8 recipe after another.
 
     python bench/int8_agreement.py [--out bench/results/int8_agreement.json] [--seed 1 | --like-test]
-        [--work /tmp/tg-int8-agreement] [--recipes NAME,...] [--debug]
+        [--module SAVEDMODEL] [--photos DIR] [--work /tmp/tg-int8-agreement] [--recipes NAME,...]
+        [--debug]
 
-Trains once (`python -m tensorguess train`, 1000 steps, the seed given) into WORK/seed-N, or
-as tests/python/test_export.py trains (--like-test) into WORK/test-head, kept there for later
-runs. Then, in one process: the test split (found again from train_log.json,
+Trains once (`python -m tensorguess train`, 1000 steps, the seed given) into
+WORK/PHOTOS-MODULE-seed-N (sign-digits and MobileNet v1 unless --photos and --module say
+otherwise), or as tests/python/test_export.py trains (--like-test) into WORK/test-head, kept
+there for later runs. Then, in one process: the test split (found again from train_log.json,
 as export.sh finds it) is decoded once by the inference pipeline and run through the .pb
 (scores and bottleneck features); each recipe converts the int8 model, and is scored on the
 same pixels: top-1 agreement with the .pb, test accuracy, the cosine of its bottleneck
@@ -59,8 +61,9 @@ RECIPES = {
 }
 
 
-def trained(work: Path, seed: int, like_test: bool = False) -> Path:
-    folder = work / ("test-head" if like_test else f"seed-{seed}")
+def trained(work: Path, seed: int, like_test: bool = False, module: Path = common.MODULE,
+            photos: Path = common.SIGN_DIGITS) -> Path:
+    folder = work / ("test-head" if like_test else f"{photos.name}-{module.parent.name}-seed-{seed}")
     if (folder / "retrained_graph.pb").exists() and (folder / "train_log.json").exists():
         return folder
     if like_test:  # tests/python/test_export.py's own training (conftest.train_config)
@@ -73,13 +76,13 @@ def trained(work: Path, seed: int, like_test: bool = False) -> Path:
                        stdout=subprocess.DEVNULL)
         return folder
     (folder / "data").mkdir(parents=True, exist_ok=True)
-    for source in sorted(common.SIGN_DIGITS.iterdir()):
+    for source in sorted(photos.iterdir()):
         link = folder / "data" / source.name
         if not link.exists():
             link.symlink_to(source, target_is_directory=True)
     env = {**os.environ, "PYTHONPATH": str(common.REPO / "src")}
     subprocess.run([sys.executable, "-m", "tensorguess", "train", str(folder), "--tfhub_module",
-                    str(common.MODULE), "--how_many_training_steps", "1000", "--random_seed",
+                    str(module), "--how_many_training_steps", "1000", "--random_seed",
                     str(seed)], check=True, env=env, stdout=subprocess.DEVNULL)
     return folder
 
@@ -207,6 +210,8 @@ def debug(graph_def, photos, size: int) -> list[dict]:
 def main() -> None:
     args = common.parser(__doc__.splitlines()[0])
     args.add_argument("--seed", type=int, default=1)
+    args.add_argument("--module", type=Path, default=common.MODULE, help="a SavedModel feature vector")
+    args.add_argument("--photos", type=Path, default=common.SIGN_DIGITS, help="class folders of photos")
     args.add_argument("--like-test", action="store_true",
                       help="train as tests/python/test_export.py does instead (--seed is then unused)")
     args.add_argument("--work", type=Path, default=Path("/tmp/tg-int8-agreement"))
@@ -219,7 +224,7 @@ def main() -> None:
     from tensorguess.export import formats
     from tensorguess.serve.lite import LiteClassifier
 
-    folder = trained(options.work, options.seed, options.like_test)
+    folder = trained(options.work, options.seed, options.like_test, options.module, options.photos)
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString((folder / "retrained_graph.pb").read_bytes())
     size = 224
@@ -232,6 +237,7 @@ def main() -> None:
     pb_scores, pb_features = pb.run(pixels)
     pb_labels = pb_scores.argmax(1)
     results = {"machine": common.machine(), "seed": "like the test" if options.like_test else options.seed,
+               "module": str(options.module), "photos": str(options.photos),
                "test_photos": len(test),
                "pb_accuracy": float((pb_labels == truth).mean()), "recipes": {}}
     print(f"{len(test)} test photos; pb accuracy {results['pb_accuracy']:.1%}", flush=True)
@@ -246,7 +252,12 @@ def main() -> None:
     print(f"{'recipe':<24} {'agree':>7} {'acc':>7} {'cos mean':>9} {'cos min':>8} {'x pb':>6} {'fhead':>6}")
     model_file = options.work / "int8.tflite"
     for name in options.recipes.split(","):
-        model, facts = convert(graph_def, RECIPES[name], photos, size)
+        try:
+            model, facts = convert(graph_def, RECIPES[name], photos, size)
+        except ValueError as error:  # a recipe the uint8 input cannot be kept with
+            results["recipes"][name] = {"error": str(error)}
+            print(f"{name:<24} not converted: {error}", flush=True)
+            continue
         model_file.write_bytes(model)
         classifier = LiteClassifier(model_file, folder / "retrained_labels.txt")
         scores = np.concatenate([classifier.run(pixels[i:i + 32]) for i in range(0, len(pixels), 32)])

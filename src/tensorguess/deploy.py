@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess.data.images import Skipped
-from tensorguess.export import coreml, formats
+from tensorguess.export import bias_correction, coreml, formats
 from tensorguess.export.formats import FILES, ExportError
 from tensorguess.export.frozen import IMAGE_BATCH
 from tensorguess.report import document
@@ -75,7 +75,8 @@ def export(folder: Path, chosen: list[str], graph: str = "retrained_graph.pb",
             if not paths:
                 raise ExportError(f"{log_path} names no training photo found in "
                                   f"{photos.root}; int8 needs some to calibrate on")
-            say(f"Calibrating int8 on {len(paths)} training photos")
+            say(f"Calibrating int8 on {len(paths)} training photos, and correcting its biases on up to "
+                f"{min(len(paths), bias_correction.MOST_PHOTOS)} of them")
             formats.write_tflite(graph_def, labels, target, final_tensor_name,
                                  calibration=formats.calibration_images(paths, size))
         else:

@@ -18,13 +18,18 @@ def _tree(model: bytes):
 
 
 def _bottleneck(model: bytes, pixels: np.ndarray) -> np.ndarray:
-    """The pooled features the head reads (the last tensor of the module's width), in reals."""
+    """The features the head reads (the fully connected layer's input), in reals."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    tree = _tree(model)
+    head = [op for op in tree.subgraphs[0].operators if flatbuffer_utils.get_builtin_code_from_operator_code(
+        tree.operatorCodes[op.opcodeIndex]) == schema.BuiltinOperator.FULLY_CONNECTED]
     runner = bias_correction._Runner(model)
-    pooled = [d["index"] for d in runner.details.values() if list(d["shape"][1:]) in ([1, 1, 1024], [1024])]
     rows = []
     for image in pixels:
         runner.run(image)
-        rows.append(runner.value(pooled[-1]).reshape(-1).astype(np.float64))
+        rows.append(runner.value(head[0].inputs[0]).reshape(-1).astype(np.float64))
     return np.stack(rows)
 
 

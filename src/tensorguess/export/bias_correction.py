@@ -24,6 +24,7 @@ offsets of its own, which this removes as well).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -50,13 +51,17 @@ def _linear_range(op) -> tuple[float, float]:
 
 
 class _Runner:
-    """One interpreter that keeps every tensor, fed one photo at a time (least memory)."""
+    """One interpreter that keeps every tensor, fed one photo at a time (least memory), on every
+    core, with the default delegate (XNNPACK) that guess, guessDir, evaluate and serve run: so
+    the offsets corrected are those of the arithmetic the model is run with here. TFLite's own
+    kernels round some outputs one step the other way (measured: a correction measured with
+    them instead gives 99.4% agreement on the test head, against 100%, in four times the time)."""
 
     def __init__(self, model: bytes):
         from tensorguess.serve.lite import interpreter_class
 
         self.interpreter = interpreter_class()(model_content=model, experimental_preserve_all_tensors=True,
-                                               num_threads=1)
+                                               num_threads=os.cpu_count() or 1)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.details = {detail["index"]: detail for detail in self.interpreter.get_tensor_details()}
