@@ -47,8 +47,6 @@ RECIPES = {
     "300 + grid": (300, True, [], 0),
     "all + grid": (None, True, [], 0),
     "300 + grid + float head": (300, True, HEAD_OPS, 0),
-    "300 + grid + float last": (300, True, ["Relu6_25", "Relu6_26"], 0),
-    "300 + grid + float 1-2": (300, True, ["Relu6_2", "Relu6_3", "Relu6_4", "Relu6_5"], 0),
     "300 + grid + float input": (300, True, ["mul", "sub"], 0),
     "300 + grid + float conv0": (300, True, ["mul", "sub", "Relu6"], 0),
     "300 + grid + float first": (300, True, FIRST, 0),
@@ -58,6 +56,7 @@ RECIPES = {
     "grid + bias": (300, True, [], 0, True),
     "first 3 float + bias": (300, False, [], 3, True),
     "export": (300, True, [], 3, True),  # tflite.int8_model's defaults: grid, first 3 float, bias
+    "export + float head": (300, True, HEAD_OPS, 3, True),  # scores not in steps of 1/256
 }
 
 

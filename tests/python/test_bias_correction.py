@@ -66,7 +66,7 @@ def test_the_offsets_are_gone_from_every_layer(models):
     before_offsets = np.array(bias_correction.measure(before, reference, images()))
     left = np.array(bias_correction.measure(after, reference, images()))
     assert list(left) == facts["offset_rms_left"]
-    # Measured here: OFFSETS.
+    # Measured here: 0.0105 on average before (0.046 at worst), 0.0010 left (0.0043).
     assert left.mean() < 0.25 * before_offsets.mean(), (before_offsets, left)
     assert left.max() < 0.25 * before_offsets.max()
 
@@ -76,8 +76,8 @@ def test_the_features_of_unseen_photos_come_closer_to_the_float_ones(models):
     expected = _bottleneck(reference, test)
     plain = _cosines(_bottleneck(before, test), expected)
     corrected = _cosines(_bottleneck(after, test), expected)
-    # Measured on the test photos: a mean cosine of 0.99926 before and 0.99956 after (sign-digits,
-    # 100 px photos enlarged to 224, smooth, lose far more: 0.9886 before, 0.9993 after).
+    # Measured on the 37 test photos: a mean cosine of 0.99926 before and 0.99956 after, 35 of
+    # them closer (sign-digits' 100 px photos enlarged to 224 lose far more: 0.9886, 0.9993).
     assert 1 - corrected.mean() < 0.75 * (1 - plain.mean()), (plain.mean(), corrected.mean())
     assert (corrected > plain).mean() > 0.75, (plain, corrected)
 
