@@ -132,7 +132,7 @@ def test_missing_format_and_bad_format_are_one_line(exported, tmp_path):
         open_classifier(tmp_path, "tflite")
 
 
-def test_int8_on_sign_digits_keeps_the_accuracy_and_is_flagged_by_its_agreement(tmp_path):
+def test_int8_on_sign_digits_keeps_the_accuracy_and_agrees_on_98_percent(tmp_path):
     """Sign-digits: every photo a hand on one background, classes close in feature space, so
     small changes of the features change labels. Measured with the recipe of tflite.int8_model
     (docs/benchmarks.md section 9): this training's head agrees on 100% of the 165 test photos
@@ -151,6 +151,27 @@ def test_int8_on_sign_digits_keeps_the_accuracy_and_is_flagged_by_its_agreement(
     assert int8["agreement"] >= 0.98, int8  # all int8: 96.4% with seed 1; no bias correction: 97.6%
     assert not int8["flagged"]
     assert not [line for line in lines if line.startswith("WARNING: tflite-int8")]
+
+
+@pytest.mark.parametrize("disagreeing, flagged", [(0, False), (2, False), (3, True), (40, True)])
+def test_a_format_agreeing_on_under_98_percent_is_flagged_loudly(disagreeing, flagged):
+    """The table's rule on its own (the real formats above all agree): of 100 photos, 98 alike
+    is not flagged, 97 is, with a WARNING line naming the format, its file and the figure."""
+    from tensorguess.report import formats as table_of
+
+    rng = np.random.default_rng(0)
+    reference = rng.dirichlet(np.ones(4), 100)
+    scores = reference.copy()
+    scores[:disagreeing] = np.roll(scores[:disagreeing], 1, axis=1)  # another top label
+    moved = int((scores.argmax(1) != reference.argmax(1)).sum())
+    assert moved == disagreeing
+    truth = reference.argmax(1)
+    row = table_of.row("tflite-int8", FILES["tflite-int8"], scores, reference, truth, list("abcd"))
+    assert row["agreement"] == pytest.approx(1 - disagreeing / 100) and row["flagged"] == flagged
+    warnings = [line for line in table_of.console_lines([row]) if line.startswith("WARNING")]
+    assert warnings == ([f"WARNING: tflite-int8 ({FILES['tflite-int8']}) agrees with the .pb on only "
+                         f"{100 - disagreeing:.1f}% of the test photos (under 98%): it is not the same "
+                         "classifier; check its accuracy above before deploying it"] if flagged else [])
 
 
 def test_int8_keeps_the_start_in_float_and_the_module_weights_on_their_grid(exported):
