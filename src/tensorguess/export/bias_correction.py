@@ -106,9 +106,9 @@ def evenly_spread(items: Iterable, count: int) -> list:
             kept.append(item)
             if len(kept) == 2 * count:  # keep every other one, and take every 2 stride-th from now
                 kept, stride = kept[::2], stride * 2
-    if len(kept) <= count:
-        return kept
-    return [kept[i] for i in dict.fromkeys(np.linspace(0, len(kept) - 1, count).round().astype(int).tolist())]
+    from tensorguess.export.formats import evenly_chosen
+
+    return evenly_chosen(kept, count)
 
 
 class _FloatSide:

@@ -78,13 +78,17 @@ def split_photos(train_log: dict, log_path: Path, warn: Callable[[str], None]) -
     return found
 
 
+def evenly_chosen(items: list, count: int) -> list:
+    """Up to `count` of the items, spread evenly from the first to the last, in their order."""
+    if len(items) <= count:
+        return items
+    chosen = np.linspace(0, len(items) - 1, count).round().astype(int)
+    return [items[i] for i in dict.fromkeys(chosen.tolist())]
+
+
 def calibration_paths(photos: SplitPhotos, count: int = CALIBRATION_PHOTOS) -> list[Path]:
     """Up to `count` training photos, spread evenly over the (label-ordered) training split."""
-    training = [path for path, _ in photos.parts.get("training", [])]
-    if len(training) <= count:
-        return training
-    chosen = np.linspace(0, len(training) - 1, count).round().astype(int)
-    return [training[i] for i in dict.fromkeys(chosen.tolist())]
+    return evenly_chosen([path for path, _ in photos.parts.get("training", [])], count)
 
 
 def calibration_images(paths: list[Path], size: int) -> Callable:
