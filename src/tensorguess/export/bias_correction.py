@@ -118,8 +118,8 @@ class _FloatSide:
     def __init__(self, float_model: bytes, references: list, images: list[np.ndarray]):
         reference = _Runner(float_model)
         self.inside_bits: list[list[np.ndarray]] = [[] for _ in references]
-        self.sums: list[np.ndarray] = [None] * len(references)
-        self.counts: list[np.ndarray] = [None] * len(references)
+        self.sums: list[np.ndarray] = [0.0] * len(references)  # arrays from the first photo on
+        self.counts: list[np.ndarray] = [0] * len(references)
         for image in images:
             reference.run(image)
             for i, ref in enumerate(references):
@@ -128,10 +128,9 @@ class _FloatSide:
                 inside = (expected > low) & (expected < high)
                 channels = expected.shape[-1]
                 self.inside_bits[i].append(np.packbits(inside))
-                sums = (expected * inside).reshape(-1, channels).sum(0, dtype=np.float64)
-                counts = inside.reshape(-1, channels).sum(0)
-                self.sums[i] = sums + (0 if self.sums[i] is None else self.sums[i])
-                self.counts[i] = counts + (0 if self.counts[i] is None else self.counts[i])
+                inside_values = (expected * inside).reshape(-1, channels)
+                self.sums[i] = self.sums[i] + inside_values.sum(0, dtype=np.float64)
+                self.counts[i] = self.counts[i] + inside.reshape(-1, channels).sum(0)
 
     def offsets(self, model: bytes, ops: list, which: list[int], images: list[np.ndarray]) -> dict:
         """Layer -> the mean error per channel of `model`'s convolution `ops[layer]`, for each
@@ -170,15 +169,25 @@ def _layers(model: bytes, float_model: bytes):
     return tree, [op for op, _ in pairs], [ref for _, ref in pairs]
 
 
-def measure(model: bytes, float_model: bytes, images: Iterable[np.ndarray]) -> list[float] | None:
-    """Each int8 convolution's offsets (the root mean square over its channels) as the model
-    stands, in one run; None if the models do not match. What correct() leaves is this."""
+def _prepared(model: bytes, float_model: bytes, images: Iterable[np.ndarray]):
+    """(tree, the int8 convolutions, the photos used, the float side on them), or None if the
+    models do not match: what measure() and correct() both start from."""
     layers = _layers(model, float_model)
     if layers is None:
         return None
-    _, ops, references = layers
+    tree, ops, references = layers
     images = [np.clip(image, 0, 1) for image in evenly_spread(images, photo_count(len(ops)))]
-    offsets = _FloatSide(float_model, references, images).offsets(model, ops, list(range(len(ops))), images)
+    return tree, ops, images, _FloatSide(float_model, references, images)
+
+
+def measure(model: bytes, float_model: bytes, images: Iterable[np.ndarray]) -> list[float] | None:
+    """Each int8 convolution's offsets (the root mean square over its channels) as the model
+    stands, in one run; None if the models do not match. What correct() leaves is this."""
+    prepared = _prepared(model, float_model, images)
+    if prepared is None:
+        return None
+    _, ops, images, float_side = prepared
+    offsets = float_side.offsets(model, ops, list(range(len(ops))), images)
     return [_rms(offsets[i]) for i in range(len(ops))]
 
 
@@ -190,13 +199,11 @@ def correct(model: bytes, float_model: bytes, images: Iterable[np.ndarray]) -> t
     model's comes back as it was."""
     from ai_edge_litert.tools import flatbuffer_utils
 
-    layers = _layers(model, float_model)
-    if layers is None:
+    prepared = _prepared(model, float_model, images)
+    if prepared is None:
         return model, {"skipped": "the int8 convolutions do not follow the float model's"}
-    tree, ops, references = layers
+    tree, ops, images, float_side = prepared
     graph = tree.subgraphs[0]
-    images = [np.clip(image, 0, 1) for image in evenly_spread(images, photo_count(len(ops)))]
-    float_side = _FloatSide(float_model, references, images)
     found = []
     for i, op in enumerate(ops):
         offset = float_side.offsets(model, ops, [i], images)[i]
