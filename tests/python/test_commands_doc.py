@@ -6,7 +6,6 @@ import argparse
 import importlib.util
 
 import pytest
-
 from conftest import REPO
 
 SCRIPT = REPO / "scripts" / "make-commands-doc.py"
@@ -22,7 +21,8 @@ def make_doc():
 def test_commands_doc_is_generated_from_the_parser():
     doc = REPO / "docs" / "commands.md"
     text = doc.read_text(encoding="utf-8")
-    assert make_doc().generate(text) == text, f"{doc} differs from the parser: run python {SCRIPT.relative_to(REPO)}"
+    wanted = make_doc().generate(text)
+    assert wanted == text, f"{doc} differs from the parser: run python {SCRIPT.relative_to(REPO)}"
 
 
 def test_every_flag_of_every_command_is_in_it():
