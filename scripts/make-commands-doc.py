@@ -29,10 +29,14 @@ MARKED = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n).*?(<!-- end gener
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each subcommand by its name (an alias, which shares its parser, is left out)."""
+    found: dict[str, argparse.ArgumentParser] = {}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
+            for name, command in action.choices.items():
+                if all(command is not seen for seen in found.values()):
+                    found[name] = command
+    return found
 
 
 def _cell(text: str) -> str:
