@@ -28,7 +28,7 @@ setup() {
 }
 
 # ours: the lines of $output that tensor-guess wrote, without TensorFlow's start-up notices
-# (README, Known limits), into OURS; fails if a traceback is among them.
+# (docs/how-it-works.md, Known limits), into OURS; fails if a traceback is among them.
 ours() {
   mapfile -t OURS < <(grep -v -e '^WARNING: All log messages before absl' -e '^I0000 ' -e '^To enable the following' <<<"$output")
   ! grep -q Traceback <<<"$output"
