@@ -137,8 +137,11 @@ def run(app, host: str, port: int, what: str, say: Callable[[str], None], warn: 
             await asyncio.sleep(0.02)
         if server.started:
             if not is_loopback(shown):
-                warn(f"tensor-guess: listening on {shown}, not on the loopback address: anyone who can reach "
-                    f"this machine on port {port} can send photos to score (--host 127.0.0.1 keeps it local)")
+                who, note = ("anyone with the token", "; the token travels as plain HTTP") if needs_token \
+                    else ("anyone", "")
+                warn(f"tensor-guess: listening on {shown}, not on the loopback address: {who} who can reach "
+                     f"this machine on port {port} can send photos to score (--host 127.0.0.1 keeps it "
+                     f"local{note})")
             say(f"Serving {what} at {url(shown, port)} (Ctrl-C stops)")
             if needs_token:
                 say("Requests need the token in TG_SERVE_TOKEN: 'Authorization: Bearer TOKEN'; "
