@@ -707,6 +707,9 @@ prepare_docker() {
     TF_FORCE_GPU_ALLOW_GROWTH; do
     [[ -n ${!name:-} ]] && TG_DOCKER_RUN+=(--env "$name=${!name}")
   done
+  # serve's token: by name only, docker reading its value from its own environment, so that
+  # the secret is not on a command line that `ps` shows.
+  [[ -n ${TG_SERVE_TOKEN:-} ]] && TG_DOCKER_RUN+=(--env TG_SERVE_TOKEN)
   TG_DOCKER_RUN+=("${TG_DOCKER_MODULE[@]}" "${TG_DOCKER_PUBLISH[@]}" "${TG_DOCKER_MOUNTS[@]}")
 }
 

@@ -88,7 +88,7 @@ PY
 }
 
 @test "serve.sh: Ctrl-C stops it cleanly: 130; --host 0.0.0.0 says it is not the loopback address" {
-  start_server --port 0 --host 0.0.0.0
+  start_server --port 0 --host 0.0.0.0 --no_token
   grep -q 'tensor-guess: listening on 0.0.0.0, not on the loopback address' "$BATS_TEST_TMPDIR/stderr"
   run curl --silent --fail "${url}healthz"
   [ "$status" -eq 0 ]

@@ -10,7 +10,10 @@
 
 Every error is a status and one line of JSON, `{"error": "..."}`. Limits: the body
 size, a timeout for reading the body and for the answer, the queue of the batcher
-(503 when it is full). One line on stderr per request.
+(503 when it is full). One line on stderr per request; a client gone before its body
+arrived is one of them, logged 499 (nginx's "client closed request"), not a server error.
+Every answer carries the page's security headers (SECURITY_HEADERS), so that no route
+serving the page's files, / or /page/index.html, can come without them.
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from tensorguess import strict_json
 from tensorguess.data.images import printable
+from tensorguess.serve.access import Access, AccessGuard
 from tensorguess.serve.batcher import Batcher, QueueFull
 from tensorguess.serve.limits import Limits
 from tensorguess.serve.photo_scorer import BadPhoto, PhotoScorer, check_photo
@@ -44,10 +48,18 @@ PAGE = Path(__file__).resolve().parent / "page"
 # shown on it cannot bring in a script.
 PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
                "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+# On every answer: the policy above; no guessing a file's type from its bytes; no address
+# (which may hold ?token=) sent on to another site.
+SECURITY_HEADERS = ((b"content-security-policy", PAGE_POLICY.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"))
+CLIENT_GONE = 499  # nginx's status for a client that closed its connection before the answer
 
 
-def build_app(classifier, limits: Limits | None = None, log: Callable[[str], None] | None = None):
-    """The ASGI app serving `classifier` (predict.Classifier's interface: score_files, labels, ranked)."""
+def build_app(classifier, limits: Limits | None = None, log: Callable[[str], None] | None = None,
+              access: Access | None = None):
+    """The ASGI app serving `classifier` (predict.Classifier's interface: score_files, labels, ranked);
+    with `access`, only requests that name this server (and carry its token, if it has one)."""
     limits = limits or Limits()
     scorer = PhotoScorer(classifier, limits.max_batch)
     scorer.warm_up()
@@ -72,10 +84,13 @@ def build_app(classifier, limits: Limits | None = None, log: Callable[[str], Non
     handlers = {404: _not_found, 405: _not_allowed, Exception: _failed}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.batcher = batcher
-    return RequestLog(app, log or _stderr)
+    guarded = AccessGuard(app, access) if access is not None else app
+    return RequestLog(SecurityHeaders(guarded), log or _stderr)
 
 
 def error(status: int, message: str) -> Response:
+    if status == CLIENT_GONE:
+        return Response(status_code=status)  # for the log only: nobody is left to read a message
     return json_response({"error": message}, status)
 
 
@@ -105,8 +120,7 @@ class _Api:
         self.limits = limits
 
     async def page(self, request: Request) -> Response:
-        return FileResponse(PAGE / "index.html", headers={"Content-Security-Policy": PAGE_POLICY,
-                                                          "Cache-Control": "no-cache"})
+        return FileResponse(PAGE / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def labels(self, request: Request) -> Response:
         return json_response({"labels": list(self.classifier.labels)})
@@ -161,6 +175,8 @@ class _Api:
 
         try:
             await asyncio.wait_for(read(), self.limits.timeout_s)
+        except ClientDisconnect:  # nobody is left to answer: the log's line says it, nothing more
+            raise BadPhoto(CLIENT_GONE, "the client closed the connection before its body arrived") from None
         except TimeoutError:
             raise BadPhoto(408, f"the request body did not arrive within {self.limits.timeout_s:g} s "
                                 "(serve's --timeout)") from None
@@ -246,6 +262,29 @@ class _Api:
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+class SecurityHeaders:
+    """ASGI middleware: SECURITY_HEADERS on every answer (a header the app set itself is kept)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __getattr__(self, name):  # app.state and friends, for tests
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_secured(message):
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                added = [(name, value) for name, value in SECURITY_HEADERS if name not in present]
+                message = {**message, "headers": [*message.get("headers", []), *added]}
+            await send(message)
+
+        await self.app(scope, receive, send_secured)
 
 
 class RequestLog:

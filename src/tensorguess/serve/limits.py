@@ -12,6 +12,7 @@ class Limits:
     queue_size: int = 64  # photos waiting to be scored; beyond it, 503
     max_body_mb: float = 32.0  # request body size cap (an encoded photo, or a TF Serving request)
     timeout_s: float = 30.0  # to read a body, and to wait for its scores
+    header_timeout_s: float = 10.0  # to receive a request's head (line and headers), from the connection
 
     @property
     def max_body_bytes(self) -> int:

@@ -5,17 +5,25 @@ one line, and port 0 (any free port, for tests) is known and said: the line
 `Serving DIR at http://HOST:PORT/` comes once the server accepts requests.
 uvicorn stops on SIGINT and SIGTERM gracefully (requests in flight are answered),
 then raises the signal again, which the CLI turns into its usual last line.
+
+uvicorn has no timeout for a request's head (its keep-alive timeout runs only between
+requests, and any byte received cancels it), so a client that connects and never ends
+its headers held its connection for ever: HeaderDeadline closes it once --header_timeout
+has passed since it connected or since its last answer. The body has its own timeout
+(--timeout) in the app.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import signal
 import socket
 from collections.abc import Callable
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from tensorguess.serve.access import is_loopback
 
 
 class ServeError(Exception):
@@ -38,13 +46,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+__all__ = ["HeaderDeadline", "ServeError", "bind", "is_loopback", "run", "url"]
 
 
 def url(host: str, port: int) -> str:
@@ -69,16 +71,64 @@ class _Server(uvicorn.Server):
             super().handle_exit(sig, frame)
 
 
+class HeaderDeadline(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose request head is not complete within
+    `header_timeout_s` of the connection or of the previous answer (a subclass per value:
+    uvicorn makes the protocol from its class)."""
+
+    header_timeout_s: float = 10.0
+    _deadline: asyncio.TimerHandle | None = None
+    _cycle_when_armed = None
+
+    @classmethod
+    def within(cls, seconds: float) -> type[HeaderDeadline]:
+        return type(cls.__name__, (cls,), {"header_timeout_s": seconds})
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.header_timeout_s, self._too_slow)
+        self._cycle_when_armed = self.cycle
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not self._cycle_when_armed:  # a request's head has arrived whole
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        self._arm()  # before the base class runs a pipelined request, whose head disarms it
+        super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
 def run(app, host: str, port: int, what: str, say: Callable[[str], None], warn: Callable[[str], None],
-        shown_host: str | None = None, timeout_s: float = 30.0) -> None:
+        shown_host: str | None = None, timeout_s: float = 30.0, header_timeout_s: float = 10.0,
+        needs_token: bool = False) -> None:
     """Serve `app` on host:port until a signal; `shown_host` is the address users reach it
-    at when it differs (the host side of Docker's published port)."""
+    at when it differs (the host side of Docker's published port); `needs_token`: the app
+    asks for TG_SERVE_TOKEN, which the line after `Serving` tells how to give."""
     sock = bind(host, port)
     port = sock.getsockname()[1]
     shown = shown_host or host
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_keep_alive=5, timeout_graceful_shutdown=timeout_s,
-                            server_header=False)
+                            server_header=False, http=HeaderDeadline.within(header_timeout_s))
     server = _Server(config)
 
     async def main() -> None:
@@ -87,9 +137,15 @@ def run(app, host: str, port: int, what: str, say: Callable[[str], None], warn: 
             await asyncio.sleep(0.02)
         if server.started:
             if not is_loopback(shown):
-                warn(f"tensor-guess: listening on {shown}, not on the loopback address: anyone who can reach "
-                    f"this machine on port {port} can send photos to score (--host 127.0.0.1 keeps it local)")
+                who, note = ("anyone with the token", "; the token travels as plain HTTP") if needs_token \
+                    else ("anyone", "")
+                warn(f"tensor-guess: listening on {shown}, not on the loopback address: {who} who can reach "
+                     f"this machine on port {port} can send photos to score (--host 127.0.0.1 keeps it "
+                     f"local{note})")
             say(f"Serving {what} at {url(shown, port)} (Ctrl-C stops)")
+            if needs_token:
+                say("Requests need the token in TG_SERVE_TOKEN: 'Authorization: Bearer TOKEN'; "
+                    f"for the page, open {url(shown, port)}?token=TOKEN once")
         await serving
 
     try:
