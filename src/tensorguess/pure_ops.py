@@ -45,6 +45,16 @@ PURE_OPS = frozenset("""
 """.split())
 
 
+def attribute_calls(node) -> set[str]:
+    """The functions a node calls through its attributes (`PartitionedCall`'s f, `If`'s branches)."""
+    called = set()
+    for value in node.attr.values():
+        if value.HasField("func"):
+            called.add(value.func.name)
+        called.update(f.name for f in value.list.func)
+    return called
+
+
 def unknown_ops(ops) -> list[str]:
     """The ops this TensorFlow has never heard of (a newer TF's, or made up)."""
     from tensorflow.python.framework import op_def_registry

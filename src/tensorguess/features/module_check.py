@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from tensorguess.pure_ops import PURE_OPS, unknown_ops
+from tensorguess.pure_ops import PURE_OPS, attribute_calls, unknown_ops
 
 # Resource and TF1 variables: handles to tensors held in memory, read and assigned.
 VARIABLE_OPS = frozenset("""
@@ -67,12 +67,7 @@ def read_saved_model(path: Path):
 
 def called_functions(node, defined: set[str]) -> set[str]:
     """The library functions a node calls: through its attributes, or as its op."""
-    called = {node.op} & defined
-    for value in node.attr.values():
-        if value.HasField("func"):
-            called.add(value.func.name)
-        called.update(f.name for f in value.list.func)
-    return called
+    return ({node.op} & defined) | attribute_calls(node)
 
 
 def node_name(tensor: str) -> str:
@@ -156,15 +151,13 @@ class MetaGraphParts:
                 yield node.op, f"function {name!r}", sides["function", name]
 
     def undefined_calls(self) -> set[str]:
+        """Functions called through attributes that the library does not define."""
         everything = list(self.nodes.values())
         for function in self.functions.values():
             everything.extend(function.node_def)
         called = set()
         for node in everything:
-            for value in node.attr.values():
-                if value.HasField("func"):
-                    called.add(value.func.name)
-                called.update(f.name for f in value.list.func)
+            called |= attribute_calls(node)
         return called - self.defined
 
 

@@ -13,7 +13,7 @@ they are defined in the graph's own library, where their ops are checked too.
 
 from __future__ import annotations
 
-from tensorguess.pure_ops import PURE_OPS, unknown_ops
+from tensorguess.pure_ops import PURE_OPS, attribute_calls, unknown_ops
 
 
 def graph_ops(graph_def) -> dict[str, list[str]]:
@@ -35,10 +35,7 @@ def undefined_functions(graph_def) -> list[str]:
         nodes.extend(function.node_def)
     called: set[str] = set()
     for node in nodes:
-        for value in node.attr.values():
-            if value.HasField("func"):
-                called.add(value.func.name)
-            called.update(f.name for f in value.list.func)
+        called |= attribute_calls(node)
     return sorted(called - defined)
 
 
