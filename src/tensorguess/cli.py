@@ -36,6 +36,8 @@ TRAIN_HELP = {
     "(default: $TFHUB_MODULE, else Inception v3)",
     "input_size": "module input height and width in pixels (default: from the module)",
     "input_range": "module input value range: 0,1 (TF Hub), -1,1 or 0,255 (default: 0,1)",
+    "trust_graph": "load the module even if it holds operations that can do more than compute "
+    "(read or write files...); only for a module whose maker you trust",
     "bottleneck_dir": "bottleneck cache folder (default: DIR/bottlenecks)",
     "bottleneck_batch_size": "images per batch when computing bottlenecks",
     "engine": "where bottlenecks are computed: local (this process) or ray (a Ray cluster: "

@@ -28,6 +28,7 @@ class TrainConfig:
     tfhub_module: str = DEFAULT_MODULE
     input_size: int | None = None  # None: from the module's signature or the known-module table
     input_range: str | None = None  # None: "0,1", the TF Hub convention
+    trust_graph: bool = False  # load a module holding more than tensor computation (module_check.py)
     bottleneck_dir: Path = Path("bottlenecks")
     bottleneck_batch_size: int = 32
     # where the bottlenecks are computed (engine/): this process, or a Ray cluster

@@ -57,7 +57,8 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     dataset.require_trainable(image_set, image_set.files)  # before the bottleneck pass
 
     say(f"Loading module {cfg.tfhub_module}")
-    spec, loaded = modules.resolve(cfg.tfhub_module, cfg.input_size, cfg.input_range)
+    spec, loaded = modules.resolve(cfg.tfhub_module, cfg.input_size, cfg.input_range,
+                                   trusted=cfg.trust_graph)
     say(f"Module input {spec.input_size}x{spec.input_size}, values in "
         f"[{spec.value_range[0]:g}, {spec.value_range[1]:g}]")
     not_features = bottlenecks.classification_warning(spec, loaded)
@@ -275,4 +276,5 @@ def _extract(cfg: TrainConfig, paths, spec, loaded, cache, warn) -> bottlenecks.
 
     with RayEngine(ray_address(cfg.ray_address), cfg.ray_photos, warn) as engine:
         return bottlenecks.extract(paths, spec, loaded, cache, cfg.bottleneck_batch_size, warn=warn,
-                                   compute=engine.feature_batches(spec, cfg.bottleneck_batch_size))
+                                   compute=engine.feature_batches(spec, cfg.bottleneck_batch_size,
+                                                                  trusted=cfg.trust_graph))

@@ -54,12 +54,14 @@ def _driver_errors(batch: dict, errors: list[str]) -> None:
 class FeatureActor:
     """Bottleneck features of a batch: columns path, vector [N, D] float32, error ('' if none)."""
 
-    def __init__(self, handle: str, input_size: int, value_range: str, identity: str, cpus: int = 1):
+    def __init__(self, handle: str, input_size: int, value_range: str, identity: str,
+                 trusted: bool = False, cpus: int = 1):
         from tensorguess.features import modules
         from tensorguess.features.bottlenecks import feature_width
 
         _limit_threads(cpus)
-        self.spec, loaded = modules.resolve(handle, input_size, value_range)
+        # Checked here too, before loading: this node's copy is the one that runs.
+        self.spec, loaded = modules.resolve(handle, input_size, value_range, trusted)
         if self.spec.identity != identity:
             raise RuntimeError(f"the module {handle} on this node is not the driver's (identity "
                                f"{self.spec.identity[:12]}, not {identity[:12]}): install the same one")

@@ -114,15 +114,19 @@ class RayEngine:
             # retried batch doubles nothing.
             num_cpus=CPUS_PER_ACTOR)
 
-    def feature_batches(self, spec: ModuleSpec, batch_size: int = 32) -> Compute:
-        """The hook bottlenecks.extract calls with the paths missing from the store."""
+    def feature_batches(self, spec: ModuleSpec, batch_size: int = 32, trusted: bool = False) -> Compute:
+        """The hook bottlenecks.extract calls with the paths missing from the store.
+
+        Each actor checks the module it loads on its node as the driver did (`trusted`:
+        train's --trust_graph).
+        """
         value_range = next(name for name, bounds in VALUE_RANGES.items()
                            if tuple(bounds) == tuple(spec.value_range))
         # A local module by its absolute path (the workers' working folder is not ours), a
         # TF Hub URL as it is (each node downloads it into its own module cache).
         handle = spec.path if is_local(spec.handle) else spec.handle
         kwargs = {"handle": handle, "input_size": spec.input_size, "value_range": value_range,
-                  "identity": spec.identity, "cpus": CPUS_PER_ACTOR}
+                  "identity": spec.identity, "trusted": trusted, "cpus": CPUS_PER_ACTOR}
 
         def compute(paths: list[Path]):
             by_name = {_where(p): p for p in paths}

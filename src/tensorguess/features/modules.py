@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tensorguess.features import module_check
 from tensorguess.features.download import DownloadError, cached_module
 
 DEFAULT_MODULE = "https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5"
@@ -130,10 +131,17 @@ def guess_input_size(handle: str) -> int | None:
     return None
 
 
-def load(path: str):
-    """The loaded SavedModel object (tf.Module-like), as hub.load gives it."""
+def load(path: str, trusted: bool = False):
+    """The loaded SavedModel object (tf.Module-like), as hub.load gives it.
+
+    Every module is checked here, before TensorFlow reads it (loading can already run
+    its graph): one holding more than tensor computation is refused unless `trusted`.
+    """
     import tensorflow as tf
 
+    refused = module_check.refusal(Path(path), trusted)
+    if refused:
+        raise ModuleError(refused)
     try:
         return tf.saved_model.load(path)
     except Exception as error:
@@ -183,10 +191,14 @@ def signature_input_size(loaded) -> int | None:
     return None
 
 
-def resolve(handle: str, input_size: int | None = None, value_range: str | None = None):
-    """Find, load and describe a module. Returns (ModuleSpec, loaded module)."""
+def resolve(handle: str, input_size: int | None = None, value_range: str | None = None,
+            trusted: bool = False):
+    """Find, check, load and describe a module. Returns (ModuleSpec, loaded module).
+
+    `trusted` (train's --trust_graph) loads a module whatever operations it holds.
+    """
     path = resolve_path(handle)
-    loaded = load(path)
+    loaded = load(path, trusted)
     size = input_size or signature_input_size(loaded) or guess_input_size(handle)
     if not size:
         raise ModuleError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,12 @@ import numpy as np
 from tensorguess.serve import tta as test_time
 from tensorguess.serve.pixel_batches import PixelBatchClassifier
 from tensorguess.serve.predict import ClassifierError, read_labels
+
+# The largest input side run: train.sh's --input_size bound, so every model it makes fits,
+# and more than 6x the largest image module's (EfficientNet B7 takes 600). Photos are
+# resized to the model's side, so each photo costs side**2 * 12 bytes in floats: 201 MB at
+# 4096, where a side of 30000 would take 10.8 GB before the first photo is scored.
+MAX_INPUT_SIDE = 4096
 
 
 def interpreter_class():
@@ -50,17 +57,25 @@ class LiteClassifier(PixelBatchClassifier):
             raise ClassifierError(f"{model_path} is not a TFLite model LiteRT can load "
                                   f"({str(error).strip().splitlines()[0][:200]})") from error
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        # Shapes as the file declares them: nothing is allocated until allocate_tensors.
         if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
             raise ClassifierError(f"{model_path} does not take one batch of RGB images; "
                                   "export it again with export.sh")
         self.input, self.output = inputs[0], outputs[0]
         self.size = int(self.input["shape"][1])
+        height, width = int(self.input["shape"][1]), int(self.input["shape"][2])
+        if height != width or not 1 <= height <= MAX_INPUT_SIDE:
+            raise ClassifierError(
+                f"{model_path} takes {height}x{width}-pixel images, where every model train.sh makes "
+                f"takes square ones of at most {MAX_INPUT_SIDE} pixels a side (the most --input_size "
+                "allows); export it again with export.sh")
         if int(self.output["shape"][-1]) != len(self.labels):
             raise ClassifierError(
                 f"{labels_path} has {len(self.labels)} labels but {model_path} scores "
                 f"{int(self.output['shape'][-1])} classes; use the labels file written with it"
             )
-        self._batch = None  # the batch size the tensors are allocated for
+        prepare(self.interpreter, model_path)
+        self._batch = int(self.input["shape"][0])  # the batch size the tensors are allocated for
 
     def close(self) -> None:
         self.interpreter = None
@@ -84,6 +99,31 @@ class LiteClassifier(PixelBatchClassifier):
             scale, zero = self.output["quantization"]
             scores = (scores.astype(np.float32) - zero) * scale
         return np.asarray(scores, np.float64).reshape(-1, len(self.labels))
+
+
+def prepare(interpreter, model_path: Path) -> None:
+    """Allocate the tensors at the file's own shapes, which checks every op is one LiteRT runs.
+
+    A model converted with SELECT_TF_OPS (Flex) needs TensorFlow's kernels linked into
+    the runtime, one with allow_custom_ops needs its maker's kernels: LiteRT has neither.
+    """
+    try:
+        interpreter.allocate_tensors()
+    except (RuntimeError, ValueError) as error:
+        text = " ".join(str(error).split())
+        found = re.search(r"\(([^()]+)\) failed to prepare", text)
+        op = found.group(1) if found else None
+        if op and op.startswith("Flex"):
+            raise ClassifierError(
+                f"{model_path} needs TensorFlow's own operations ({op[4:]}, converted with "
+                "SELECT_TF_OPS), which this TFLite runtime does not have; export it again with "
+                "export.sh (builtin operations only) or use --model pb") from error
+        if op and "custom op" in text:
+            raise ClassifierError(
+                f"{model_path} holds a custom operation ({op}) that this TFLite runtime does not "
+                "have; export it again with export.sh (builtin operations only) or use --model pb") from error
+        raise ClassifierError(f"{model_path} cannot be prepared to run ({text[:200]}); export it "
+                              "again with export.sh") from error
 
 
 def quantized(pixels: np.ndarray, detail: dict) -> np.ndarray:
