@@ -66,8 +66,8 @@ def retrain_percentage(name: str) -> float:
         ("Spider-Man", "spider man"),
         ("R2D2", "r2d2"),
         ("a.b.c", "a b c"),
-        ("__x__", " x "),  # retrain.py keeps the edge spaces too
-        ("Pokémon", "pok mon"),
+        ("__x__", "x"),  # edges trimmed: retrain.py's " x " was read back as "x"
+        ("Pokémon", "pokémon"),  # letters of every script kept (retrain.py made it "pok mon")
     ],
 )
 def test_label_for(folder, label):

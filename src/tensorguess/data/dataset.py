@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,8 +22,28 @@ class DatasetError(Exception):
 
 
 def label_for(folder_name: str) -> str:
-    """retrain.py's label rule: lower-case, each run outside [a-z0-9] becomes one space."""
-    return re.sub(r"[^a-z0-9]+", " ", folder_name.lower())
+    """The label of a folder (or of a CSV's label value): the one rule, for train and evaluate.
+
+    retrain.py's rule where it gives a label (`Darth_Vader` -> `darth vader`, ASCII names
+    byte for byte as before), widened to every script so that the label survives being
+    written one a line and read back stripped: the name in NFC (a macOS NFD name gives
+    the same label), lower-cased with str.lower() (as retrain.py; it keeps ASCII and `ß`
+    as they are, where casefold would make `strasse`), letters, digits and the marks
+    that belong to them (Unicode categories L, N, M: `猫`, `قطة`, `हिन्दी`) kept, each run of
+    anything else one space, edges trimmed. A name with no letter or digit gives "",
+    which no folder may have (`unique_labels` refuses it).
+    """
+    lowered = unicodedata.normalize("NFC", unicodedata.normalize("NFC", folder_name).lower())
+    kept = "".join(ch if unicodedata.category(ch)[0] in "LNM" else " " for ch in lowered)
+    return " ".join(kept.split())  # only the spaces put here are whitespace: L, N and M hold none
+
+
+def legacy_label_for(folder_name: str) -> str:
+    """retrain.py's own rule, as read back (stripped): only [a-z0-9] kept, so `café` gave `caf`.
+
+    Only for matching a folder to a classifier trained before the rule took every script.
+    """
+    return re.sub(r"[^a-z0-9]+", " ", folder_name.lower()).strip()
 
 
 @dataclass
@@ -71,15 +92,37 @@ def _folders(folder: Path) -> list[str]:
 
 
 def unique_labels(names: list[str], where: str) -> list[str]:
-    """The label of each name, refusing two names that give one label."""
-    by_label: dict[str, str] = {}
+    """The label of each name (label_for), in order; DatasetError, one line naming every name
+    at fault, when a name gives no label (no letter or digit) or two names give one label:
+    a labels file holds one label a line, so an empty label or a shared one is a class
+    that guess could never name."""
+    by_label: dict[str, list[str]] = {}
     for name in names:
-        label = label_for(name)
-        if label in by_label:
-            raise DatasetError(f"{by_label[label]!r} and {name!r} ({where}) both give the label "
-                               f"{label!r}; rename one of them")
-        by_label[label] = name
+        by_label.setdefault(label_for(name), []).append(name)
+    problems = []
+    if "" in by_label:
+        problems.append(f"{_listed(by_label[''])} give{'s' if len(by_label['']) == 1 else ''} no "
+                        "label (a label needs a letter or a digit)")
+    for label, found in by_label.items():
+        if label and len(found) > 1:
+            both = "both" if len(found) == 2 else "all"
+            problems.append(f"{_listed(found)} {both} give the label {label!r}{_nfd_note(found)}")
+    if problems:
+        raise DatasetError(f"{'; '.join(problems)} ({where}); rename them so that each gives a "
+                           "label of its own")
     return [label_for(name) for name in names]
+
+
+def _listed(names: list[str]) -> str:
+    quoted = [repr(name) for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+
+
+def _nfd_note(names: list[str]) -> str:
+    """Two spellings of one name (NFC and NFD, as macOS writes it) look the same when printed."""
+    if len({unicodedata.normalize("NFC", name) for name in names}) < len(names):
+        return " (the same name written twice, composed and decomposed)"
+    return ""
 
 
 def _given_split_layout(image_dir: Path, folders: list[str]) -> bool:

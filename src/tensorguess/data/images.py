@@ -6,10 +6,12 @@ named `.jpg` or a JPEG without an extension is read like any other.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import re
+import stat
 import sys
 import warnings
 from collections.abc import Callable
@@ -25,6 +27,56 @@ SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
 
 # Photos larger than this many pixels are almost surely hostile or broken.
 Image.MAX_IMAGE_PIXELS = 200_000_000
+
+
+# No photo tensor-guess reads is larger: an image at the pixel limit above, stored
+# uncompressed at 16-bit RGBA (8 bytes a pixel), is 1.6 GB. A larger file is refused from
+# its size before a byte of it is read (a 10 GB sparse file took 40 s to hash, then failed).
+MAX_FILE_BYTES = 8 * Image.MAX_IMAGE_PIXELS
+
+
+class RefusedFile(OSError):
+    """A file refused before a byte of it is read: not a regular file, or too large.
+
+    An OSError whose strerror says why, so that every `except OSError` that reports a
+    file it cannot open reports this one the same way, in one line.
+    """
+
+
+def open_regular(path, max_bytes: int | None = MAX_FILE_BYTES) -> BinaryIO:
+    """`path` opened for reading in binary, only if it is a regular file of at most `max_bytes`.
+
+    Never blocks: a FIFO, a device or a socket is refused from its stat, and the open
+    itself is non-blocking (a FIFO swapped in after the stat would otherwise wait for a
+    writer forever); the kind and size that count are the open file's own (fstat), so the
+    name cannot be swapped between the check and the read. A final symlink is followed:
+    a photo may be a link to one elsewhere (list_files follows linked folders too).
+    """
+    _require_regular(os.stat(path), max_bytes)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        _require_regular(os.fstat(fd), max_bytes)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _require_regular(status: os.stat_result, max_bytes: int | None) -> None:
+    if not stat.S_ISREG(status.st_mode):
+        raise RefusedFile(errno.EINVAL, f"{_kind(status.st_mode)}, not a regular file; only regular "
+                          "files are read")
+    if max_bytes is not None and status.st_size > max_bytes:
+        raise RefusedFile(errno.EFBIG, f"{status.st_size / 1e9:.1f} GB, larger than any photo: over "
+                          f"the limit of {max_bytes / 1e9:.1f} GB")
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a folder"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 class UnreadableImage(Exception):
@@ -247,7 +299,7 @@ def read_rgb(path: Path, target: int | None = None, max_pixels: int | None = Non
     The file is read as Pillow decodes it, never held whole in memory.
     """
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             head = handle.read(16)
             if not head:
                 raise UnreadableImage("the file is empty (0 bytes)")
@@ -258,9 +310,13 @@ def read_rgb(path: Path, target: int | None = None, max_pixels: int | None = Non
 
 
 def content_hash(path: Path) -> str:
-    """sha1 of a file's bytes: the identity of an image whatever its name."""
+    """sha1 of a file's bytes: the identity of an image whatever its name.
+
+    Only a regular file of at most MAX_FILE_BYTES is read (open_regular): RefusedFile, an
+    OSError, for any other.
+    """
     digest = hashlib.sha1()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -1,7 +1,8 @@
 """Score a folder-per-class set of photos with a trained classifier, ours or a legacy one.
 
-Folder names map to labels by retrain.py's rule (`Darth_Vader` -> `darth vader`), so
-the folders a classifier was trained from can be evaluated as they are.
+Folder names map to labels by the rule training uses (dataset.label_for: `Darth_Vader`
+-> `darth vader`, `_猫_` -> `猫`), so the folders a classifier was trained from can be
+evaluated as they are.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tensorguess.data.dataset import discover, label_for
+from tensorguess.data.dataset import discover, label_for, legacy_label_for
 from tensorguess.data.images import Skipped, content_hash, is_hidden
 from tensorguess.data.labels_csv import read_labels_csv
 from tensorguess.export.frozen import TEMPERATURE
@@ -60,9 +61,19 @@ def labelled_files(folder: Path, labels: list[str], warn: Callable[[str], None] 
             f"{folder} has no class folders; put the photos of each label in {folder}/<label>/"
         )
     index = label_index(labels)
-    unknown = [f"{name!r}" + (f" (label {label!r})" if label != name else "")
-               for name, label in zip(image_set.folders, image_set.labels, strict=True)
-               if label not in index]
+    position: dict[str, int] = {}  # the folder's label -> its class in the classifier
+    unknown = []
+    for name, label in zip(image_set.folders, image_set.labels, strict=True):
+        if label in index:
+            position[label] = index[label]
+        elif legacy_label_for(name) in index and all(known.isascii() for known in labels):
+            # A classifier trained before labels kept every script: `café` gave it `caf`.
+            position[label] = index[legacy_label_for(name)]
+            if warn:
+                warn(f"tensor-guess: {name!r} of {folder} matched to the label "
+                     f"{legacy_label_for(name)!r} by the old label rule (a-z and 0-9 only)")
+        else:
+            unknown.append(f"{name!r}" + (f" (label {label!r})" if label != name else ""))
     if unknown:
         raise EvaluationError(
             f"{len(unknown)} folder(s) of {folder} match no label of the classifier: "
@@ -71,7 +82,7 @@ def labelled_files(folder: Path, labels: list[str], warn: Callable[[str], None] 
     files, truth = [], []
     for label in image_set.labels:
         files += image_set.files[label]
-        truth += [index[label]] * len(image_set.files[label])
+        truth += [position[label]] * len(image_set.files[label])
     stray = ([] if folder.is_file() else
              sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name)))
     return files, truth, stray

@@ -7,10 +7,15 @@ display or GUI backend is ever needed and nothing global is left behind.
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 
 from tensorguess.metrics import ECE_BINS, reliability_table
+
+# A label in a script the bundled font lacks (`猫`) is drawn as boxes in the PNG, and is
+# text in report.html; matplotlib's warning for each such glyph would only add noise lines.
+warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
 
 # Written into each PNG's tEXt chunk: how a later run knows the file is its own to replace.
 SOFTWARE = "tensor-guess"

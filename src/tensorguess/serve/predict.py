@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess.data import decode_budget
-from tensorguess.data.images import Skipped, UnreadableImage, read_image
+from tensorguess.data.images import Skipped, UnreadableImage, open_regular, read_image
 from tensorguess.export.frozen import BOTTLENECK, IMAGE_BATCH, INPUT_BYTES
 from tensorguess.features.pipeline import decoded_batches, progress
 from tensorguess.serve import graph_check
@@ -151,9 +151,15 @@ class Classifier:
             # The old graph resizes by itself: a huge JPEG comes reduced (never under 6x the
             # 299 px it wants), within the decode budget that bounds memory.
             pixels = read_image(path, target=299, max_pixels=decode_budget.shared().capacity)
+            if self.mode == "bytes":
+                with open_regular(path) as handle:  # a regular file, as read_image checked
+                    feed = handle.read()
+            else:
+                feed = pixels
         except UnreadableImage as error:
             return Skipped(path, str(error))
-        feed = pixels if self.mode == "pixels" else Path(path).read_bytes()
+        except OSError as error:  # swapped or gone since it was decoded
+            return Skipped(path, f"cannot read the file ({error.strerror or error})")
         try:
             return _checked(path, self._run(feed)[0][0])
         except Exception as error:  # the old graph's own decoder rejected the file
@@ -207,13 +213,40 @@ def ancestors(nodes: dict, name: str) -> dict:
 
 
 def read_labels(path: Path) -> list[str]:
+    """A classifier's labels, one a line in class order, as frozen.write_labels writes them.
+
+    Lines are stripped (retrain.py's rule could end a label in a space) and blank lines
+    at the end ignored. A blank line before a label, or a label twice, is refused: it is
+    a class with no name or two classes with one (retrain.py's rule gave a folder `猫`
+    the label " "), and every label after it would name the wrong class. Only a regular
+    file is read, so a FIFO put in its place cannot hang the run.
+    """
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        with open_regular(path) as handle:
+            text = handle.read().decode("utf-8")
     except OSError as error:
         raise ClassifierError(
-            f"cannot read labels file {path} ({error.strerror}); train first with train.sh"
+            f"cannot read labels file {path} ({error.strerror or error}); train first with train.sh"
         ) from error
-    labels = [line.strip() for line in lines if line.strip()]
+    except UnicodeDecodeError as error:
+        raise ClassifierError(f"labels file {path} is not UTF-8 text ({error.reason} at byte "
+                              f"{error.start}); use the labels file written with the graph") from error
+    labels = [line.strip() for line in text.splitlines()]
+    while labels and not labels[-1]:
+        labels.pop()
     if not labels:
         raise ClassifierError(f"labels file {path} is empty; train again with train.sh")
+    first_line: dict[str, int] = {}
+    for number, label in enumerate(labels, start=1):
+        if not label:
+            raise ClassifierError(
+                f"labels file {path} line {number} is blank: a class without a label (the old "
+                "label rule kept only a-z and 0-9 of a folder's name); train again with train.sh"
+            )
+        if label in first_line:
+            raise ClassifierError(
+                f"labels file {path} has {label!r} on lines {first_line[label]} and {number}: two "
+                "classes with one label; train again with train.sh"
+            )
+        first_line[label] = number
     return labels
