@@ -251,8 +251,9 @@ def test_a_disk_filling_during_a_copy_leaves_no_partial_copy(trained, tmp_path, 
     def copy_then_fill(src, target):
         copies.append(target)
         if len(copies) == 2:
-            target.write_bytes(b"half a photo")
-            target.unlink()  # what copy_into does with its partial file on an error
+            os.write(target.fd, b"half a photo")
+            os.close(target.fd)
+            target.path.unlink()  # what copy_into does with its partial file on an error
             raise OSError(errno.ENOSPC, "No space left on device")
         real_copy(src, target)
 

@@ -17,25 +17,46 @@ DEST/.guessDir-copy-in-flight.json; a rerun reads it and finishes that copy inst
 Nothing is ever removed or overwritten. The file is written in place, not renamed:
 a kill in the middle of writing it leaves something that is not JSON, which is read
 as "nothing claimed", and that is true, since the claim comes after the write.
+
+DEST may be shared, so the note may be forged: it is opened as safe_open says (a
+planted symlink, hard link or FIFO stops the run, untouched), read only up to
+MAX_NOTE bytes, and trusted only if it is a record guessDir could have written: every
+key of the right type, a label of this classifier, and a copy name `<label>--<digits>`
+as claim_name makes them. The file it names is finished only if it is a regular file
+of this user with one link that holds the start of the photo; it is written through
+the descriptor that was checked.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections.abc import Callable
-from pathlib import Path
+import re
+import stat
+from collections.abc import Callable, Collection
+from pathlib import Path, PurePosixPath
+
+from tensorguess.data.images import printable
+from tensorguess.safe_open import NotOurs, open_ours, open_regular
 
 IN_FLIGHT = ".guessDir-copy-in-flight.json"
 BLOCK = 1 << 20
+# A note holds one record: every label's score. 1 MiB is some 20,000 labels.
+MAX_NOTE = 1 << 20
+# Keys a note must hold, and their types (a score is a number from 0 to 1, and not a bool).
+NOTE_KEYS = {"source": str, "copy": str, "label": str, "score": (int, float), "scores": dict,
+             "root": str, "model": str}
 
 
 def note(dest: Path, record: dict) -> None:
-    """Write down `record` (with its "copy" name) as the copy about to be claimed."""
+    """Write down `record` (with its "copy" name) as the copy about to be claimed.
+
+    Raises NotOurs if something other than guessDir's own note is under its name.
+    """
     data = (json.dumps(record) + "\n").encode("utf-8")
-    fd = os.open(dest / IN_FLIGHT, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_ours(dest / IN_FLIGHT, os.O_WRONLY, create=True)
     try:
+        os.ftruncate(fd, 0)  # only now: what open_ours refused is never cut
         written = 0
         while written < len(data):
             written += os.write(fd, data[written:])
@@ -43,63 +64,135 @@ def note(dest: Path, record: dict) -> None:
         os.close(fd)
 
 
-def clear(dest: Path) -> None:
-    """The run ended (or stopped cleanly): no copy is in flight."""
+def check(dest: Path) -> None:
+    """Raise NotOurs if the note's name holds something guessDir must not read or write."""
     try:
-        (dest / IN_FLIGHT).unlink()
+        os.close(open_ours(dest / IN_FLIGHT, os.O_RDONLY, max_size=MAX_NOTE))
+    except FileNotFoundError:
+        pass
+
+
+def clear(dest: Path) -> None:
+    """The run ended (or stopped cleanly): no copy is in flight. Only a regular file is removed:
+    a link planted under the note's name stays for its owner to see."""
+    path = dest / IN_FLIGHT
+    try:
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            path.unlink()
     except OSError:
         pass  # gone already; or left, which is harmless: a rerun checks the file it names
 
 
-def interrupted(dest: Path, source: Path, model: str) -> tuple[dict, Path, Path] | None:
+def copy_name_pattern(label: str, source: str) -> re.Pattern:
+    """The names claim_name gives a copy of `source` labelled `label`: `<label>--NNNNN[ (n)]<ext>`."""
+    from tensorguess.serve.sort import safe_label
+
+    suffix = PurePosixPath(source).suffix
+    return re.compile(re.escape(safe_label(label)) + r"--(\d{5})(?: \((?:[2-9]|[1-9]\d+)\))?"
+                      + re.escape(suffix))
+
+
+def _forged(record: object, labels: Collection[str]) -> str | None:
+    """Why `record` is not a note guessDir wrote (None: it could be one)."""
+    from tensorguess.serve.sort import is_copy_name, score_digits
+
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    missing = sorted(key for key in NOTE_KEYS if key not in record)
+    if missing:
+        return f"no {', '.join(missing)}"
+    score = record["score"]
+    wrong = sorted(key for key, kind in NOTE_KEYS.items() if not isinstance(record[key], kind))
+    if "score" not in wrong and (isinstance(score, bool) or not 0 <= score <= 1):
+        wrong.append("score")
+    if wrong:
+        return f"{', '.join(wrong)} of the wrong type"
+    if record["label"] not in labels:
+        return f"label {record['label']!r} is not one of this classifier's"
+    copy = record["copy"]
+    if not is_copy_name(copy):
+        return f"copy {copy!r} is not the name of a copy in DEST"
+    digits = copy_name_pattern(record["label"], record["source"]).fullmatch(copy)
+    if digits is None or digits.group(1) != score_digits(score):
+        return f"copy {copy!r} is not a name guessDir gives a photo labelled {record['label']!r}"
+    return None
+
+
+def interrupted(dest: Path, source: Path, model: str, labels: Collection[str],
+                warn: Callable[[str], None]) -> tuple[dict, Path, Path] | None:
     """The record, source and copy of a copy a stopped run left unfinished, sorting `source` with
-    `model`; None when there is none (or the note is of another source, model or unreadable)."""
+    `model`; None when there is none (or the note is of another source, model or unreadable).
+
+    A note that cannot be one guessDir wrote is ignored with a warning; raises NotOurs if
+    the note's name holds a link, a FIFO or an oversized file (check).
+    """
+    path = dest / IN_FLIGHT
     try:
-        record = json.loads((dest / IN_FLIGHT).read_bytes())
-    except (OSError, ValueError):
+        fd = open_ours(path, os.O_RDONLY, max_size=MAX_NOTE)
+    except FileNotFoundError:
         return None
-    if not isinstance(record, dict) or record.get("root") != str(source) or record.get("model") != model:
+    with os.fdopen(fd, "rb") as reader:
+        data = reader.read(MAX_NOTE + 1)
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return None  # torn by a kill while it was written: the claim had not been made
+    if isinstance(record, dict) and (record.get("root") != str(source) or record.get("model") != model):
+        return None  # another sort's note
+    why = _forged(record, labels)
+    if why is None:
+        # Lexically, not resolved: a photo in a symlinked folder of SRC is SRC's (list_files follows them).
+        photo = Path(os.path.normpath(source / record["source"]))
+        if source not in photo.parents:
+            why = f"source {record['source']!r} is not in SRC"
+    if why is not None:
+        warn(f"tensor-guess: ignoring {printable(path)}: it is not a note guessDir wrote ({why}); "
+             "nothing it names is touched, and this run writes its own")
         return None
-    name, copy = record.get("source"), record.get("copy")
-    if not (isinstance(name, str) and isinstance(copy, str)):
-        return None
-    if copy in ("", ".", "..") or Path(copy).name != copy:
-        return None  # not a plain name in DEST
-    # Lexically, not resolved: a photo in a symlinked folder of SRC is SRC's (list_files follows them).
-    photo = Path(os.path.normpath(source / name))
-    if source not in photo.parents:
-        return None  # a note written by hand, pointing out of SRC
-    return record, photo, dest / copy
+    return record, photo, dest / record["copy"]
 
 
 def finish(photo: Path, copy: Path) -> bool:
     """Complete `copy` if it holds the start of `photo`'s bytes; whether it now holds all of them.
 
-    False (and `copy` untouched) when `copy` is not a plain file, holds anything else, or
-    either cannot be read. An error writing `copy` (a full disk) is raised.
+    False (and `copy` untouched) when `copy` is not a regular file of this user with one
+    link, holds anything else, or either cannot be read. An error writing `copy` (a full
+    disk) is raised. `copy` is written only through the descriptor that was checked.
     """
     try:
-        if copy.is_symlink() or not copy.is_file():
-            return False
-        reader, writer = open(photo, "rb"), open(copy, "r+b")  # noqa: SIM115 - closed below
-    except OSError:
+        reader = os.fdopen(open_regular(photo), "rb")
+    except (OSError, NotOurs):
         return False
-    with reader, writer:
+    with reader:
         try:
-            while block := writer.read(BLOCK):
-                if reader.read(len(block)) != block:
-                    return False
-        except OSError:
+            writer = os.fdopen(open_ours(copy, os.O_RDWR, owner=os.geteuid()), "r+b")
+        except (OSError, NotOurs):
             return False
-        writer.seek(reader.tell())
-        while block := reader.read(BLOCK):
-            writer.write(block)
-    shutil.copystat(photo, copy)
+        with writer:
+            try:
+                while block := writer.read(BLOCK):
+                    if reader.read(len(block)) != block:
+                        return False
+            except OSError:
+                return False
+            writer.seek(reader.tell())
+            while block := reader.read(BLOCK):
+                writer.write(block)
+            writer.flush()
+            copy_times(reader.fileno(), writer.fileno())
     return True
 
 
-def resume(dest: Path, source: Path, model: str, recorded: set[str], append: Callable[[dict], None],
-           warn: Callable[[str], None]) -> dict | None:
+def copy_times(source_fd: int, target_fd: int) -> None:
+    """What shutil.copystat copied (permission bits, access and modification times), through the
+    descriptors, so that nothing a link planted under the copy's name points to is changed."""
+    info = os.fstat(source_fd)
+    os.fchmod(target_fd, stat.S_IMODE(info.st_mode))
+    os.utime(target_fd, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def resume(dest: Path, source: Path, model: str, labels: Collection[str], recorded: set[str],
+           append: Callable[[dict], None], warn: Callable[[str], None]) -> dict | None:
     """Finish the copy a stopped run left unfinished, if any; the record it appended for it.
 
     `recorded`: the source names guesses.jsonl already records as copied (a kill after the
@@ -107,7 +200,7 @@ def resume(dest: Path, source: Path, model: str, recorded: set[str], append: Cal
     finished for want of space is removed, as a copy that cannot be made is, and the error
     raised.
     """
-    found = interrupted(dest, source, model)
+    found = interrupted(dest, source, model, labels, warn)
     if found is None:
         return None
     record, photo, copy = found
@@ -120,6 +213,6 @@ def resume(dest: Path, source: Path, model: str, recorded: set[str], append: Cal
         copy.unlink(missing_ok=True)  # ours: it held the photo's first bytes
         raise
     append(record)
-    warn(f"tensor-guess: finished copying {record['source']} to {copy.name}, which a stopped run had "
-         "left incomplete")
+    warn(f"tensor-guess: finished copying {printable(record['source'])} to {printable(copy.name)}, "
+         "which a stopped run had left incomplete")
     return record

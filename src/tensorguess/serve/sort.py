@@ -2,6 +2,13 @@
 
 Sources are only ever read. A copy never replaces an existing file: the name
 gets " (2)", " (3)"... instead. Every source gets one line in DEST/guesses.jsonl.
+
+DEST may be shared with others who can write there. Nothing guessDir writes can be
+redirected out of it: the manifest and the note are opened as safe_open says (a link,
+a FIFO or a hard link planted under their names stops the run, left untouched), and a
+copy is written only through the descriptor that created it (O_EXCL), so a name
+swapped for a symlink after the claim leads nowhere. Only regular files of SRC are
+opened (never a FIFO, which would block), each other kind is one line.
 """
 
 from __future__ import annotations
@@ -9,15 +16,17 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from tensorguess import strict_json
 from tensorguess.data.images import Skipped, list_files
+from tensorguess.safe_open import NotOurs, kind, open_ours, open_regular, same_file
 from tensorguess.serve import copy_in_flight
 from tensorguess.serve.predict import Classifier
 
@@ -39,9 +48,18 @@ def safe_label(label: str) -> str:
     return "".join("_" if ch in '/\\\0' else ch for ch in label).strip() or "unlabelled"
 
 
+class Claimed(NamedTuple):
+    """A new empty file in DEST: its name, and the descriptor that created it (the only way
+    it is ever written: the name may be swapped for a link by anyone writing in DEST)."""
+
+    path: Path
+    fd: int
+
+
 def claim_name(dest: Path, stem: str, suffix: str,
-               before: Callable[[Path], None] = lambda path: None) -> Path:
-    """Create and return a new empty file `stem[ (n)]suffix` in dest that did not exist.
+               before: Callable[[Path], None] = lambda path: None) -> Claimed:
+    """Create a new empty file `stem[ (n)]suffix` in dest that did not exist; its name and
+    descriptor, open for writing (the caller closes it: copy_into does).
 
     `before(path)` is called before each attempt to create `path`.
     """
@@ -49,41 +67,50 @@ def claim_name(dest: Path, stem: str, suffix: str,
     while True:
         name = f"{stem}{suffix}" if attempt == 1 else f"{stem} ({attempt}){suffix}"
         path = dest / name
-        if path.exists() or path.is_symlink():
+        if os.path.lexists(path):
             attempt += 1
             continue
         before(path)
         try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-            return path
+            # O_EXCL never follows a link: a name taken in between, link or not, is EEXIST.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            return Claimed(path, fd)
         except FileExistsError:
             attempt += 1
 
 
-def copy_into(source: Path, target: Path) -> None:
-    """Fill the claimed `target` with `source`'s bytes and timestamps; remove it on failure.
+def copy_into(source: Path, target: Claimed) -> None:
+    """Fill the claimed `target` with `source`'s bytes and timestamps through its descriptor
+    (then closed); remove it on failure, if its name still leads to it.
 
-    A failure to read `source` raises SourceError; one to write `target` (a full disk)
-    the OSError itself.
+    A failure to read `source` (or a source that is not a regular file) raises
+    SourceError; one to write `target` (a full disk) the OSError itself.
     """
     try:
-        try:
-            reader = open(source, "rb")  # noqa: SIM115 - closed below; its errors are the source's
-        except OSError as error:
-            raise SourceError(f"cannot read the file ({error.strerror or error})") from error
-        with reader, open(target, "wb") as writer:
-            while True:
-                try:
-                    block = reader.read(1 << 20)
-                except OSError as error:
-                    raise SourceError(f"cannot read the file ({error.strerror or error})") from error
-                if not block:
-                    break
-                writer.write(block)
-        shutil.copystat(source, target)
+        with os.fdopen(target.fd, "wb", closefd=False) as writer:
+            try:
+                reader = os.fdopen(open_regular(source), "rb")
+            except OSError as error:
+                raise SourceError(f"cannot read the file ({error.strerror or error})") from error
+            except NotOurs as error:
+                raise SourceError(str(error)) from error
+            with reader:
+                while True:
+                    try:
+                        block = reader.read(1 << 20)
+                    except OSError as error:
+                        raise SourceError(f"cannot read the file ({error.strerror or error})") from error
+                    if not block:
+                        break
+                    writer.write(block)
+                writer.flush()
+                copy_in_flight.copy_times(reader.fileno(), target.fd)
     except BaseException:
-        target.unlink(missing_ok=True)
+        if same_file(target.fd, target.path):
+            target.path.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(target.fd)
 
 
 class SortError(Exception):
@@ -106,8 +133,23 @@ class Earlier:
     @staticmethod
     def of(record: dict) -> Earlier:
         source, copy = record.get("source"), record.get("copy")
-        return Earlier(source if isinstance(source, str) else None, copy if isinstance(copy, str) else None,
+        return Earlier(source if isinstance(source, str) else None, copy if is_copy_name(copy) else None,
                        record.get("root"), record.get("model"))
+
+
+def is_copy_name(copy: object) -> bool:
+    """Whether a record's `copy` can name a copy guessDir made: a plain file name in DEST (not a
+    path, not '..', not the manifest or the note)."""
+    return (isinstance(copy, str) and copy not in ("", ".", "..", MANIFEST, copy_in_flight.IN_FLIGHT)
+            and not any(ch in copy for ch in "/\\\0"))
+
+
+def is_regular(path: Path) -> bool:
+    """A regular file under that very name (a symlink, even to one, is not)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 class Manifest:
@@ -126,7 +168,9 @@ class Manifest:
         self.path = path
         self.earlier: list[Earlier] = []
         try:
-            self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+            self.fd = open_ours(path, os.O_RDWR | os.O_APPEND, create=True)
+        except NotOurs as error:
+            raise SortError(str(error)) from error
         except OSError as error:
             raise SortError(f"cannot write {path} ({error.strerror}); choose a writable DEST") from error
         blocks = []
@@ -144,7 +188,7 @@ class Manifest:
                 data = data[:keep]
                 warn(f"tensor-guess: {path} ended in a partial record ({len(tail)} bytes, from a run "
                      "that was stopped); removed it")
-        broken = 0
+        broken = outside = 0
         for line in data.splitlines():
             try:
                 record = json.loads(line)
@@ -153,8 +197,13 @@ class Manifest:
                 continue
             if isinstance(record, dict):
                 self.earlier.append(Earlier.of(record))
+                outside += "copy" in record and not is_copy_name(record["copy"])
         if broken:
             warn(f"tensor-guess: {broken} line(s) of {path} are not JSON records; left as they are")
+        if outside:
+            warn(f"tensor-guess: ignoring {outside} record(s) of {path} whose copy is not a file name "
+                 "in DEST (an absolute path, '..' or a folder): guessDir never writes those, so the "
+                 "photos they name are sorted again")
 
     def _append(self, data: bytes) -> None:
         before = os.fstat(self.fd).st_size
@@ -208,9 +257,16 @@ def sort_folder(
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise SortError(f"cannot create DEST {dest} ({error.strerror})") from error
+    try:
+        copy_in_flight.check(dest)  # before anything is written: a planted note stops the run here
+    except NotOurs as error:
+        raise SortError(str(error)) from error
     manifest = Manifest(dest / MANIFEST, warn)
     try:
         summary = _sort(classifier, source, dest, manifest, batch_size, warn)
+    except NotOurs as error:  # planted while the run went on
+        copy_in_flight.clear(dest)
+        raise SortError(str(error)) from error
     except SortError:
         copy_in_flight.clear(dest)  # the copy that could not be made or recorded was taken back
         raise
@@ -226,11 +282,11 @@ def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
             | {dest / r.copy for r in manifest.earlier if r.copy is not None})
     done = {r.source for r in manifest.earlier
             if r.root == str(source) and r.model == classifier.digest
-            and r.source is not None and r.copy is not None and (dest / r.copy).is_file()}
+            and r.source is not None and r.copy is not None and is_regular(dest / r.copy)}
     summary = SortSummary(per_label={})
     try:
         finished = copy_in_flight.resume(
-            dest, source, classifier.digest, done, warn=warn,
+            dest, source, classifier.digest, classifier.labels, done, warn=warn,
             append=lambda record: _append_or_stop(manifest, record, dest / record["copy"], dest, summary, 0))
     except OSError as error:
         raise _stopped(dest, error, summary, 0) from error
@@ -239,9 +295,13 @@ def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
         ours.add(dest / finished["copy"])
         summary.copied += 1
         summary.per_label[finished["label"]] = summary.per_label.get(finished["label"], 0) + 1
-    files = []
+    files, others = [], []
     for path in list_files(source, warn):
         if Path(os.path.realpath(path)) in ours:
+            continue
+        what = _not_a_photo_file(path)
+        if what is not None:
+            others.append((path, what))
             continue
         relative = path.relative_to(source).as_posix()
         if relative in done:
@@ -251,6 +311,11 @@ def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
         files.append(path)
     # Where the photos come from and which model sorts them: what a rerun skips by.
     where = {"root": str(source), "model": classifier.digest}
+    for path, what in others:  # never opened: a FIFO would block the read for ever
+        entry = _record_unreadable(Skipped(path, f"{what}, not a regular file; only photos in regular "
+                                          "files are sorted"), path.relative_to(source).as_posix(),
+                                   where, summary, warn)
+        _append_or_stop(manifest, entry, None, dest, summary, len(files))
     for result in classifier.score_files(files, batch_size, show_progress=True):
         name = result.path.relative_to(source).as_posix()
         if isinstance(result, Skipped):
@@ -266,6 +331,7 @@ def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
                               before=lambda path, entry=entry: copy_in_flight.note(
                                   dest, {"source": entry["source"], "copy": path.name, **entry}))
             copy_into(result.path, copy)
+            copy = copy.path
         except SourceError as error:
             entry = _record_unreadable(Skipped(result.path, str(error)), name, where, summary, warn)
             _append_or_stop(manifest, entry, None, dest, summary, len(files))
@@ -277,6 +343,16 @@ def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
         summary.copied += 1
         summary.per_label[label] = summary.per_label.get(label, 0) + 1
     return summary
+
+
+def _not_a_photo_file(path: Path) -> str | None:
+    """What `path` is if it is neither a regular file nor a broken link (whose reading says why it
+    cannot be read): a FIFO, a socket, a device, which are never opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else kind(mode)
 
 
 def _record_unreadable(skipped: Skipped, name: str, where: dict, summary: SortSummary, warn) -> dict:
