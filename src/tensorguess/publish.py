@@ -147,6 +147,16 @@ def _read_journal(folder: Path) -> list[tuple[str, str]]:
     return [valid for valid in map(_valid, entries if isinstance(entries, list) else []) if valid]
 
 
+def _flock(fd: int, operation: int) -> None:
+    """flock, where the file system has it (some network ones do not: then no lock is taken)."""
+    try:
+        fcntl.flock(fd, operation)
+    except BlockingIOError:
+        raise
+    except OSError:
+        pass
+
+
 def _open_folder(folder: Path) -> int | None:
     try:
         return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -181,9 +191,9 @@ def steady(folder: Path) -> Iterator[Callable[[Path], Path]]:
         return
     replaced: dict[Path, Path] = {}
     try:
-        fcntl.flock(dirfd, fcntl.LOCK_SH)
+        _flock(dirfd, fcntl.LOCK_SH)
         if _read_journal(folder):
-            fcntl.flock(dirfd, fcntl.LOCK_EX)
+            _flock(dirfd, fcntl.LOCK_EX)
             try:
                 _settle(folder, dirfd)
             except OSError as error:
@@ -191,7 +201,7 @@ def steady(folder: Path) -> Iterator[Callable[[Path], Path]]:
                     raise
                 replaced = {folder / final: folder / temp for temp, final in _read_journal(folder)
                             if os.path.lexists(folder / temp)}
-            fcntl.flock(dirfd, fcntl.LOCK_SH)
+            _flock(dirfd, fcntl.LOCK_SH)
         yield lambda path: replaced.get(Path(path), Path(path))
     finally:
         os.close(dirfd)
@@ -213,7 +223,7 @@ def writing(folder: Path, say: Callable[[str], None], names: Iterable[str] = ())
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise PublishError(f"{path} is not a regular file; remove it and run again")
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             raise PublishError(f"another train.sh or export.sh (pid {holder}) is writing into {folder}; "
@@ -223,7 +233,7 @@ def writing(folder: Path, say: Callable[[str], None], names: Iterable[str] = ())
         dirfd = _open_folder(folder)
         if dirfd is not None:
             try:
-                fcntl.flock(dirfd, fcntl.LOCK_EX)
+                _flock(dirfd, fcntl.LOCK_EX)
                 _settle(folder, dirfd)
             finally:
                 os.close(dirfd)
@@ -330,7 +340,7 @@ class Publication:
         dirfd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         aside: list[Path] = []
         try:
-            fcntl.flock(dirfd, fcntl.LOCK_EX)
+            _flock(dirfd, fcntl.LOCK_EX)
             journal = tempfile.NamedTemporaryFile(dir=self.folder, prefix=f".{JOURNAL}.", suffix=".tmp",
                                                   delete=False)
             with journal:

@@ -18,6 +18,16 @@ setup_file() {
   bash "$REPO/export.sh" "$BASE/S1" --format tflite,coreml >/dev/null
   cp -a "$BASE/S1" "$BASE/S2"
   train "$BASE/S2" data_b >/dev/null
+  # The renames of a training of B over S1, and of an export over S2, counted once.
+  cp -a "$BASE/S1" "$BASE/count-train"
+  strace -f -o "$BASE/train.log" -e trace=rename \
+    bash "$REPO/train.sh" "$BASE/count-train" --image_dir data_b --how_many_training_steps 50 \
+    --random_seed 1 >/dev/null
+  renames_in "$BASE/count-train" "$BASE/train.log" >"$BASE/train.renames"
+  cp -a "$BASE/S2" "$BASE/count-export"
+  strace -f -o "$BASE/export.log" -e trace=rename,unlinkat \
+    bash "$REPO/export.sh" "$BASE/count-export" --format tflite,coreml >/dev/null
+  renames_in "$BASE/count-export" "$BASE/export.log" >"$BASE/export.renames"
 }
 
 setup() {
@@ -40,7 +50,7 @@ train() {
 # renames_in DIR LOG: the ordinals, among the renames of the traced process itself (the
 # wrapper's pid: it execs the Python), of those whose new name is directly in DIR.
 renames_in() {
-  awk -v dir="$1/" 'NR == 1 { main = $1 }
+  awk -v dir="$1/" '$2 ~ /^rename\(/ && main == "" { main = $1 }
     $1 == main && $2 ~ /^rename\(/ { n++; split($0, args, "\""); target = args[4]
       rest = substr(target, length(dir) + 1)
       if (index(target, dir) == 1 && index(rest, "/") == 0) print n }' "$2"
@@ -76,12 +86,8 @@ the_graph_is() {
 }
 
 @test "train.sh killed at each rename in DIR: every format then gives the labels of one model, the graph's" {
-  cp -a "$BASE/S1" "$BATS_TEST_TMPDIR/count"
-  strace -f -o "$BATS_TEST_TMPDIR/count.log" -e trace=rename \
-    bash "$REPO/train.sh" "$BATS_TEST_TMPDIR/count" --image_dir data_b --how_many_training_steps 50 \
-    --random_seed 1 >/dev/null
-  mapfile -t ordinals < <(renames_in "$BATS_TEST_TMPDIR/count" "$BATS_TEST_TMPDIR/count.log")
-  grep rename "$BATS_TEST_TMPDIR/count.log"
+  mapfile -t ordinals <"$BASE/train.renames"
+  grep rename "$BASE/train.log"
   # The journal, the graph, the labels, the SavedModel moved aside and swapped in, the log.
   [ "${#ordinals[@]}" -eq 6 ]
   for n in "${ordinals[@]}"; do
@@ -109,7 +115,8 @@ the_graph_is() {
   mkdir "$BATS_TEST_TMPDIR/victim" && echo keep >"$BATS_TEST_TMPDIR/victim/file"
   ln -s "$BATS_TEST_TMPDIR/victim" "$DIR/.saved_model.linkedxx"
   touch "$DIR/.retrained_graph.pb.notours.tmp" "$DIR/.retrained_graph.pb.mine.tmp.bak"
-  run strace -f -o /dev/null -e trace=rename -e inject=rename:signal=KILL:when=1 \
+  journal=$(head -n 1 "$BASE/train.renames")
+  run strace -f -o /dev/null -e trace=rename -e "inject=rename:signal=KILL:when=$journal" \
     bash "$REPO/train.sh" "$DIR" --image_dir data_b --how_many_training_steps 50 --random_seed 1
   [ "$status" -eq 137 ]
   ls -a "$DIR"
@@ -162,17 +169,15 @@ print(",".join(sorted(read_spec(sys.argv[1] + "/retrained_graph.mlpackage")["lab
 }
 
 @test "export.sh killed at each rename in DIR or inside removing the old .mlpackage: each format whole, of one model" {
-  cp -a "$BASE/S2" "$BATS_TEST_TMPDIR/count"
-  strace -f -o "$BATS_TEST_TMPDIR/count.log" -e trace=rename,unlinkat \
-    bash "$REPO/export.sh" "$BATS_TEST_TMPDIR/count" --format tflite,coreml >/dev/null
-  mapfile -t ordinals < <(renames_in "$BATS_TEST_TMPDIR/count" "$BATS_TEST_TMPDIR/count.log")
+  mapfile -t ordinals <"$BASE/export.renames"
+  grep rename "$BASE/export.log"
   # The .tflite's journal and rename; the package built, its journal, the old one set aside, the swap.
   [ "${#ordinals[@]}" -eq 6 ]
   # The 3rd unlinkat of the process after the swap: inside the removal of the package set aside.
-  removal=$(awk 'NR == 1 { main = $1 } $1 != main { next }
+  removal=$(awk '$2 ~ /^rename\(/ && main == "" { main = $1 } $1 != main { next }
     $2 ~ /^unlinkat\(/ { u++; if (swapped && ++after == 3) { print u; exit } }
     $2 ~ /^rename\(/ && $0 ~ /mlpackage.*tmp", "[^"]*\/retrained_graph.mlpackage"/ { swapped = 1 }' \
-    "$BATS_TEST_TMPDIR/count.log")
+    "$BASE/export.log")
   [ -n "$removal" ]
   for n in "${ordinals[@]}" "unlinkat$removal"; do
     rm -rf "$DIR"
