@@ -586,6 +586,7 @@ def _run(argv: list[str] | None) -> int:
     from tensorguess.features.modules import ModuleError
     from tensorguess.head.fine_tune import FineTuneError
     from tensorguess.head.train import TrainingDiverged
+    from tensorguess.publish import PublishError
     from tensorguess.report.document import ReportError
     from tensorguess.report.evaluate import EvaluationError
     from tensorguess.serve.predict import ClassifierError
@@ -601,7 +602,7 @@ def _run(argv: list[str] | None) -> int:
         return fail(str(error), EXIT_USAGE)
     except (DatasetError, ModuleError, ClassifierError, EvaluationError, ReportError, SortError,
             TrainingDiverged, ExportError, CoreMLCheckError, ServeError, FineTuneError,
-            EngineError) as error:
+            EngineError, PublishError) as error:
         return fail(str(error))
     except KeyboardInterrupt:
         return fail("interrupted", 130)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tensorguess import publish
 from tensorguess.data.images import Skipped
 from tensorguess.export import bias_correction, coreml, formats
 from tensorguess.export.formats import FILES, ExportError
@@ -33,10 +34,23 @@ def export(folder: Path, chosen: list[str], graph: str = "retrained_graph.pb",
            labels_name: str = "retrained_labels.txt", final_tensor_name: str = "final_result",
            trust_graph: bool = False, report_dir: Path | None = None,
            say: Callable[[str], None] = _say, warn: Callable[[str], None] = _say) -> list[dict]:
-    """Write each chosen format into `folder`; return (and print, and put in the report) the table."""
+    """Write each chosen format into `folder`; return (and print, and put in the report) the table.
+
+    The one train or export writing into `folder` while it runs (publish.py); each format is
+    published whole, replacing the old one only once it is complete (a link is replaced, never
+    followed).
+    """
+    folder = Path(folder)
+    with publish.writing(folder, say, [Path(graph).name, Path(labels_name).name]):
+        return _export(folder, chosen, graph, labels_name, final_tensor_name, trust_graph, report_dir,
+                       say, warn)
+
+
+def _export(folder: Path, chosen: list[str], graph: str, labels_name: str, final_tensor_name: str,
+            trust_graph: bool, report_dir: Path | None, say: Callable[[str], None],
+            warn: Callable[[str], None]) -> list[dict]:
     import tensorflow as tf
 
-    folder = Path(folder)
     graph_path, labels_path = folder / graph, folder / labels_name
     labels = read_labels(labels_path)
     graph_def = tf.compat.v1.GraphDef()
@@ -68,24 +82,9 @@ def export(folder: Path, chosen: list[str], graph: str = "retrained_graph.pb",
     for name in chosen:
         target = folder / FILES[name]
         started = time.perf_counter()
-        if name == "tflite":
-            formats.write_tflite(graph_def, labels, target, final_tensor_name)
-        elif name == "tflite-int8":
-            paths = formats.calibration_paths(photos)
-            if not paths:
-                raise ExportError(f"{log_path} names no training photo found in "
-                                  f"{photos.root}; int8 needs some to calibrate on")
-            say(f"Calibrating int8 on {len(paths)} training photos, and correcting its biases on up to "
-                f"{min(len(paths), bias_correction.MOST_PHOTOS)} of them")
-            formats.write_tflite(graph_def, labels, target, final_tensor_name,
-                                 calibration=formats.calibration_images(paths, size))
-        else:
-            coreml.write_mlpackage(graph_def, labels, size, target, final_tensor_name)
-            spec = coreml.check(target, labels, size)
-            say(f"Core ML spec read back: input {spec['input']!r} {spec['width']}x{spec['height']} "
-                f"{spec['color_space']}, scale {spec['scale']:.6g}, bias {spec['bias']}, "
-                f"{len(spec['labels'])} labels in {labels_name} order, outputs "
-                f"{', '.join(spec['outputs'])}; running it needs macOS")
+        with publish.Publication(folder) as publication:
+            _write_format(name, graph_def, labels, target, final_tensor_name, size, photos, log_path,
+                          labels_name, publication, say)
         seconds[name] = time.perf_counter() - started
         say(f"Wrote {target} ({time.perf_counter() - started:.1f} s)")
 
@@ -102,6 +101,32 @@ def export(folder: Path, chosen: list[str], graph: str = "retrained_graph.pb",
     document.write(report_dir, evaluation, train_log=train_log, report=report)
     say(f"Wrote the accuracy per format into {report_dir / 'report.html'}")
     return table
+
+
+def _write_format(name: str, graph_def, labels: list[str], target: Path, final_tensor_name: str,
+                  size: int, photos, log_path: Path, labels_name: str,
+                  publication: publish.Publication, say: Callable[[str], None]) -> None:
+    """Stage format `name` of the classifier as the new `target` in `publication`."""
+    if name == "tflite":
+        formats.write_tflite(graph_def, labels, target, final_tensor_name, write=publication.write)
+    elif name == "tflite-int8":
+        paths = formats.calibration_paths(photos)
+        if not paths:
+            raise ExportError(f"{log_path} names no training photo found in "
+                              f"{photos.root}; int8 needs some to calibrate on")
+        say(f"Calibrating int8 on {len(paths)} training photos, and correcting its biases on up to "
+            f"{min(len(paths), bias_correction.MOST_PHOTOS)} of them")
+        formats.write_tflite(graph_def, labels, target, final_tensor_name,
+                             calibration=formats.calibration_images(paths, size), write=publication.write)
+    else:
+        built = publication.scratch(target) / target.name
+        coreml.write_mlpackage(graph_def, labels, size, built, final_tensor_name)
+        spec = coreml.check(built, labels, size)
+        publication.adopt(target, built)
+        say(f"Core ML spec read back: input {spec['input']!r} {spec['width']}x{spec['height']} "
+            f"{spec['color_space']}, scale {spec['scale']:.6g}, bias {spec['bias']}, "
+            f"{len(spec['labels'])} labels in {labels_name} order, outputs "
+            f"{', '.join(spec['outputs'])}; running it needs macOS")
 
 
 def _score(folder, chosen, photos, graph, labels_name, final_tensor_name, trust_graph, train_log,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tensorguess import strict_json
+from tensorguess import publish, strict_json
 from tensorguess.checks import data_checks
 from tensorguess.config import TrainConfig
 from tensorguess.data import dataset
@@ -18,7 +18,6 @@ from tensorguess.data.labels_csv import read_labels_csv
 from tensorguess.export import frozen
 from tensorguess.features import bottlenecks, modules
 from tensorguess.features.shared_matrix import aligned_empty, gather_rows
-from tensorguess.files import write_atomically
 from tensorguess.head.balance import balanced_weights, imbalance_warning
 from tensorguess.head.calibration import calibrate
 from tensorguess.head.train import EvalPoint, TrainingDiverged, train_final_layer
@@ -40,9 +39,22 @@ def _stamp() -> str:
 
 def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
             warn: Callable[[str], None] = _warn) -> dict:
-    """Train and export a classifier as `cfg` says; returns what train_log.json holds."""
-    started = time.perf_counter()
+    """Train and export a classifier as `cfg` says; returns what train_log.json holds.
+
+    The one training writing into the graph's folder (a second one there is refused), whose
+    model and log are published together: a kill leaves all the old or all the new (publish.py).
+    """
     cfg.check()
+    folder = Path(cfg.output_graph).parent
+    outputs = [Path(path).name for path in (cfg.output_graph, cfg.output_labels, cfg.saved_model_dir,
+                                             cfg.train_log) if path]
+    with publish.writing(folder, say, outputs), publish.Publication(folder) as publication:
+        return _retrain(cfg, publication, say, warn)
+
+
+def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[str], None],
+             warn: Callable[[str], None]) -> dict:
+    started = time.perf_counter()
     # Refuse a report folder holding someone else's files now, not after the training.
     document.check_out_dir(cfg.report_dir)
     if cfg.labels_csv:
@@ -189,8 +201,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
             say(f"{wrong['file']:>70}  {wrong['predicted']} (true: {wrong['true']})")
 
     frozen.export(spec, loaded, layer, image_set.labels, cfg.output_graph, cfg.output_labels,
-                  cfg.saved_model_dir, cfg.final_tensor_name)
-    say(f"Wrote {cfg.output_graph}, {cfg.output_labels} and {cfg.saved_model_dir}")
+                  cfg.saved_model_dir, cfg.final_tensor_name, publication)  # staged, published with the log
 
     log = {
         "flags": {**cfg.as_json(), "random_seed": seed},
@@ -219,7 +230,9 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
         "training_seconds": round(training_seconds, 3),
         "total_seconds": round(time.perf_counter() - started, 3),
     }
-    write_atomically(Path(cfg.train_log), (strict_json.dumps(log, indent=1) + "\n").encode())
+    publication.write(Path(cfg.train_log), (strict_json.dumps(log, indent=1) + "\n").encode())
+    publication.commit()
+    say(f"Wrote {cfg.output_graph}, {cfg.output_labels}, {cfg.saved_model_dir} and {cfg.train_log}")
     document.write(cfg.report_dir, evaluation, train_log=log, report=summary)
     say(f"Wrote the test report {Path(cfg.report_dir) / 'report.html'}")
     return log

@@ -11,8 +11,7 @@ does by default. Running it needs macOS; on Linux the spec is read back and chec
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import os
 from pathlib import Path
 
 from tensorguess.export.frozen import IMAGE_BATCH
@@ -30,7 +29,8 @@ class CoreMLCheckError(Exception):
 
 def write_mlpackage(graph_def, labels: list[str], size: int, path: Path,
                     final_tensor_name: str = "final_result") -> None:
-    """Convert and write `path` (a folder), replacing a previous one only once the new one is whole."""
+    """Convert and write the package `path` (a folder that must not exist yet: export builds it in a
+    scratch folder, and publish.py swaps it in for the old one, whose place it never touches)."""
     import coremltools as ct
 
     function, _keep = classifier_function(graph_def, final_tensor_name)
@@ -51,15 +51,9 @@ def write_mlpackage(graph_def, labels: list[str], size: int, path: Path,
     model.input_description[INPUT] = f"RGB photo resized to {size}x{size} (see the README)"
     model.output_description[LABEL_OUTPUT] = "the most likely label"
     model.output_description[SCORES_OUTPUT] = "the calibrated score of every label"
-    path = Path(path)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
-        model.save(str(staging / path.name))
-        if path.exists():
-            shutil.rmtree(path)
-        (staging / path.name).rename(path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if os.path.lexists(path):  # coremltools would rmtree it (through a link, even)
+        raise FileExistsError(f"{path} exists: write_mlpackage writes only new packages")
+    model.save(str(path))
 
 
 def read_spec(path: Path) -> dict:

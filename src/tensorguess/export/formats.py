@@ -104,9 +104,11 @@ def calibration_images(paths: list[Path], size: int) -> Callable:
 
 
 def write_tflite(graph_def, labels: list[str], path: Path, final_tensor_name: str,
-                 calibration: Callable | None = None) -> None:
+                 calibration: Callable | None = None,
+                 write: Callable[[Path, bytes], None] = write_atomically) -> None:
+    """Convert, pack the labels inside and write(path, bytes) (export passes its publication's)."""
     from tensorguess.export import tflite
 
     model = (tflite.float_model(graph_def, final_tensor_name) if calibration is None
              else tflite.int8_model(graph_def, calibration, final_tensor_name))
-    write_atomically(Path(path), tflite.with_labels(model, labels))
+    write(Path(path), tflite.with_labels(model, labels))

@@ -9,14 +9,11 @@ decoded image, which tensor-guess feeds to score many photos per run.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from tensorguess.features.modules import ModuleSpec, feature_function, resize_image, to_value_range
-from tensorguess.files import write_atomically
 from tensorguess.head.train import FinalLayer
+from tensorguess.publish import Publication
 
 INPUT_BYTES = "DecodeJpeg/contents"
 IMAGE_BATCH = "image_batch"
@@ -122,29 +119,27 @@ def classifier_graph(spec: ModuleSpec, loaded, layer: FinalLayer, final_tensor_n
     return graph.as_graph_def()
 
 
-def write_labels(path: Path, labels: list[str]) -> None:
-    write_atomically(path, "".join(f"{label}\n" for label in labels).encode("utf-8"))
+def labels_bytes(labels: list[str]) -> bytes:
+    """retrained_labels.txt's content: one label a line, in the graph's class order."""
+    return "".join(f"{label}\n" for label in labels).encode("utf-8")
 
 
 def write_saved_model(graph_def, directory: Path, final_tensor_name: str) -> None:
-    """A TF1-style SavedModel over the same frozen graph, so both give identical scores.
+    """A TF1-style SavedModel over the same frozen graph, so both give identical scores, built
+    into `directory` (empty or absent: the publication's temp, swapped in with the others).
 
     Signatures: `serving_default` takes `image_bytes` (a scalar string), `images`
     takes `images` (float [N,S,S,3] in [0,1]); both return `scores`.
     """
     import tensorflow as tf
 
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-    target = staging / "model"
     graph = tf.Graph()
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
         tf.compat.v1.import_graph_def(graph_def, name="")
         scores = graph.get_tensor_by_name(f"{final_tensor_name}:0")
         info = tf.compat.v1.saved_model.utils.build_tensor_info
         signature = tf.compat.v1.saved_model.signature_def_utils.build_signature_def
-        builder = tf.compat.v1.saved_model.Builder(str(target))
+        builder = tf.compat.v1.saved_model.Builder(str(directory))
         builder.add_meta_graph_and_variables(
             session,
             [tf.compat.v1.saved_model.tag_constants.SERVING],
@@ -162,18 +157,20 @@ def write_saved_model(graph_def, directory: Path, final_tensor_name: str) -> Non
             },
         )
         builder.save()
-    # Swap in the new model only once it is complete.
-    if directory.exists():
-        os.replace(directory, staging / "previous")
-    os.replace(target, directory)
-    shutil.rmtree(staging, ignore_errors=True)
 
 
 def export(spec: ModuleSpec, loaded, layer: FinalLayer, labels: list[str], graph_path: Path,
-           labels_path: Path, saved_model_dir: Path | None, final_tensor_name: str) -> None:
+           labels_path: Path, saved_model_dir: Path | None, final_tensor_name: str,
+           publication: Publication | None = None) -> None:
+    """Stage the graph, its labels and the SavedModel in `publication`, which publishes them
+    together with whatever else the run adds to it; without one, publish them at once."""
+    if publication is None:
+        with Publication(Path(graph_path).parent) as alone:
+            export(spec, loaded, layer, labels, graph_path, labels_path, saved_model_dir,
+                   final_tensor_name, alone)
+        return
     graph_def = classifier_graph(spec, loaded, layer, final_tensor_name)
-    write_atomically(Path(graph_path), graph_def.SerializeToString())
-    write_labels(Path(labels_path), labels)
+    publication.write(Path(graph_path), graph_def.SerializeToString())
+    publication.write(Path(labels_path), labels_bytes(labels))
     if saved_model_dir:
-        write_saved_model(graph_def, Path(saved_model_dir), final_tensor_name)
-
+        write_saved_model(graph_def, publication.new_folder(Path(saved_model_dir)), final_tensor_name)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tensorguess.export.tflite import packed_labels
 from tensorguess.serve import tta as test_time
 from tensorguess.serve.pixel_batches import PixelBatchClassifier
 from tensorguess.serve.predict import ClassifierError, read_labels
@@ -39,7 +40,6 @@ class LiteClassifier(PixelBatchClassifier):
 
     def __init__(self, model_path: Path, labels_path: Path, temperature: float | None = None,
                  threads: int | None = None, tta: bool = False):
-        self.labels = read_labels(labels_path)
         self.tta = tta  # score each photo as the mean over test_time.VIEWS views of it
         try:
             data = Path(model_path).read_bytes()
@@ -47,6 +47,10 @@ class LiteClassifier(PixelBatchClassifier):
             raise ClassifierError(
                 f"cannot read {model_path} ({error.strerror}); write it with export.sh DIR"
             ) from error
+        # The labels packed inside are those of the model this file is, even when DIR's labels
+        # file is already a newer training's.
+        packed = [label.strip() for label in packed_labels(data) or [] if label.strip()]
+        self.labels = packed or read_labels(labels_path)
         self.digest = hashlib.sha1(data).hexdigest()  # the file actually run, as guessDir records
         self.temperature = temperature
         try:

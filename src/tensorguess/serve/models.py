@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tensorguess import publish
 from tensorguess.export.formats import FILES
 from tensorguess.serve.predict import Classifier, ClassifierError
 
@@ -26,21 +27,31 @@ def open_classifier(folder: Path, model: str = "pb", graph: str = "retrained_gra
                     labels: str = "retrained_labels.txt", final_tensor_name: str = "final_result",
                     trust_graph: bool = False, tta: bool = False):
     """The classifier of `folder` in the format `model` (one of MODELS); `tta`: test-time
-    augmentation (serve/tta.py), for the .pb and the .tflite models."""
-    folder = Path(folder)
-    labels_path = folder / labels
+    augmentation (serve/tta.py), for the .pb and the .tflite models.
+
+    Opened while no training publishes into `folder`, after finishing one a kill interrupted
+    (publish.steady): the graph, its labels and its log are always of one model.
+    """
+    with publish.steady(Path(folder)) as where:
+        return _open(Path(folder), where, model, graph, labels, final_tensor_name, trust_graph, tta)
+
+
+def _open(folder: Path, where, model: str, graph: str, labels: str, final_tensor_name: str,
+          trust_graph: bool, tta: bool):
+    labels_path = where(folder / labels)
     if model == "pb":
-        return Classifier(folder / graph, labels_path, final_tensor_name, trust_graph=trust_graph, tta=tta)
+        return Classifier(where(folder / graph), labels_path, final_tensor_name, trust_graph=trust_graph,
+                          tta=tta)
     if model not in MODELS:
         raise ClassifierError(f"--model must be one of {', '.join(MODELS)}, not {model!r}")
     if tta and model == "saved_model":
         raise ClassifierError("--tta runs with --model pb, tflite or tflite-int8, not saved_model")
-    path = model_path(folder, model)
+    path = where(model_path(folder, model))
     if not path.exists():
         flag = "" if model == "saved_model" else f" --format {model}"
         raise ClassifierError(f"{path} does not exist; write it with export.sh {folder}{flag}"
                               + (" (or train again)" if model == "saved_model" else ""))
-    temperature = logged_temperature(folder)
+    temperature = logged_temperature(where(folder / "train_log.json"))
     if model == "saved_model":
         from tensorguess.serve.saved_model import SavedModelClassifier
 
@@ -50,10 +61,10 @@ def open_classifier(folder: Path, model: str = "pb", graph: str = "retrained_gra
     return LiteClassifier(path, labels_path, temperature, tta=tta)
 
 
-def logged_temperature(folder: Path) -> float | None:
-    """The calibration temperature train.sh recorded in folder/train_log.json (None if none)."""
+def logged_temperature(log_path: Path) -> float | None:
+    """The calibration temperature train.sh recorded in DIR/train_log.json (None if none)."""
     try:
-        log = json.loads((Path(folder) / "train_log.json").read_text(encoding="utf-8"))
+        log = json.loads(Path(log_path).read_text(encoding="utf-8"))
         value = (log.get("calibration") or {}).get("temperature")
     except (OSError, ValueError, AttributeError):
         return None
