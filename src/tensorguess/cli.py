@@ -533,9 +533,12 @@ def run_evaluate(args) -> int:
 
 def _train_log(folder: Path) -> tuple[dict | None, Path]:
     """DIR/train_log.json, if train.sh wrote one there: what evaluate checks leaks against."""
+    from tensorguess.data.images import open_regular  # Pillow only for the commands that read photos
+
     path = folder / "train_log.json"
     try:
-        log = json.loads(path.read_text(encoding="utf-8"))
+        with open_regular(path) as handle:
+            log = json.loads(handle.read().decode("utf-8"))
     except (OSError, ValueError):
         return None, path
     return (log if isinstance(log, dict) else None), path

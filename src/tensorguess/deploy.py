@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess import publish
-from tensorguess.data.images import Skipped
+from tensorguess.data.images import Skipped, open_regular
 from tensorguess.export import bias_correction, coreml, formats
 from tensorguess.export.formats import FILES, ExportError
 from tensorguess.export.frozen import IMAGE_BATCH
@@ -55,7 +55,8 @@ def _export(folder: Path, chosen: list[str], graph: str, labels_name: str, final
     labels = read_labels(labels_path)
     graph_def = tf.compat.v1.GraphDef()
     try:
-        graph_def.ParseFromString(graph_path.read_bytes())
+        with open_regular(graph_path, max_bytes=None) as handle:
+            graph_def.ParseFromString(handle.read())
     except OSError as error:
         raise ExportError(f"cannot read {graph_path} ({error.strerror}); train first with "
                           "train.sh") from error
@@ -179,7 +180,8 @@ def _score(folder, chosen, photos, graph, labels_name, final_tensor_name, trust_
 
 def _read_log(path: Path) -> dict | None:
     try:
-        log = json.loads(path.read_text(encoding="utf-8"))
+        with open_regular(path) as handle:
+            log = json.loads(handle.read().decode("utf-8"))
     except (OSError, ValueError):
         return None
     return log if isinstance(log, dict) else None

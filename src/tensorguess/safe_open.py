@@ -20,21 +20,11 @@ import os
 import stat
 from pathlib import Path
 
-from tensorguess.data.images import printable
+from tensorguess.data.images import kind_of, printable
 
 
 class NotOurs(Exception):
     """A name guessDir writes holds something it must not write into or read."""
-
-
-def kind(mode: int) -> str:
-    """What a file that is not a regular one is, in words."""
-    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return name
-    return "not a regular file"
 
 
 def _what_is_there(path: Path) -> str:
@@ -47,7 +37,7 @@ def _what_is_there(path: Path) -> str:
             return f"a symbolic link (to {printable(os.readlink(path))})"
         except OSError:
             return "a symbolic link"
-    return kind(mode)
+    return kind_of(mode)
 
 
 def refusal(path: Path, what: str) -> NotOurs:
@@ -76,28 +66,13 @@ def open_ours(path: Path, flags: int, *, create: bool = False, max_size: int | N
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise refusal(path, kind(info.st_mode))
+            raise refusal(path, kind_of(info.st_mode))
         if info.st_nlink > 1:
             raise refusal(path, f"a file with {info.st_nlink} hard links (one may be outside the folder)")
         if max_size is not None and info.st_size > max_size:
             raise refusal(path, f"{info.st_size} bytes, more than guessDir ever writes there ({max_size})")
         if owner is not None and info.st_uid != owner:
             raise refusal(path, f"a file of another user (uid {info.st_uid})")
-        _blocking(fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def open_regular(path: Path) -> int:
-    """A read-only descriptor of `path` (a photo: symlinks followed, as list_files follows them),
-    only if it is a regular file; NotOurs says what else it is. Never blocks on a FIFO."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotOurs(f"{kind(mode)}, not a regular file")
         _blocking(fd)
     except BaseException:
         os.close(fd)

@@ -125,7 +125,7 @@ EOF
   run timeout "$HANG_LIMIT" bash "$REPO/guess.sh" "$TF" "$BATS_TEST_TMPDIR/photo.jpg" "$elsa"
   [ "$status" -eq 1 ]
   ours
-  [ "${OURS[0]}" = "tensor-guess: skipping $BATS_TEST_TMPDIR/photo.jpg: cannot read the file (a FIFO, not a regular file; only regular files are read)" ]
+  [ "${OURS[0]}" = "tensor-guess: skipping $BATS_TEST_TMPDIR/photo.jpg: cannot read the file (a FIFO (named pipe), not a regular file; only regular files are read)" ]
   [ "$(grep -c '^tensor-guess:' <<<"$output")" -eq 1 ]
   [[ $output == *"==> $elsa <=="*"elsa (score = "* ]]
 
@@ -136,7 +136,7 @@ EOF
   [ "$status" -eq 0 ]
   ours
   [ "$(grep -c '^tensor-guess:' <<<"$output")" -eq 1 ]
-  [[ $output == *"tensor-guess: skipping $labelled/猫/pipe.jpg: cannot read the file (a FIFO, not a regular file; only regular files are read)"* ]]
+  [[ $output == *"tensor-guess: skipping $labelled/猫/pipe.jpg: cannot read the file (a FIFO (named pipe), not a regular file; only regular files are read)"* ]]
   [[ $output == *"(N=10)"* ]]
 }
 
@@ -149,7 +149,7 @@ EOF
   [ "$status" -eq 1 ]
   ours
   [ "${#OURS[@]}" -eq 1 ]
-  [ "${OURS[0]}" = "tensor-guess: cannot read labels file $copy/retrained_labels.txt (a FIFO, not a regular file; only regular files are read); train first with train.sh" ]
+  [ "${OURS[0]}" = "tensor-guess: cannot read labels file $copy/retrained_labels.txt (a FIFO (named pipe), not a regular file; only regular files are read); train first with train.sh" ]
 
   mkfifo "$BATS_TEST_TMPDIR/labels.csv"
   mkdir "$BATS_TEST_TMPDIR/new"
@@ -157,7 +157,7 @@ EOF
   [ "$status" -eq 1 ]
   ours
   [ "${#OURS[@]}" -eq 1 ]
-  [ "${OURS[0]}" = "tensor-guess: cannot read the labels CSV $BATS_TEST_TMPDIR/labels.csv (a FIFO, not a regular file; only regular files are read)" ]
+  [ "${OURS[0]}" = "tensor-guess: cannot read the labels CSV $BATS_TEST_TMPDIR/labels.csv (a FIFO (named pipe), not a regular file; only regular files are read)" ]
 }
 
 @test "evaluate.sh keeps a labels CSV to its folder and skips a FIFO and a 10 GB sparse file in one line each" {
@@ -182,7 +182,7 @@ EOF
   ours
   [ "$(grep -c '^tensor-guess: ' <<<"$output")" -eq 4 ] # where the labels come from, the rows outside, the two files
   [[ $output == *"tensor-guess: $set_dir/labels.csv: skipping 2 row(s) naming a file outside $set_dir (line 14: ../private.jpg, line 15: $private); paths are relative to the CSV's folder"* ]]
-  [[ $output == *"tensor-guess: skipping $set_dir/pipe.jpg: cannot read the file (a FIFO, not a regular file; only regular files are read)"* ]]
+  [[ $output == *"tensor-guess: skipping $set_dir/pipe.jpg: cannot read the file (a FIFO (named pipe), not a regular file; only regular files are read)"* ]]
   [[ $output == *"tensor-guess: skipping $set_dir/huge.jpg: cannot read the file (10.7 GB, larger than any photo: over the limit of 1.6 GB)"* ]]
   [[ $output == *"(N=10)"* ]]
   run grep -c -e "private.jpg" -e "$(basename "$private")" "$BATS_TEST_TMPDIR/report/report.json"

@@ -160,7 +160,7 @@ for attempt in (lambda: read_rgb(fifo), lambda: content_hash(fifo), lambda: read
 """, str(fifo))
     assert child.returncode == 0, child.stderr
     lines = child.stdout.splitlines()
-    refused = "a FIFO, not a regular file; only regular files are read"
+    refused = "a FIFO (named pipe), not a regular file; only regular files are read"
     assert lines[1:] == [f"cannot read the file ({refused})", f"[Errno 22] {refused}",
                          f"cannot read labels file {fifo} ({refused}); train first with train.sh",
                          f"cannot read the labels CSV {fifo} ({refused})"]

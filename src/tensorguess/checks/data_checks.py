@@ -123,7 +123,8 @@ def automatic_threshold(matrix: np.ndarray, labels: list[str], digests: list[str
     nearest = nearest[np.isfinite(nearest)]
     if not len(nearest):
         return BASE_THRESHOLD
-    return max(BASE_THRESHOLD, 1 - DISTANCE_SHARE * (1 - float(np.median(nearest))))
+    # float32 cosines of identical features can pass 1 by a rounding step; a cosine is at most 1.
+    return min(1.0, max(BASE_THRESHOLD, 1 - DISTANCE_SHARE * (1 - float(np.median(nearest)))))
 
 
 def duplicate_checks(image_set: ImageSet, readable: dict[str, list[Path]], extraction: Extraction,

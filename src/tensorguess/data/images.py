@@ -65,18 +65,19 @@ def open_regular(path, max_bytes: int | None = MAX_FILE_BYTES) -> BinaryIO:
 
 def _require_regular(status: os.stat_result, max_bytes: int | None) -> None:
     if not stat.S_ISREG(status.st_mode):
-        raise RefusedFile(errno.EINVAL, f"{_kind(status.st_mode)}, not a regular file; only regular "
+        raise RefusedFile(errno.EINVAL, f"{kind_of(status.st_mode)}, not a regular file; only regular "
                           "files are read")
     if max_bytes is not None and status.st_size > max_bytes:
         raise RefusedFile(errno.EFBIG, f"{status.st_size / 1e9:.1f} GB, larger than any photo: over "
                           f"the limit of {max_bytes / 1e9:.1f} GB")
 
 
-def _kind(mode: int) -> str:
-    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a folder"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-             (stat.S_ISSOCK, "a socket"))
-    return next((name for test, name in kinds if test(mode)), "a special file")
+def kind_of(mode: int) -> str:
+    """What a file that is not a regular one is, in words (from its st_mode)."""
+    kinds = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 class UnreadableImage(Exception):

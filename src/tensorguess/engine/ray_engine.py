@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tensorguess.data.images import Skipped, UnreadableImage
+from tensorguess.data.images import Skipped, UnreadableImage, open_regular
 from tensorguess.engine.actors import FeatureActor, ScoreActor
 from tensorguess.engine.select import EngineError, require_ray
 from tensorguess.features.bottlenecks import Compute
@@ -245,7 +245,8 @@ def _where(path: Path) -> bytes:
 def _read_for_workers(path: Path) -> dict:
     """The file's bytes for the workers; for one the driver cannot read, why (as read_rgb says it)."""
     try:
-        return {"data": Path(path).read_bytes(), "unread": ""}
+        with open_regular(path) as handle:
+            return {"data": handle.read(), "unread": ""}
     except OSError as error:
         return {"data": b"", "unread": f"cannot read the file ({error.strerror or error})"}
 

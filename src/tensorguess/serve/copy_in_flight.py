@@ -36,8 +36,8 @@ import stat
 from collections.abc import Callable, Collection
 from pathlib import Path, PurePosixPath
 
-from tensorguess.data.images import printable
-from tensorguess.safe_open import NotOurs, open_ours, open_regular
+from tensorguess.data.images import open_regular, printable
+from tensorguess.safe_open import NotOurs, open_ours
 
 IN_FLIGHT = ".guessDir-copy-in-flight.json"
 BLOCK = 1 << 20
@@ -160,8 +160,8 @@ def finish(photo: Path, copy: Path) -> bool:
     disk) is raised. `copy` is written only through the descriptor that was checked.
     """
     try:
-        reader = os.fdopen(open_regular(photo), "rb")
-    except (OSError, NotOurs):
+        reader = open_regular(photo)
+    except OSError:
         return False
     with reader:
         try:

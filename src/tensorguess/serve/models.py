@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from tensorguess import publish
+from tensorguess.data.images import open_regular
 from tensorguess.export.formats import FILES
 from tensorguess.serve.predict import Classifier, ClassifierError
 
@@ -64,7 +65,8 @@ def _open(folder: Path, where, model: str, graph: str, labels: str, final_tensor
 def logged_temperature(log_path: Path) -> float | None:
     """The calibration temperature train.sh recorded in DIR/train_log.json (None if none)."""
     try:
-        log = json.loads(Path(log_path).read_text(encoding="utf-8"))
+        with open_regular(log_path) as handle:
+            log = json.loads(handle.read().decode("utf-8"))
         value = (log.get("calibration") or {}).get("temperature")
     except (OSError, ValueError, AttributeError):
         return None

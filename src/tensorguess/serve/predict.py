@@ -46,7 +46,8 @@ class Classifier:
         self.labels = read_labels(labels_path)
         graph_def = tf.compat.v1.GraphDef()
         try:
-            data = Path(graph_path).read_bytes()
+            with open_regular(graph_path, max_bytes=None) as handle:
+                data = handle.read()
             graph_def.ParseFromString(data)
         except OSError as error:
             raise ClassifierError(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tensorguess.data.images import open_regular
 from tensorguess.serve import graph_check
 from tensorguess.serve.pixel_batches import PixelBatchClassifier
 from tensorguess.serve.predict import ClassifierError, read_labels
@@ -23,7 +24,8 @@ class SavedModelClassifier(PixelBatchClassifier):
         self.labels = read_labels(labels_path)
         graph_file = Path(directory) / "saved_model.pb"
         try:
-            data = graph_file.read_bytes()
+            with open_regular(graph_file, max_bytes=None) as handle:
+                data = handle.read()
         except OSError as error:
             raise ClassifierError(f"cannot read {graph_file} ({error.strerror}); train first "
                                   "with train.sh") from error

@@ -25,8 +25,8 @@ from typing import NamedTuple
 import numpy as np
 
 from tensorguess import strict_json
-from tensorguess.data.images import Skipped, list_files
-from tensorguess.safe_open import NotOurs, kind, open_ours, open_regular, same_file
+from tensorguess.data.images import Skipped, kind_of, list_files, open_regular
+from tensorguess.safe_open import NotOurs, open_ours, same_file
 from tensorguess.serve import copy_in_flight
 from tensorguess.serve.predict import Classifier
 
@@ -89,11 +89,9 @@ def copy_into(source: Path, target: Claimed) -> None:
     try:
         with os.fdopen(target.fd, "wb", closefd=False) as writer:
             try:
-                reader = os.fdopen(open_regular(source), "rb")
+                reader = open_regular(source)
             except OSError as error:
                 raise SourceError(f"cannot read the file ({error.strerror or error})") from error
-            except NotOurs as error:
-                raise SourceError(str(error)) from error
             with reader:
                 while True:
                     try:
@@ -352,7 +350,7 @@ def _not_a_photo_file(path: Path) -> str | None:
         mode = os.stat(path).st_mode
     except OSError:
         return None
-    return None if stat.S_ISREG(mode) else kind(mode)
+    return None if stat.S_ISREG(mode) else kind_of(mode)
 
 
 def _record_unreadable(skipped: Skipped, name: str, where: dict, summary: SortSummary, warn) -> dict:
