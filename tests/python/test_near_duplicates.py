@@ -353,3 +353,18 @@ def test_real_near_copies_are_found_and_distinct_photos_are_not_joined(tmp_path)
         original = group[0]
         missed = [paths[n].name for n in group[1:] if (original, n) not in joined]
         assert not missed, f"{PHOTOS[k].name}: copies not joined to it: {missed}"
+
+
+def test_the_automatic_threshold_of_near_identical_features_is_a_cosine_find_pairs_takes():
+    """Photos whose features are one vector (a set of near-blank frames): float32 rounding put
+    the median cosine, and so the threshold, a step above 1, which find_pairs refused."""
+    from tensorguess.checks import data_checks
+
+    rng = np.random.default_rng(0)
+    base = rng.random(1024, dtype=np.float32) * 7
+    matrix = np.repeat(base[None], 40, axis=0) * rng.uniform(0.5, 3, (40, 1)).astype(np.float32)
+    labels = ["a", "b"] * 20
+    digests = [f"{k:040x}" for k in range(40)]
+    threshold = data_checks.automatic_threshold(matrix, labels, digests)
+    assert threshold <= 1.0
+    find_pairs(digests, matrix, threshold)
