@@ -26,7 +26,7 @@ from tensorguess import cli
 from tensorguess.data.dataset import DatasetError, discover, label_for, unique_labels
 from tensorguess.data.images import MAX_FILE_BYTES, RefusedFile, UnreadableImage, content_hash, read_rgb
 from tensorguess.data.labels_csv import read_labels_csv
-from tensorguess.export.frozen import write_labels
+from tensorguess.export.frozen import labels_bytes
 from tensorguess.report.evaluate import labelled_files
 from tensorguess.serve.predict import ClassifierError, read_labels
 
@@ -59,7 +59,7 @@ def test_labels_of_every_script_survive_being_written_and_read_back(tmp_path):
     labels = unique_labels(HOSTILE_NAMES, "test folders")
     assert labels[:5] == ["猫", "狗", "قطة", "elsa", "pokémon"]
     assert len(set(labels)) == len(labels) and all(labels)
-    write_labels(tmp_path / "retrained_labels.txt", labels)
+    (tmp_path / "retrained_labels.txt").write_bytes(labels_bytes(labels))
     assert read_labels(tmp_path / "retrained_labels.txt") == labels
 
 

@@ -214,7 +214,7 @@ def ancestors(nodes: dict, name: str) -> dict:
 
 
 def read_labels(path: Path) -> list[str]:
-    """A classifier's labels, one a line in class order, as frozen.write_labels writes them.
+    """A classifier's labels, one a line in class order, as frozen.labels_bytes lays them out.
 
     Lines are stripped (retrain.py's rule could end a label in a space) and blank lines
     at the end ignored. A blank line before a label, or a label twice, is refused: it is
