@@ -48,6 +48,7 @@ def retrain(cfg: TrainConfig, say: Callable[[str], None] = _say,
     folder = Path(cfg.output_graph).parent
     outputs = [Path(path).name for path in (cfg.output_graph, cfg.output_labels, cfg.saved_model_dir,
                                              cfg.train_log) if path]
+    modules.check(cfg.tfhub_module, cfg.trust_graph)  # a refused module leaves DIR untouched
     folder.mkdir(parents=True, exist_ok=True)  # the lock lives in it; a first training makes it
     with publish.writing(folder, say, outputs), publish.Publication(folder) as publication:
         return _retrain(cfg, publication, say, warn)

@@ -131,6 +131,16 @@ def guess_input_size(handle: str) -> int | None:
     return None
 
 
+def check(handle: str, trusted: bool = False) -> None:
+    """Refuse a module holding more than tensor computation (unless `trusted`) without loading it.
+
+    Train calls it before it takes DIR, so a refused module leaves DIR as it was.
+    """
+    refused = module_check.refusal(Path(resolve_path(handle)), trusted)
+    if refused:
+        raise ModuleError(refused)
+
+
 def load(path: str, trusted: bool = False):
     """The loaded SavedModel object (tf.Module-like), as hub.load gives it.
 
