@@ -23,9 +23,7 @@ from pathlib import Path
 from tensorguess import strict_json
 from tensorguess.config import SettingError, TrainConfig
 from tensorguess.engine.select import ENGINES, PHOTO_TRANSPORTS
-
-EXIT_USAGE = 2
-EXIT_FAILED = 1
+from tensorguess.errors import EXIT_FAILED, TensorGuessError, UsageError
 
 TRAIN_HELP = {
     "image_dir": "folder of category folders of images (default: DIR/data); with train/, val/ and "
@@ -108,10 +106,6 @@ CHOICES = {"engine": ENGINES, "ray_photos": PHOTO_TRANSPORTS,
 
 IN_DIR = ("image_dir", "labels_csv", "bottleneck_dir", "output_graph", "output_labels", "saved_model_dir",
           "train_log", "summaries_dir", "report_dir")
-
-
-class UsageError(Exception):
-    pass
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> int:
@@ -582,31 +576,13 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str] | None) -> int:
     Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from tensorguess.data.dataset import DatasetError
-    from tensorguess.engine.select import EngineError
-    from tensorguess.export.coreml import CoreMLCheckError
-    from tensorguess.export.formats import ExportError
-    from tensorguess.features.modules import ModuleError
-    from tensorguess.head.fine_tune import FineTuneError
-    from tensorguess.head.train import TrainingDiverged
-    from tensorguess.publish import PublishError
-    from tensorguess.report.document import ReportError
-    from tensorguess.report.evaluate import EvaluationError
-    from tensorguess.serve.predict import ClassifierError
-    from tensorguess.serve.server import ServeError
-    from tensorguess.serve.sort import SortError
-
     handlers = {"train": run_train, "guess": run_guess, "sort": run_sort,
                 "evaluate": run_evaluate, "export": run_export, "serve": run_serve,
                 "fetch-module": run_fetch}
     try:
         return handlers[args.command](args)
-    except UsageError as error:
-        return fail(str(error), EXIT_USAGE)
-    except (DatasetError, ModuleError, ClassifierError, EvaluationError, ReportError, SortError,
-            TrainingDiverged, ExportError, CoreMLCheckError, ServeError, FineTuneError,
-            EngineError, PublishError) as error:
-        return fail(str(error))
+    except TensorGuessError as error:
+        return fail(str(error), error.exit_status)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     except Terminated:

@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tensorguess.errors import TensorGuessError
+
 JOURNAL = ".publish.json"
 LOCK = ".tensor-guess.lock"  # held by the one train or export writing into DIR; holds its pid
 # Every name train and export write into DIR: their leftovers are removed by name only.
@@ -40,7 +42,7 @@ TOKEN = r"[a-z0-9_]{8}"  # tempfile's random part
 JOURNAL_LIMIT = 1 << 16  # bytes: a journal lists a handful of renames
 
 
-class PublishError(Exception):
+class PublishError(TensorGuessError):
     """DIR cannot be written to now (another writer holds it, or it refuses the lock)."""
 
 

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tensorguess.data.images import is_hidden, list_files
+from tensorguess.errors import TensorGuessError
 
 # retrain.py's constant: the split is the sha1 of a name modulo this, as a percentage.
 MAX_NUM_IMAGES_PER_CLASS = 2**27 - 1
 SPLITS = ("training", "validation", "testing")
 
 
-class DatasetError(Exception):
+class DatasetError(TensorGuessError):
     """The image folder cannot be trained on as it is; the message says why and what to do."""
 
 

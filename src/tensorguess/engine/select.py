@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from tensorguess.errors import TensorGuessError
+
 ENGINES = ("local", "ray")
 # How the photos reach the workers: they read the paths (a filesystem every node sees),
 # or the driver reads the bytes and sends them through Ray's object store.
@@ -16,7 +18,7 @@ INSTALL_RAY = ".venv/bin/pip install -r requirements-ray.txt"
 ADDRESS_ENV = "RAY_ADDRESS"
 
 
-class EngineError(Exception):
+class EngineError(TensorGuessError):
     """The engine cannot run (Ray missing, no cluster at the address); the message says what to do."""
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tensorguess.errors import TensorGuessError
 from tensorguess.export.frozen import IMAGE_BATCH
 from tensorguess.export.tflite import classifier_function
 
@@ -23,7 +24,7 @@ SCORES_OUTPUT = "classLabelProbs"
 SCALE = 1 / 255
 
 
-class CoreMLCheckError(Exception):
+class CoreMLCheckError(TensorGuessError):
     """The written .mlpackage does not read back as it should; the message says what differs."""
 
 

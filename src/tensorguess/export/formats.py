@@ -16,6 +16,7 @@ import numpy as np
 from tensorguess.data import dataset
 from tensorguess.data.images import content_hash
 from tensorguess.data.labels_csv import read_labels_csv
+from tensorguess.errors import TensorGuessError
 from tensorguess.files import write_atomically
 
 FILES = {"saved_model": "saved_model", "tflite": "retrained_graph.tflite",
@@ -24,7 +25,7 @@ FORMATS = ("tflite", "tflite-int8", "coreml")  # what export.sh writes
 CALIBRATION_PHOTOS = 300  # training photos the int8 ranges are measured on
 
 
-class ExportError(Exception):
+class ExportError(TensorGuessError):
     """The classifier in DIR cannot be exported as asked; the message says what to do."""
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tensorguess.errors import TensorGuessError
 from tensorguess.features import module_check
 from tensorguess.features.download import DownloadError, cached_module
 
@@ -53,7 +54,7 @@ KNOWN_INPUT_SIZES: list[tuple[str, int]] = [
 ]
 
 
-class ModuleError(Exception):
+class ModuleError(TensorGuessError):
     """The module cannot be found, downloaded or used; the message says what to do."""
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess import strict_json
+from tensorguess.errors import TensorGuessError
 from tensorguess.features import augment
 from tensorguess.features.modules import ModuleSpec, feature_function, to_value_range
 from tensorguess.features.pipeline import decoded_batches, progress
@@ -44,7 +45,7 @@ STATE_FILE = "state.json"
 FORMAT = 1  # bump when what a checkpoint holds changes: older ones are then ignored
 
 
-class FineTuneError(ValueError):
+class FineTuneError(TensorGuessError, ValueError):
     """Fine-tuning cannot run as asked; the message names the flag or the file."""
 
 

@@ -11,11 +11,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from tensorguess.errors import TensorGuessError
 from tensorguess.features.shared_matrix import as_tensor
 from tensorguess.metrics import softmax
 
 
-class TrainingDiverged(Exception):
+class TrainingDiverged(TensorGuessError):
     """The loss or the weights stopped being finite numbers: the layer learned nothing usable."""
 
     def __init__(self, message: str, step: int):

@@ -20,6 +20,7 @@ import numpy as np
 
 from tensorguess import __version__, metrics, strict_json
 from tensorguess.data.images import Skipped
+from tensorguess.errors import TensorGuessError
 from tensorguess.files import write_atomically
 from tensorguess.report import plots
 
@@ -33,7 +34,7 @@ NEAR_GROUPS_SHOWN = 6  # near-duplicate groups drawn in report.html, and photos 
 NEAR_PHOTOS_SHOWN = 6
 
 
-class ReportError(Exception):
+class ReportError(TensorGuessError):
     """The report cannot be written where asked; the message says why."""
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from tensorguess.data.dataset import discover, label_for, legacy_label_for
 from tensorguess.data.images import Skipped, content_hash, is_hidden
 from tensorguess.data.labels_csv import read_labels_csv
+from tensorguess.errors import TensorGuessError
 from tensorguess.export.frozen import TEMPERATURE
 from tensorguess.metrics import softmax
 from tensorguess.report.document import Evaluation
@@ -22,7 +23,7 @@ from tensorguess.report.leaks import Leaks, find_leaks, reference_features
 from tensorguess.serve.predict import Classifier
 
 
-class EvaluationError(Exception):
+class EvaluationError(TensorGuessError):
     """The labelled folder does not fit the classifier; the message names what to change."""
 
 

@@ -11,13 +11,14 @@ import numpy as np
 
 from tensorguess.data import decode_budget
 from tensorguess.data.images import Skipped, UnreadableImage, open_regular, read_image
+from tensorguess.errors import TensorGuessError
 from tensorguess.export.frozen import BOTTLENECK, IMAGE_BATCH, INPUT_BYTES
 from tensorguess.features.pipeline import decoded_batches, progress
 from tensorguess.serve import graph_check
 from tensorguess.serve import tta as test_time
 
 
-class ClassifierError(Exception):
+class ClassifierError(TensorGuessError):
     """The graph or labels cannot be used; the message says what to do."""
 
 

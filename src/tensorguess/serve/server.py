@@ -23,10 +23,11 @@ from collections.abc import Callable
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from tensorguess.errors import TensorGuessError
 from tensorguess.serve.access import is_loopback
 
 
-class ServeError(Exception):
+class ServeError(TensorGuessError):
     """The server cannot start; the message says what to do."""
 
 

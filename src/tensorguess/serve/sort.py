@@ -26,6 +26,7 @@ import numpy as np
 
 from tensorguess import strict_json
 from tensorguess.data.images import Skipped, kind_of, list_files, open_regular
+from tensorguess.errors import TensorGuessError
 from tensorguess.safe_open import NotOurs, open_ours, same_file
 from tensorguess.serve import copy_in_flight
 from tensorguess.serve.predict import Classifier
@@ -111,7 +112,7 @@ def copy_into(source: Path, target: Claimed) -> None:
         os.close(target.fd)
 
 
-class SortError(Exception):
+class SortError(TensorGuessError):
     """guessDir cannot go on (DEST is not a folder, the disk is full); the message says what to do."""
 
 
