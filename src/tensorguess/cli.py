@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -24,6 +23,7 @@ from tensorguess import strict_json
 from tensorguess.config import SettingError, TrainConfig
 from tensorguess.engine.select import ENGINES, PHOTO_TRANSPORTS
 from tensorguess.errors import EXIT_FAILED, TensorGuessError, UsageError
+from tensorguess.model_dir import FINAL_TENSOR, GRAPH, LABELS, TRAIN_LOG, TrainLog
 
 TRAIN_HELP = {
     "image_dir": "folder of category folders of images (default: DIR/data); with train/, val/ and "
@@ -199,12 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default=",".join(EXPORT_FORMATS),
                         help="comma-separated formats (default: all of "
                         f"{', '.join(EXPORT_FORMATS)})")
-    export.add_argument("--output_graph", default="retrained_graph.pb",
-                        help="graph inside DIR (default: retrained_graph.pb)")
-    export.add_argument("--output_labels", default="retrained_labels.txt",
-                        help="labels inside DIR (default: retrained_labels.txt)")
-    export.add_argument("--final_tensor_name", default="final_result",
-                        help="output tensor name (default: final_result)")
+    export.add_argument("--output_graph", default=GRAPH,
+                        help=f"graph inside DIR (default: {GRAPH})")
+    export.add_argument("--output_labels", default=LABELS,
+                        help=f"labels inside DIR (default: {LABELS})")
+    export.add_argument("--final_tensor_name", default=FINAL_TENSOR,
+                        help=f"output tensor name (default: {FINAL_TENSOR})")
     export.add_argument("--trust_graph", action="store_true",
                         help="export a graph holding operations that can do more than compute")
 
@@ -263,12 +263,12 @@ def _graph_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="pb", choices=RUN_MODELS,
                         help="format to score with: pb (default), saved_model, or the TFLite "
                         "models export.sh writes (tflite, tflite-int8)")
-    parser.add_argument("--output_graph", default="retrained_graph.pb",
-                        help="graph inside DIR (default: retrained_graph.pb)")
-    parser.add_argument("--output_labels", default="retrained_labels.txt",
-                        help="labels inside DIR (default: retrained_labels.txt)")
-    parser.add_argument("--final_tensor_name", default="final_result",
-                        help="output tensor name (default: final_result)")
+    parser.add_argument("--output_graph", default=GRAPH,
+                        help=f"graph inside DIR (default: {GRAPH})")
+    parser.add_argument("--output_labels", default=LABELS,
+                        help=f"labels inside DIR (default: {LABELS})")
+    parser.add_argument("--final_tensor_name", default=FINAL_TENSOR,
+                        help=f"output tensor name (default: {FINAL_TENSOR})")
     parser.add_argument("--batch_size", type=int, default=32, help="images per batch")
     parser.add_argument("--trust_graph", action="store_true",
                         help="run the graph even if it holds operations that can do more than "
@@ -501,7 +501,8 @@ def run_evaluate(args) -> int:
     if out.is_relative_to(photos):
         raise UsageError(f"the report folder {out} is inside {photos}; choose one outside it")
     check_out_dir(out)
-    train_log, log_path = _train_log(args.dir)
+    log_path = args.dir / TRAIN_LOG
+    log = TrainLog.read(log_path)  # what evaluate checks leaks against, if train.sh wrote one
     with _classifier(args) as classifier:
         from tensorguess.serve.models import model_path
 
@@ -509,7 +510,7 @@ def run_evaluate(args) -> int:
                                      str(model_path(args.dir, args.model, args.output_graph)),
                                      args.batch_size,
                                      warn=lambda line: print(line, file=sys.stderr, flush=True),
-                                     train_log=train_log, train_log_path=log_path)
+                                     train_log=log and log.data, train_log_path=log_path)
     report = write(out, evaluation)
     accuracy = "n/a" if report["accuracy"] is None else f"{report['accuracy'] * 100:.1f}%"
     print(f"Evaluation accuracy = {accuracy} (N={report['n']})")
@@ -523,19 +524,6 @@ def run_evaluate(args) -> int:
               f"({len(report['unreadable_files'])} unreadable); nothing was evaluated", file=sys.stderr)
         return 1
     return 0
-
-
-def _train_log(folder: Path) -> tuple[dict | None, Path]:
-    """DIR/train_log.json, if train.sh wrote one there: what evaluate checks leaks against."""
-    from tensorguess.data.images import open_regular  # Pillow only for the commands that read photos
-
-    path = folder / "train_log.json"
-    try:
-        with open_regular(path) as handle:
-            log = json.loads(handle.read().decode("utf-8"))
-    except (OSError, ValueError):
-        return None, path
-    return (log if isinstance(log, dict) else None), path
 
 
 def run_fetch(args) -> int:

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from tensorguess import model_dir
 from tensorguess.features.augment import Recipe
 from tensorguess.features.modules import DEFAULT_MODULE
 from tensorguess.head.train import OPTIMIZERS, HeadSpec
@@ -18,7 +19,7 @@ class SettingError(ValueError):
 @dataclass
 class TrainConfig:
     # data
-    image_dir: Path = Path("data")
+    image_dir: Path = Path(model_dir.IMAGE_DIR)
     labels_csv: Path | None = None  # labels (and a split) from a CSV instead of folder names
     testing_percentage: float = 10.0
     validation_percentage: float = 10.0
@@ -29,7 +30,7 @@ class TrainConfig:
     input_size: int | None = None  # None: from the module's signature or the known-module table
     input_range: str | None = None  # None: "0,1", the TF Hub convention
     trust_graph: bool = False  # load a module holding more than tensor computation (module_check.py)
-    bottleneck_dir: Path = Path("bottlenecks")
+    bottleneck_dir: Path = Path(model_dir.BOTTLENECKS)
     bottleneck_batch_size: int = 32
     # where the bottlenecks are computed (engine/): this process, or a Ray cluster
     engine: str = "local"
@@ -78,12 +79,12 @@ class TrainConfig:
     calibrate: str = "auto"  # temperature scaling on the validation split: auto, on or off
     # outputs
     summaries_dir: Path | None = None  # TensorBoard scalars; None: none written
-    report_dir: Path = Path("report")
-    output_graph: Path = Path("retrained_graph.pb")
-    output_labels: Path = Path("retrained_labels.txt")
-    saved_model_dir: Path = Path("saved_model")
-    train_log: Path = Path("train_log.json")
-    final_tensor_name: str = "final_result"
+    report_dir: Path = Path(model_dir.REPORT)
+    output_graph: Path = Path(model_dir.GRAPH)
+    output_labels: Path = Path(model_dir.LABELS)
+    saved_model_dir: Path = Path(model_dir.SAVED_MODEL)
+    train_log: Path = Path(model_dir.TRAIN_LOG)
+    final_tensor_name: str = model_dir.FINAL_TENSOR
 
     def check(self) -> None:
         """Raise SettingError naming the first flag whose value cannot give a sound run.

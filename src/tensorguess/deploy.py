@@ -6,7 +6,6 @@ of the training's splits; nothing is retrained.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ from tensorguess import publish
 from tensorguess.data.images import Skipped, open_regular
 from tensorguess.export import bias_correction, coreml, formats
 from tensorguess.export.formats import FILES, ExportError
-from tensorguess.export.frozen import IMAGE_BATCH
+from tensorguess.model_dir import FINAL_TENSOR, GRAPH, IMAGE_BATCH, LABELS, REPORT, TRAIN_LOG, TrainLog
 from tensorguess.report import document
 from tensorguess.report import formats as table_of
 from tensorguess.report.evaluate import undo_temperature
@@ -30,8 +29,8 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def export(folder: Path, chosen: list[str], graph: str = "retrained_graph.pb",
-           labels_name: str = "retrained_labels.txt", final_tensor_name: str = "final_result",
+def export(folder: Path, chosen: list[str], graph: str = GRAPH,
+           labels_name: str = LABELS, final_tensor_name: str = FINAL_TENSOR,
            trust_graph: bool = False, report_dir: Path | None = None,
            say: Callable[[str], None] = _say, warn: Callable[[str], None] = _say) -> list[dict]:
     """Write each chosen format into `folder`; return (and print, and put in the report) the table.
@@ -70,11 +69,11 @@ def _export(folder: Path, chosen: list[str], graph: str, labels_name: str, final
         raise ExportError(f"{graph_path} has no {IMAGE_BATCH}:0 or {final_tensor_name}:0: only "
                           "graphs written by tensor-guess's train.sh can be exported")
     size = int(nodes[IMAGE_BATCH].attr["shape"].shape.dim[1].size)
-    log_path = folder / "train_log.json"
-    train_log = _read_log(log_path)
+    log_path = folder / TRAIN_LOG
+    log = TrainLog.read(log_path)
     photos = None
-    if train_log is not None:
-        photos = formats.split_photos(train_log, log_path, warn)
+    if log is not None:
+        photos = formats.split_photos(log.data, log_path, warn)
     elif "tflite-int8" in chosen:
         raise ExportError(f"{log_path} is missing: int8 is calibrated on the training photos it "
                           "lists; train with train.sh first")
@@ -93,13 +92,13 @@ def _export(folder: Path, chosen: list[str], graph: str, labels_name: str, final
         say(f"No accuracy per format: {log_path} is missing or its test split is empty")
         return []
     table, evaluation = _score(folder, chosen, photos, graph, labels_name, final_tensor_name,
-                               trust_graph, train_log, seconds, warn)
+                               trust_graph, log, seconds, warn)
     for line in table_of.console_lines(table):
         (warn if line.startswith("WARNING") else say)(line)
-    report_dir = Path(report_dir or folder / "report")
+    report_dir = Path(report_dir or folder / REPORT)
     report = document.build(evaluation)
     report["formats"] = table
-    document.write(report_dir, evaluation, train_log=train_log, report=report)
+    document.write(report_dir, evaluation, train_log=log.data, report=report)
     say(f"Wrote the accuracy per format into {report_dir / 'report.html'}")
     return table
 
@@ -130,8 +129,8 @@ def _write_format(name: str, graph_def, labels: list[str], target: Path, final_t
             f"{', '.join(spec['outputs'])}; running it needs macOS")
 
 
-def _score(folder, chosen, photos, graph, labels_name, final_tensor_name, trust_graph, train_log,
-           seconds, warn):
+def _score(folder, chosen, photos, graph, labels_name, final_tensor_name, trust_graph,
+           log: TrainLog, seconds, warn):
     """The table (the .pb first), and the .pb's Evaluation of the test split for the report."""
     test = photos.parts["testing"]
     paths, truth = [p for p, _ in test], np.array([t for _, t in test], np.int64)
@@ -165,7 +164,7 @@ def _score(folder, chosen, photos, graph, labels_name, final_tensor_name, trust_
         else:
             table.append(table_of.row(name, file, matrix[name], reference, kept_truth,
                                       photos.labels, seconds.get(name)))
-    temperature = (train_log.get("calibration") or {}).get("temperature")
+    temperature = log.temperature
     evaluation = document.Evaluation(
         labels=photos.labels, truth=kept_truth, probabilities=reference, paths=kept_paths,
         root=photos.root, source=f"test split of {photos.root}", classifier=str(folder / graph),
@@ -173,15 +172,7 @@ def _score(folder, chosen, photos, graph, labels_name, final_tensor_name, trust_
         uncalibrated=(undo_temperature(reference, temperature)
                       if isinstance(temperature, float) and temperature != 1.0 else None),
         temperature=temperature if isinstance(temperature, float) else None,
-        calibration_fit=train_log.get("calibration"),
+        calibration_fit=log.calibration,
     )
     return table, evaluation
 
-
-def _read_log(path: Path) -> dict | None:
-    try:
-        with open_regular(path) as handle:
-            log = json.loads(handle.read().decode("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return log if isinstance(log, dict) else None

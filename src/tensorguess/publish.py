@@ -31,13 +31,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tensorguess.errors import TensorGuessError
+from tensorguess.model_dir import PUBLISHED
 
 JOURNAL = ".publish.json"
 LOCK = ".tensor-guess.lock"  # held by the one train or export writing into DIR; holds its pid
 # Every name train and export write into DIR: their leftovers are removed by name only.
-OUTPUTS = ("retrained_graph.pb", "retrained_labels.txt", "saved_model", "train_log.json",
-           "retrained_graph.tflite", "retrained_graph_int8.tflite", "retrained_graph.mlpackage",
-           JOURNAL)
+OUTPUTS = (*PUBLISHED, JOURNAL)
 TOKEN = r"[a-z0-9_]{8}"  # tempfile's random part
 JOURNAL_LIMIT = 1 << 16  # bytes: a journal lists a handful of renames
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tensorguess import publish, strict_json
+from tensorguess import publish
 from tensorguess.checks import data_checks
 from tensorguess.config import TrainConfig
 from tensorguess.data import dataset
@@ -22,6 +22,7 @@ from tensorguess.head.balance import balanced_weights, imbalance_warning
 from tensorguess.head.calibration import calibrate
 from tensorguess.head.train import EvalPoint, TrainingDiverged, train_final_layer
 from tensorguess.metrics import softmax
+from tensorguess.model_dir import TrainLog
 from tensorguess.report import document
 
 
@@ -232,12 +233,13 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
         "training_seconds": round(training_seconds, 3),
         "total_seconds": round(time.perf_counter() - started, 3),
     }
-    publication.write(Path(cfg.train_log), (strict_json.dumps(log, indent=1) + "\n").encode())
+    written = TrainLog.of_run(log)  # with the model's kind, and the folders it read
+    written.stage(publication.write, Path(cfg.train_log), Path(cfg.output_graph).parent)
     publication.commit()
     say(f"Wrote {cfg.output_graph}, {cfg.output_labels}, {cfg.saved_model_dir} and {cfg.train_log}")
-    document.write(cfg.report_dir, evaluation, train_log=log, report=summary)
+    document.write(cfg.report_dir, evaluation, train_log=written.data, report=summary)
     say(f"Wrote the test report {Path(cfg.report_dir) / 'report.html'}")
-    return log
+    return written.data
 
 
 def _with_variants(cfg: TrainConfig, image_set, training: dict, extraction, spec, loaded, cache,

@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 from tensorguess.errors import TensorGuessError
-from tensorguess.export.frozen import IMAGE_BATCH
 from tensorguess.export.tflite import classifier_function
+from tensorguess.model_dir import FINAL_TENSOR, IMAGE_BATCH
 
 INPUT = "image"
 LABEL_OUTPUT = "classLabel"
@@ -29,7 +29,7 @@ class CoreMLCheckError(TensorGuessError):
 
 
 def write_mlpackage(graph_def, labels: list[str], size: int, path: Path,
-                    final_tensor_name: str = "final_result") -> None:
+                    final_tensor_name: str = FINAL_TENSOR) -> None:
     """Convert and write the package `path` (a folder that must not exist yet: export builds it in a
     scratch folder, and publish.py swaps it in for the old one, whose place it never touches)."""
     import coremltools as ct

@@ -18,9 +18,9 @@ from tensorguess.data.images import content_hash
 from tensorguess.data.labels_csv import read_labels_csv
 from tensorguess.errors import TensorGuessError
 from tensorguess.files import write_atomically
+from tensorguess.model_dir import EXPORTS, SAVED_MODEL
 
-FILES = {"saved_model": "saved_model", "tflite": "retrained_graph.tflite",
-         "tflite-int8": "retrained_graph_int8.tflite", "coreml": "retrained_graph.mlpackage"}
+FILES = {"saved_model": SAVED_MODEL, **EXPORTS}
 FORMATS = ("tflite", "tflite-int8", "coreml")  # what export.sh writes
 CALIBRATION_PHOTOS = 300  # training photos the int8 ranges are measured on
 

@@ -13,12 +13,8 @@ from pathlib import Path
 
 from tensorguess.features.modules import ModuleSpec, feature_function, resize_image, to_value_range
 from tensorguess.head.train import FinalLayer
+from tensorguess.model_dir import BOTTLENECK, IMAGE_BATCH, INPUT_BYTES
 from tensorguess.publish import Publication
-
-INPUT_BYTES = "DecodeJpeg/contents"
-IMAGE_BATCH = "image_batch"
-BOTTLENECK = "bottleneck"
-TEMPERATURE = "final_training_ops/temperature"
 
 
 def frozen_module(spec: ModuleSpec, loaded):

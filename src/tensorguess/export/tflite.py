@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from tensorguess.export.frozen import IMAGE_BATCH
+from tensorguess.model_dir import FINAL_TENSOR, IMAGE_BATCH, LABELS
 
-LABELS_NAME = "retrained_labels.txt"  # the associated file packed inside the .tflite
+LABELS_NAME = LABELS  # the associated file packed inside the .tflite
 
 
-def classifier_function(graph_def, final_tensor_name: str = "final_result"):
+def classifier_function(graph_def, final_tensor_name: str = FINAL_TENSOR):
     """(concrete function image_batch -> scores, the object that keeps it alive), from the GraphDef."""
     import tensorflow as tf
 
@@ -31,7 +31,7 @@ def classifier_function(graph_def, final_tensor_name: str = "final_result"):
     return pruned, wrapped
 
 
-def float_model(graph_def, final_tensor_name: str = "final_result") -> bytes:
+def float_model(graph_def, final_tensor_name: str = FINAL_TENSOR) -> bytes:
     import tensorflow as tf
 
     function, keep = classifier_function(graph_def, final_tensor_name)
@@ -42,7 +42,7 @@ FLOAT_CONVOLUTIONS = 3  # the first convolutions (and the input scaling before t
 
 
 def int8_model(graph_def, calibration: Callable[[], Iterable[np.ndarray]],
-               final_tensor_name: str = "final_result", snap: bool = True,
+               final_tensor_name: str = FINAL_TENSOR, snap: bool = True,
                float_convolutions: int = FLOAT_CONVOLUTIONS, float_ops: list[str] | tuple = (),
                float_layers: list[str] | tuple = (), correct_bias: bool = True) -> bytes:
     """Full-integer post-training quantization, calibrated on `calibration()` (float images

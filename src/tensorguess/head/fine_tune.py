@@ -39,8 +39,9 @@ from tensorguess.features.modules import ModuleSpec, feature_function, to_value_
 from tensorguess.features.pipeline import decoded_batches, progress
 from tensorguess.files import write_atomically
 from tensorguess.head.train import FinalLayer
+from tensorguess.model_dir import FINE_TUNE_CHECKPOINT
 
-CHECKPOINT_FOLDER = "fine_tune_checkpoint"
+CHECKPOINT_FOLDER = FINE_TUNE_CHECKPOINT
 STATE_FILE = "state.json"
 FORMAT = 1  # bump when what a checkpoint holds changes: older ones are then ignored
 

@@ -16,8 +16,8 @@ from tensorguess.data.dataset import discover, label_for, legacy_label_for
 from tensorguess.data.images import Skipped, content_hash, is_hidden
 from tensorguess.data.labels_csv import read_labels_csv
 from tensorguess.errors import TensorGuessError
-from tensorguess.export.frozen import TEMPERATURE
 from tensorguess.metrics import softmax
+from tensorguess.model_dir import TEMPERATURE, TRAIN_LOG
 from tensorguess.report.document import Evaluation
 from tensorguess.report.leaks import Leaks, find_leaks, reference_features
 from tensorguess.serve.predict import Classifier
@@ -91,7 +91,7 @@ def labelled_files(folder: Path, labels: list[str], warn: Callable[[str], None] 
 
 def check_leaks(paths: list[Path], features: list, train_log: dict, log_path: Path | None) -> Leaks:
     """Which scored photos are, or nearly are, photos the classifier trained on."""
-    seen, seen_features, why = reference_features(train_log, log_path or Path("train_log.json"))
+    seen, seen_features, why = reference_features(train_log, log_path or Path(TRAIN_LOG))
     digests = []
     for path in paths:
         try:

@@ -7,25 +7,24 @@ classifier it returns has `labels`, `digest` (the sha1 of the file actually run)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tensorguess import publish
-from tensorguess.data.images import open_regular
 from tensorguess.export.formats import FILES
+from tensorguess.model_dir import FINAL_TENSOR, GRAPH, LABELS, TRAIN_LOG, TrainLog
 from tensorguess.serve.predict import Classifier, ClassifierError
 
 # What --model accepts: every format that runs here (Core ML needs macOS).
 MODELS = ("pb", "saved_model", "tflite", "tflite-int8")
 
 
-def model_path(folder: Path, model: str, graph: str = "retrained_graph.pb") -> Path:
+def model_path(folder: Path, model: str, graph: str = GRAPH) -> Path:
     """The file or folder in `folder` that `model` runs."""
     return Path(folder) / (graph if model == "pb" else FILES[model])
 
 
-def open_classifier(folder: Path, model: str = "pb", graph: str = "retrained_graph.pb",
-                    labels: str = "retrained_labels.txt", final_tensor_name: str = "final_result",
+def open_classifier(folder: Path, model: str = "pb", graph: str = GRAPH,
+                    labels: str = LABELS, final_tensor_name: str = FINAL_TENSOR,
                     trust_graph: bool = False, tta: bool = False):
     """The classifier of `folder` in the format `model` (one of MODELS); `tta`: test-time
     augmentation (serve/tta.py), for the .pb and the .tflite models.
@@ -52,7 +51,7 @@ def _open(folder: Path, where, model: str, graph: str, labels: str, final_tensor
         flag = "" if model == "saved_model" else f" --format {model}"
         raise ClassifierError(f"{path} does not exist; write it with export.sh {folder}{flag}"
                               + (" (or train again)" if model == "saved_model" else ""))
-    temperature = logged_temperature(where(folder / "train_log.json"))
+    temperature = logged_temperature(where(folder / TRAIN_LOG))
     if model == "saved_model":
         from tensorguess.serve.saved_model import SavedModelClassifier
 
@@ -63,11 +62,6 @@ def _open(folder: Path, where, model: str, graph: str, labels: str, final_tensor
 
 
 def logged_temperature(log_path: Path) -> float | None:
-    """The calibration temperature train.sh recorded in DIR/train_log.json (None if none)."""
-    try:
-        with open_regular(log_path) as handle:
-            log = json.loads(handle.read().decode("utf-8"))
-        value = (log.get("calibration") or {}).get("temperature")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, int | float) else None
+    """The calibration temperature train.sh recorded in DIR's log (None if none)."""
+    log = TrainLog.read(log_path)
+    return None if log is None else log.temperature

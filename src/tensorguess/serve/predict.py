@@ -12,8 +12,8 @@ import numpy as np
 from tensorguess.data import decode_budget
 from tensorguess.data.images import Skipped, UnreadableImage, open_regular, read_image
 from tensorguess.errors import TensorGuessError
-from tensorguess.export.frozen import BOTTLENECK, IMAGE_BATCH, INPUT_BYTES
 from tensorguess.features.pipeline import decoded_batches, progress
+from tensorguess.model_dir import BOTTLENECK, FINAL_TENSOR, IMAGE_BATCH, INPUT_BYTES
 from tensorguess.serve import graph_check
 from tensorguess.serve import tta as test_time
 
@@ -38,7 +38,7 @@ class Classifier:
     any format and EXIF orientation through), or encoded bytes one at a time.
     """
 
-    def __init__(self, graph_path: Path, labels_path: Path, output_name: str = "final_result",
+    def __init__(self, graph_path: Path, labels_path: Path, output_name: str = FINAL_TENSOR,
                  trust_graph: bool = False, tta: bool = False):
         import tensorflow as tf
 

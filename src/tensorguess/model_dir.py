@@ -1,0 +1,137 @@
+"""What a model folder (DIR) holds: every file name, the graph's tensor names, and the training's log.
+
+The one owner of DIR's layout: no other module spells one of these names or opens the log,
+so a file renamed or a field added changes here alone. A leaf (it imports only
+`strict_json`, itself a leaf), so every stage may use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from tensorguess import strict_json
+
+# ---- the files train writes into DIR, published together (publish.py)
+GRAPH = "retrained_graph.pb"  # the frozen graph: decode, module, head (retrain.py's name)
+LABELS = "retrained_labels.txt"  # one label a line, in the graph's class order
+SAVED_MODEL = "saved_model"  # the same classifier as a SavedModel folder
+TRAIN_LOG = "train_log.json"  # the training's settings, split and history (TrainLog)
+MODEL_KIND = "model_kind"  # one line: the model's kind (KINDS); absent: "classes"
+# The folders the training read photos from, each path ended by a NUL byte (any path can be
+# written, newlines included): what the wrappers let export read again, without parsing JSON.
+TRAIN_INPUTS = ".train_inputs"
+# ---- what export writes beside the graph, by --format name
+EXPORTS = {"tflite": "retrained_graph.tflite", "tflite-int8": "retrained_graph_int8.tflite",
+           "coreml": "retrained_graph.mlpackage"}
+# ---- folders inside DIR (train's defaults)
+IMAGE_DIR = "data"  # category folders of photos
+BOTTLENECKS = "bottlenecks"  # the feature cache
+REPORT = "report"  # the test split's report (and export's accuracy per format)
+FINE_TUNE_CHECKPOINT = "fine_tune_checkpoint"  # an interrupted --fine_tune resumes from it
+# Every name train and export publish into DIR (their leftovers are found by these names).
+PUBLISHED = (GRAPH, LABELS, SAVED_MODEL, TRAIN_LOG, MODEL_KIND, TRAIN_INPUTS, *EXPORTS.values())
+
+# ---- the frozen graph's tensors (export/frozen.py builds them; guess, export and serve feed them)
+INPUT_BYTES = "DecodeJpeg/contents"  # encoded photo bytes: label_image.py's input
+IMAGE_BATCH = "image_batch"  # [N,S,S,3] floats in [0,1]: what tensor-guess feeds
+BOTTLENECK = "bottleneck"  # the module's features
+TEMPERATURE = "final_training_ops/temperature"  # the calibration the softmax divides by
+FINAL_TENSOR = "final_result"  # the scores (retrained_graph.pb's output, retrain.py's name)
+
+# ---- the kinds of model: what the scores mean
+CLASSES = "classes"  # one score per label (a softmax)
+KINDS = (CLASSES,)
+
+LOG_LIMIT = 1 << 30  # bytes: a log lists each photo's hash, some 50 bytes a photo
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """`path`'s bytes, only if it is a regular file of at most `limit` bytes (a FIFO never blocks)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            raise OSError(f"{path} is not a regular file of at most {limit} bytes")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(limit + 1)
+    finally:
+        os.close(fd)
+
+
+class TrainLog:
+    """DIR/train_log.json: the document retrain builds, read and written here alone.
+
+    `data` is the JSON object as written; the properties read the fields commands act on,
+    each with the value a log of an older tensor-guess (which lacks the field) stands for.
+    """
+
+    def __init__(self, data: dict):
+        self.data = data
+
+    @classmethod
+    def of_run(cls, data: dict, kind: str = CLASSES) -> TrainLog:
+        """The log of a training just run: its fields, its kind first."""
+        return cls({"kind": kind, **data})
+
+    @classmethod
+    def read(cls, path: Path) -> TrainLog | None:
+        """The log at `path`; None if it is missing, unreadable or not a JSON object."""
+        try:
+            data = json.loads(_read_regular(Path(path), LOG_LIMIT).decode("utf-8"))
+        except (OSError, ValueError):
+            return None
+        return cls(data) if isinstance(data, dict) else None
+
+    def to_bytes(self) -> bytes:
+        """Strict JSON (no NaN), indented by one space a level, one field a line at the top."""
+        return (strict_json.dumps(self.data, indent=1) + "\n").encode()
+
+    def stage(self, write: Callable[[Path, bytes], None], path: Path, model_folder: Path) -> None:
+        """write() the log to `path`, and the kind and the inputs read into `model_folder`
+        (the graph's), as one publication's files: they are the model's, replaced with it."""
+        write(Path(path), self.to_bytes())
+        write(Path(model_folder) / MODEL_KIND, f"{self.kind}\n".encode())
+        write(Path(model_folder) / TRAIN_INPUTS, b"".join(os.fsencode(p) + b"\0" for p in self.inputs))
+
+    @property
+    def kind(self) -> str:
+        kind = self.data.get("kind")
+        return kind if isinstance(kind, str) else CLASSES
+
+    @property
+    def flags(self) -> dict:
+        flags = self.data.get("flags")
+        return flags if isinstance(flags, dict) else {}
+
+    @property
+    def inputs(self) -> list[str]:
+        """The folders the training read photos from: the labels CSV's folder, else the image folder."""
+        if self.flags.get("labels_csv"):
+            return [os.path.dirname(str(self.flags["labels_csv"])) or "."]
+        return [str(self.flags.get("image_dir") or IMAGE_DIR)]
+
+    @property
+    def calibration(self) -> dict | None:
+        calibration = self.data.get("calibration")
+        return calibration if isinstance(calibration, dict) else None
+
+    @property
+    def temperature(self) -> float | None:
+        """The calibration temperature the scores were divided by (None if none was recorded)."""
+        value = (self.calibration or {}).get("temperature")
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def read_kind(path: Path) -> str:
+    """The kind a MODEL_KIND file at `path` names, or "classes" where there is none (a model of
+    an older tensor-guess, or a graph of retrain.py). OSError if it cannot be read."""
+    try:
+        text = _read_regular(Path(path), 4096).decode("utf-8", "replace")
+    except FileNotFoundError:
+        return CLASSES
+    return text.strip()
