@@ -19,11 +19,11 @@ import threading
 from dataclasses import fields
 from pathlib import Path
 
-from tensorguess import strict_json
+from tensorguess import kinds, strict_json
 from tensorguess.config import SettingError, TrainConfig
 from tensorguess.engine.select import ENGINES, PHOTO_TRANSPORTS
 from tensorguess.errors import EXIT_FAILED, TensorGuessError, UsageError
-from tensorguess.model_dir import FINAL_TENSOR, GRAPH, LABELS, TRAIN_LOG, TrainLog
+from tensorguess.model_dir import CLASSES, FINAL_TENSOR, GRAPH, LABELS, TRAIN_LOG, TrainLog
 
 TRAIN_HELP = {
     "image_dir": "folder of category folders of images (default: DIR/data); with train/, val/ and "
@@ -315,21 +315,18 @@ def require_dir(path: Path) -> None:
 
 
 def run_train(args) -> int:
-    from tensorguess.retrain import retrain
-
     require_dir(args.dir)
+    kind = kinds.named(CLASSES)
     chosen = _export_formats(args.export) if args.export else None  # checked before training
     cfg = train_config(args)
     if cfg.engine == "ray":
         from tensorguess.engine.select import require_ray
 
         require_ray()  # before a photo is read
-    retrain(cfg)
+    kind.function("train")(cfg)
     if chosen:
-        from tensorguess.deploy import export
-
-        export(args.dir, chosen, graph=str(cfg.output_graph), labels_name=str(cfg.output_labels),
-               final_tensor_name=cfg.final_tensor_name,
+        kind.function("export")(args.dir, chosen, graph=str(cfg.output_graph),
+                                labels_name=str(cfg.output_labels), final_tensor_name=cfg.final_tensor_name,
                report_dir=cfg.report_dir,
                warn=lambda line: print(line, file=sys.stderr, flush=True))
     return 0
@@ -345,19 +342,16 @@ def _export_formats(text: str) -> list[str]:
 
 
 def run_export(args) -> int:
-    from tensorguess.deploy import export
-
     require_dir(args.dir)
-    export(args.dir, _export_formats(args.format), args.output_graph, args.output_labels,
+    kind = kinds.of_model(args.dir)
+    kind.function("export")(args.dir, _export_formats(args.format), args.output_graph, args.output_labels,
            args.final_tensor_name, trust_graph=args.trust_graph,
            warn=lambda line: print(line, file=sys.stderr, flush=True))
     return 0
 
 
-def _classifier(args):
-    from tensorguess.serve.models import open_classifier
-
-    require_dir(args.dir)
+def _classifier(args, kind: kinds.Kind):
+    """The scorer of the model in DIR, opened by its kind's function."""
     if args.batch_size < 1:
         raise UsageError(f"--batch_size must be at least 1, not {args.batch_size}")
     engine = getattr(args, "engine", "local")
@@ -367,7 +361,7 @@ def _classifier(args):
         require_ray()  # before the graph is loaded
         if args.model != "pb":
             raise UsageError(f"--engine ray scores with --model pb, not {args.model}")
-    classifier = open_classifier(args.dir, args.model, args.output_graph, args.output_labels,
+    classifier = kind.function("open_model")(args.dir, args.model, args.output_graph, args.output_labels,
                                  args.final_tensor_name, trust_graph=args.trust_graph,
                                  tta=getattr(args, "tta", False))
     if engine != "ray":
@@ -388,9 +382,11 @@ def _classifier(args):
 def run_guess(args) -> int:
     from tensorguess.data.images import Skipped, printable
 
+    require_dir(args.dir)
+    kind = kinds.of_model(args.dir)
     failed = 0
     documents = []
-    with _classifier(args) as classifier:
+    with _classifier(args, kind) as classifier:
         for index, result in enumerate(classifier.score_files(args.images, args.batch_size)):
             if isinstance(result, Skipped):
                 failed += 1
@@ -413,7 +409,7 @@ def run_guess(args) -> int:
 
 
 def run_sort(args) -> int:
-    from tensorguess.serve.sort import MANIFEST, SortError, check_dest, sort_folder
+    from tensorguess.serve.sort import MANIFEST, SortError, check_dest
 
     if not args.source.is_dir():
         raise UsageError(f"source folder {args.source} does not exist or is not a folder")
@@ -423,8 +419,10 @@ def run_sort(args) -> int:
         check_dest(args.dest)  # before the graph is loaded
     except SortError as error:
         raise UsageError(str(error)) from error
-    with _classifier(args) as classifier:
-        summary = sort_folder(classifier, args.source, args.dest, args.batch_size,
+    require_dir(args.dir)
+    kind = kinds.of_model(args.dir)
+    with _classifier(args, kind) as classifier:
+        summary = kind.function("sort")(classifier, args.source, args.dest, args.batch_size,
                               warn=lambda line: print(line, file=sys.stderr, flush=True))
     counts = ", ".join(f"{label} {n}" for label, n in sorted(summary.per_label.items()))
     if summary.already_sorted:
@@ -456,7 +454,9 @@ def run_serve(args) -> int:
                     max_body_mb=args.max_body_mb, timeout_s=args.timeout,
                     header_timeout_s=args.header_timeout)
     access = _serve_access(args)
-    with _classifier(args) as classifier:
+    require_dir(args.dir)
+    kind = kinds.of_model(args.dir)
+    with _classifier(args, kind) as classifier:
         app = build_app(classifier, limits, access=access)
         server.run(app, args.host, args.port, str(args.dir / args.output_graph),
                    say=lambda line: print(line, flush=True),
@@ -489,7 +489,6 @@ def _serve_access(args):
 
 def run_evaluate(args) -> int:
     from tensorguess.report.document import check_out_dir, console_lines, write
-    from tensorguess.report.evaluate import evaluate_folder
 
     if not args.labelled.is_dir() and not args.labelled.is_file():
         raise UsageError(f"labelled folder {args.labelled} does not exist or is not a folder "
@@ -503,10 +502,12 @@ def run_evaluate(args) -> int:
     check_out_dir(out)
     log_path = args.dir / TRAIN_LOG
     log = TrainLog.read(log_path)  # what evaluate checks leaks against, if train.sh wrote one
-    with _classifier(args) as classifier:
+    require_dir(args.dir)
+    kind = kinds.of_model(args.dir)
+    with _classifier(args, kind) as classifier:
         from tensorguess.serve.models import model_path
 
-        evaluation = evaluate_folder(classifier, labelled,
+        evaluation = kind.function("evaluate")(classifier, labelled,
                                      str(model_path(args.dir, args.model, args.output_graph)),
                                      args.batch_size,
                                      warn=lambda line: print(line, file=sys.stderr, flush=True),

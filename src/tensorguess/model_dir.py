@@ -20,7 +20,7 @@ GRAPH = "retrained_graph.pb"  # the frozen graph: decode, module, head (retrain.
 LABELS = "retrained_labels.txt"  # one label a line, in the graph's class order
 SAVED_MODEL = "saved_model"  # the same classifier as a SavedModel folder
 TRAIN_LOG = "train_log.json"  # the training's settings, split and history (TrainLog)
-MODEL_KIND = "model_kind"  # one line: the model's kind (KINDS); absent: "classes"
+MODEL_KIND = "model_kind"  # one line: the model's kind (kinds.py); absent: "classes"
 # The folders the training read photos from, each path ended by a NUL byte (any path can be
 # written, newlines included): what the wrappers let export read again, without parsing JSON.
 TRAIN_INPUTS = ".train_inputs"
@@ -42,9 +42,8 @@ BOTTLENECK = "bottleneck"  # the module's features
 TEMPERATURE = "final_training_ops/temperature"  # the calibration the softmax divides by
 FINAL_TENSOR = "final_result"  # the scores (retrained_graph.pb's output, retrain.py's name)
 
-# ---- the kinds of model: what the scores mean
+# ---- the kind a model of an older tensor-guess, or a graph of retrain.py, is (kinds.py has them all)
 CLASSES = "classes"  # one score per label (a softmax)
-KINDS = (CLASSES,)
 
 LOG_LIMIT = 1 << 30  # bytes: a log lists each photo's hash, some 50 bytes a photo
 

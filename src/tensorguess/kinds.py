@@ -1,0 +1,69 @@
+"""The kinds of model, each with the functions that train, open, sort, evaluate and export it.
+
+A model's kind ("classes" today; points next) says what its scores mean, so every command
+asks this registry for the functions of the model it was given, in one place, and refuses a
+kind it does not know. The functions are named, not imported: a command imports only what
+the chosen kind and job need (TensorFlow, for instance, only once it runs).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tensorguess import model_dir, publish
+from tensorguess.errors import TensorGuessError
+
+
+class UnknownKind(TensorGuessError):
+    """The model's kind is not one this tensor-guess knows; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a kind of model is made and used with: each job as "module:function"."""
+
+    name: str
+    train: str  # (TrainConfig) -> the log's dict
+    open_model: str  # (folder, model, graph, labels, final_tensor_name, trust_graph, tta) -> a scorer
+    sort: str  # (scorer, source, dest, batch_size, warn) -> a summary
+    evaluate: str  # (scorer, labelled, model path, batch_size, warn, train_log, train_log_path)
+    export: str  # (folder, formats, graph, labels, final_tensor_name, ...) -> the table
+
+    def function(self, job: str) -> Callable:
+        module, name = getattr(self, job).split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+KINDS = {
+    model_dir.CLASSES: Kind(model_dir.CLASSES, train="tensorguess.retrain:retrain",
+                            open_model="tensorguess.serve.models:open_classifier",
+                            sort="tensorguess.serve.sort:sort_folder",
+                            evaluate="tensorguess.report.evaluate:evaluate_folder",
+                            export="tensorguess.deploy:export"),
+}
+
+
+def named(name: str) -> Kind:
+    """The kind called `name` (train's choice)."""
+    return KINDS[name]
+
+
+def of_model(folder: Path) -> Kind:
+    """The kind of the model in `folder`, read while no training publishes there (publish.steady),
+    so it is the kind of the graph opened next; UnknownKind if it is not one of KINDS."""
+    folder = Path(folder)
+    with publish.steady(folder) as where:
+        path = where(folder / model_dir.MODEL_KIND)
+        try:
+            name = model_dir.read_kind(path)
+        except OSError as error:
+            raise UnknownKind(f"cannot read {path} ({error.strerror or error}): it names the kind of "
+                              "the model; train again to write it") from error
+    if name not in KINDS:
+        raise UnknownKind(f"{path} names a model of kind {name[:40]!r}, which this tensor-guess does not "
+                          f"know (it knows {', '.join(KINDS)}): use the tensor-guess that trained it, "
+                          "or train again")
+    return KINDS[name]
