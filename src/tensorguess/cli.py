@@ -8,104 +8,24 @@
     python -m tensorguess serve DIR [--port 8080] [--host 127.0.0.1]
     python -m tensorguess fetch-module URL
 """
+# Each command is a module of tensorguess/commands, with its arguments and its run; this file builds
+# the parser from them, runs the one chosen, and turns a TensorGuessError into one line and a status.
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
 import threading
-from dataclasses import fields
-from pathlib import Path
 
-from tensorguess import kinds, strict_json
-from tensorguess.config import SettingError, TrainConfig
-from tensorguess.engine.select import ENGINES, PHOTO_TRANSPORTS
-from tensorguess.errors import EXIT_FAILED, TensorGuessError, UsageError
-from tensorguess.model_dir import CLASSES, FINAL_TENSOR, GRAPH, LABELS, TRAIN_LOG, TrainLog
+from tensorguess.commands import COMMANDS
+from tensorguess.errors import EXIT_FAILED, EXIT_USAGE, TensorGuessError
 
-TRAIN_HELP = {
-    "image_dir": "folder of category folders of images (default: DIR/data); with train/, val/ and "
-    "test/ folders of category folders, that split is used",
-    "labels_csv": "CSV naming each photo and its label (columns path and label, optionally split: "
-    "train, val or test), paths relative to the CSV; instead of DIR/data's folders",
-    "tfhub_module": "TF Hub module URL or handle, or a local SavedModel folder "
-    "(default: $TFHUB_MODULE, else Inception v3)",
-    "input_size": "module input height and width in pixels (default: from the module)",
-    "input_range": "module input value range: 0,1 (TF Hub), -1,1 or 0,255 (default: 0,1)",
-    "trust_graph": "load the module even if it holds operations that can do more than compute "
-    "(read or write files...); only for a module whose maker you trust",
-    "bottleneck_dir": "bottleneck cache folder (default: DIR/bottlenecks)",
-    "bottleneck_batch_size": "images per batch when computing bottlenecks",
-    "engine": "where bottlenecks are computed: local (this process) or ray (a Ray cluster: "
-    "pip install -r requirements-ray.txt)",
-    "ray_address": "the Ray cluster of --engine ray (default: RAY_ADDRESS, else one running or "
-    "started on this machine)",
-    "ray_photos": "--engine ray: paths (workers read the photos: a filesystem every node sees) "
-    "or bytes (this machine reads them and sends them)",
-    "how_many_training_steps": "training steps",
-    "learning_rate": "learning rate of the final layer",
-    "train_batch_size": "images per training step",
-    "hidden_units": "a ReLU layer of this many units before the softmax (0: retrain.py's single layer)",
-    "dropout_rate": "share of each layer's inputs dropped at random while training",
-    "label_smoothing": "train towards labels smoothed by this much (0: none)",
-    "optimizer": "sgd (retrain.py's), momentum (SGD with momentum 0.9) or adam",
-    "weight_decay": "decoupled weight decay of the head's weights, per step (0: none)",
-    "validation_batch_size": "images per validation evaluation; -1 uses all",
-    "test_batch_size": "images for the final test; -1 uses all",
-    "eval_step_interval": "evaluate every this many steps",
-    "testing_percentage": "percentage of images kept for the final test",
-    "near_duplicate_threshold": "photos whose features are at least this similar (cosine), or "
-    "identical, are kept in one split (default: automatic, 0.90 or more; see README); 1 joins "
-    "only identical features",
-    "validation_percentage": "percentage of images kept for validation",
-    "random_seed": "seed for a reproducible run (default: random, written to train_log.json)",
-    "print_misclassified_test_images": "list the test images the classifier got wrong",
-    "output_graph": "frozen graph to write (default: DIR/retrained_graph.pb)",
-    "output_labels": "labels file to write (default: DIR/retrained_labels.txt)",
-    "saved_model_dir": "SavedModel folder to write (default: DIR/saved_model)",
-    "train_log": "training log to write (default: DIR/train_log.json)",
-    "final_tensor_name": "name of the output softmax in the graph",
-    "augment": "train also on this many distorted variants of each training photo (never of "
-    "validation or test photos), their bottlenecks cached like the photos' own (default: 0; 10 "
-    "when one of retrain.py's --flip_left_right, --random_crop, --random_scale, "
-    "--random_brightness is given)",
-    "augment_flip": "chance of a mirror image, %% (default: 50)",
-    "augment_crop": "at most this %% of each side cut off, the rest enlarged back (default: 20)",
-    "augment_scale": "a further zoom of up to this %% (default: 20)",
-    "augment_rotation": "rotation of up to this many degrees either way (default: 10)",
-    "augment_brightness": "brightness within +- this %% (default: 20)",
-    "augment_contrast": "contrast within +- this %% (default: 20)",
-    "augment_saturation": "saturation within +- this %% (default: 20)",
-    "augment_noise": "Gaussian noise of up to this %% of the full range (default: 2)",
-    "augment_blur": "a blur or a sharpening of up to this %% of a 3x3 Gaussian's (default: 30)",
-    "augment_cutout": "a grey square of up to this %% of the side (default: 0, off)",
-    "flip_left_right": "retrain.py's: mirror images among the variants (turns --augment on)",
-    "random_crop": "retrain.py's: --augment_crop, in %% (turns --augment on)",
-    "random_scale": "retrain.py's: --augment_scale, in %% (turns --augment on)",
-    "random_brightness": "retrain.py's: --augment_brightness, in %% (turns --augment on)",
-    "fine_tune": "after the head, train the module's last layers with it on the training photos, "
-    "decoded and distorted (the --augment_* recipe) every epoch; keeps the epoch the validation "
-    "split likes best; resumes from DIR/fine_tune_checkpoint after an interruption",
-    "fine_tune_layers": "layers of the module trained by --fine_tune, counted from its output, or all",
-    "fine_tune_learning_rate": "Adam's learning rate for --fine_tune",
-    "fine_tune_epochs": "epochs of --fine_tune (passes over the training photos)",
-    "fine_tune_batch_size": "photos per step of --fine_tune",
-    "class_weights": "balanced: draw training images uniformly and weight the loss by inverse "
-    "class frequency; none: draw each batch class-uniformly, as retrain.py",
-    "calibrate": "temperature scaling fitted on the validation split: auto applies it when it "
-    "lowers the validation NLL, on always (the bare flag), off never",
-    "summaries_dir": "write TensorBoard scalars into a new run-<time> folder inside this folder "
-    "(never deleted)",
-    "report_dir": "evaluation report of the test split (default: DIR/report)",
-}
-CHOICES = {"engine": ENGINES, "ray_photos": PHOTO_TRANSPORTS,
-           "class_weights": ("none", "balanced"), "calibrate": ("auto", "on", "off"),
-           "optimizer": ("sgd", "momentum", "adam")}
+__all__ = ["EXIT_FAILED", "EXIT_USAGE", "WRAPPERS", "build_parser", "main"]  # exit statuses: the CLI's too
 
-IN_DIR = ("image_dir", "labels_csv", "bottleneck_dir", "output_graph", "output_labels", "saved_model_dir",
-          "train_log", "summaries_dir", "report_dir")
+WRAPPERS = {name: script for name, (_, _, script) in COMMANDS.items() if script}  # command -> its .sh
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> int:
@@ -113,14 +33,14 @@ def fail(message: str, code: int = EXIT_FAILED) -> int:
     return code
 
 
-WRAPPERS = {"train": "train.sh", "guess": "guess.sh", "sort": "guessDir.sh",
-            "evaluate": "evaluate.sh", "export": "export.sh", "serve": "serve.sh"}
-
-
 class Parser(argparse.ArgumentParser):
     """argparse, and a hint when a file name that starts with '-' was taken for a flag."""
 
     argv: list[str] = []  # the arguments being parsed, set by main()
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         dashed = [arg for arg in self.argv if arg.startswith("-") and os.path.lexists(arg)]
@@ -131,407 +51,22 @@ class Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+def command_module(name: str):
+    """The module of the command called `name` on the command line."""
+    return importlib.import_module(f"tensorguess.commands.{COMMANDS[name][0]}")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The whole parser: every command with its arguments (each from its own module)."""
     parser = Parser(prog="tensorguess", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    train = commands.add_parser(
-        "train", help="retrain the final layer on DIR/data/<category>/ images",
-        description="Retrain a classifier on DIR/data/<category>/ images. Relative paths given "
-        "to flags are taken inside DIR.",
-    )
-    train.add_argument("dir", type=Path, help="the tf_files folder")
-    defaults = TrainConfig()
-    for item in fields(TrainConfig):
-        default = getattr(defaults, item.name)
-        flag = f"--{item.name}"
-        if isinstance(default, bool):
-            train.add_argument(flag, action="store_true", help=TRAIN_HELP[item.name])
-            continue
-        kind = {"input_size": int, "random_seed": int, "near_duplicate_threshold": float,
-                "augment": int}.get(item.name, float if item.name.startswith("augment_") else type(default))
-        if kind in (Path, type(None)):
-            kind = str
-        shown = "" if default is None or item.name in IN_DIR or item.name == "tfhub_module" else (
-            f" (default: {default})")
-        extra = {"choices": CHOICES[item.name]} if item.name in CHOICES else {}
-        if item.name == "calibrate":
-            extra.update(nargs="?", const="on")
-        train.add_argument(flag, type=kind, default=None, help=TRAIN_HELP[item.name] + shown, **extra)
-    train.add_argument("--export", metavar="FORMATS", help="after training, export these formats "
-                       "as export.sh does (comma-separated: tflite, tflite-int8, coreml)")
-
-    guess = commands.add_parser("guess", help="print the scores of every label for images")
-    guess.add_argument("dir", type=Path, help="the tf_files folder holding the trained graph")
-    guess.add_argument("images", type=Path, nargs="+", help="image files to classify")
-    guess.add_argument("--json", action="store_true", help="print JSON instead of text")
-    _graph_flags(guess)
-    _tta_flag(guess)
-
-    sort = commands.add_parser("sort", help="copy each image of SRC to DEST/<label>--<score>.<ext>")
-    sort.add_argument("dir", type=Path, help="the tf_files folder holding the trained graph")
-    sort.add_argument("source", type=Path, help="folder of images to sort (only read)")
-    sort.add_argument("dest", type=Path, help="folder to copy into (created if missing)")
-    _graph_flags(sort)
-    _engine_flags(sort)
-
-    evaluate = commands.add_parser(
-        "evaluate", help="score a folder-per-class set and write an evaluation report",
-        description="Score LABELLED_DIR/<label>/ images with the classifier in DIR and write "
-        "report.json, report.html and figures into OUT_DIR (default: DIR/report-<name of "
-        "LABELLED_DIR>). Our own report files in OUT_DIR are replaced; nothing else is touched.",
-    )
-    evaluate.add_argument("dir", type=Path, help="the tf_files folder holding the trained graph")
-    evaluate.add_argument("labelled", type=Path, help="folder of label folders of images (only read)")
-    evaluate.add_argument("out", type=Path, nargs="?", help="report folder (created if missing)")
-    _graph_flags(evaluate)
-    _tta_flag(evaluate)
-    _engine_flags(evaluate)
-
-    export = commands.add_parser(
-        "export", help="write the classifier in DIR as TFLite (float, int8) and Core ML",
-        description="Export the classifier trained in DIR (without retraining) and print, and "
-        "write into DIR/report, each format's accuracy on the test split and its agreement "
-        "with the .pb.",
-    )
-    export.add_argument("dir", type=Path, help="the tf_files folder holding the trained graph")
-    export.add_argument("--format", default=",".join(EXPORT_FORMATS),
-                        help="comma-separated formats (default: all of "
-                        f"{', '.join(EXPORT_FORMATS)})")
-    export.add_argument("--output_graph", default=GRAPH,
-                        help=f"graph inside DIR (default: {GRAPH})")
-    export.add_argument("--output_labels", default=LABELS,
-                        help=f"labels inside DIR (default: {LABELS})")
-    export.add_argument("--final_tensor_name", default=FINAL_TENSOR,
-                        help=f"output tensor name (default: {FINAL_TENSOR})")
-    export.add_argument("--trust_graph", action="store_true",
-                        help="export a graph holding operations that can do more than compute")
-
-    _serve_parser(commands)
-
-    fetch = commands.add_parser("fetch-module", help="download a TF Hub module into the cache")
-    fetch.add_argument("handle", help="TF Hub module URL or handle")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for name, (_, summary, _) in COMMANDS.items():
+        module = command_module(name)
+        description = getattr(module, "DESCRIPTION", None)
+        command = commands.add_parser(name, help=summary, description=description)
+        module.add_arguments(command)
     return parser
-
-
-EXPORT_FORMATS = ("tflite", "tflite-int8", "coreml")  # export/formats.py's FORMATS, without importing it
-RUN_MODELS = ("pb", "saved_model", "tflite", "tflite-int8")  # serve/models.py's MODELS
-
-
-def _serve_parser(commands) -> None:
-    from tensorguess.serve.limits import Limits
-
-    serve = commands.add_parser(
-        "serve", help="serve the classifier over HTTP: an API and a page with a live camera",
-        description="Serve the classifier in DIR over HTTP: POST /predict, TF Serving's "
-        "POST /v1/models/NAME:predict, GET /labels, GET /healthz, and a page at /.")
-    serve.add_argument("dir", type=Path, help="the tf_files folder holding the trained graph")
-    serve.add_argument("--port", type=int, default=8080, help="TCP port (default: 8080; 0: any free one)")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every "
-                       "network)")
-    limits = Limits()
-    serve.add_argument("--queue_size", type=int, default=limits.queue_size,
-                       help="photos waiting to be scored before requests get 503 "
-                       f"(default: {limits.queue_size})")
-    serve.add_argument("--batch_wait_ms", type=float, default=limits.batch_wait_ms,
-                       help="how long a photo waits for others to be scored with it "
-                       f"(default: {limits.batch_wait_ms:g})")
-    serve.add_argument("--max_body_mb", type=float, default=limits.max_body_mb,
-                       help=f"largest request body in MB (default: {limits.max_body_mb:g})")
-    serve.add_argument("--timeout", type=float, default=limits.timeout_s,
-                       help=f"seconds to receive a request and to score it (default: {limits.timeout_s:g})")
-    serve.add_argument("--header_timeout", type=float, default=limits.header_timeout_s,
-                       help="seconds a connection has to send a request's headers, after it opens or after "
-                       f"its last answer; then it is closed (default: {limits.header_timeout_s:g})")
-    serve.add_argument("--allowed_hosts", default="",
-                       help="more host names the server answers to, separated by commas ('*': any), for "
-                       "a name of this machine or a proxy in front (default: only the addresses it "
-                       "listens on; on 127.0.0.1 also localhost and [::1])")
-    serve.add_argument("--no_token", action="store_true",
-                       help="serve beyond this machine (--host other than loopback) without a token; "
-                       "otherwise the token is taken from TG_SERVE_TOKEN, and clients send "
-                       "'Authorization: Bearer TOKEN' (the page: open /?token=TOKEN once)")
-    # The address users reach the server at, when it differs from --host: serve.sh passes the host
-    # side of Docker's published port, the container listening on 0.0.0.0.
-    serve.add_argument("--shown_host", help=argparse.SUPPRESS)
-    _graph_flags(serve)
-
-
-def _graph_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="pb", choices=RUN_MODELS,
-                        help="format to score with: pb (default), saved_model, or the TFLite "
-                        "models export.sh writes (tflite, tflite-int8)")
-    parser.add_argument("--output_graph", default=GRAPH,
-                        help=f"graph inside DIR (default: {GRAPH})")
-    parser.add_argument("--output_labels", default=LABELS,
-                        help=f"labels inside DIR (default: {LABELS})")
-    parser.add_argument("--final_tensor_name", default=FINAL_TENSOR,
-                        help=f"output tensor name (default: {FINAL_TENSOR})")
-    parser.add_argument("--batch_size", type=int, default=32, help="images per batch")
-    parser.add_argument("--trust_graph", action="store_true",
-                        help="run the graph even if it holds operations that can do more than "
-                        "compute (read or write files...); only for a graph whose maker you trust")
-
-
-def _engine_flags(parser: argparse.ArgumentParser) -> None:
-    for name in ("engine", "ray_address", "ray_photos"):
-        default = getattr(TrainConfig(), name)
-        parser.add_argument(f"--{name}", default=default, choices=CHOICES.get(name),
-                            help=TRAIN_HELP[name] + (f" (default: {default})" if default else ""))
-
-
-def _tta_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tta", action="store_true",
-                        help="test-time augmentation: score each photo as the mean over itself, its "
-                        "mirror image and 4 corner crops (6x the work; see docs/benchmarks.md)")
-
-
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    """Flags over TFHUB_MODULE over defaults; relative paths inside DIR."""
-    base = args.dir
-    cfg = TrainConfig()
-    env_module = os.environ.get("TFHUB_MODULE")
-    if env_module:
-        cfg.tfhub_module = env_module
-    for item in fields(TrainConfig):
-        value = getattr(args, item.name)
-        if item.name in IN_DIR:
-            chosen = value if value is not None else getattr(cfg, item.name)
-            value = None if chosen is None else base / chosen
-        if value is not None and value is not False:
-            setattr(cfg, item.name, value)
-    try:
-        cfg.check()
-    except SettingError as error:
-        raise UsageError(str(error)) from error
-    return cfg
-
-
-def require_dir(path: Path) -> None:
-    if not path.is_dir():
-        raise UsageError(f"{path} is not a folder; give the tf_files folder as the first argument")
-
-
-def run_train(args) -> int:
-    require_dir(args.dir)
-    kind = kinds.named(CLASSES)
-    chosen = _export_formats(args.export) if args.export else None  # checked before training
-    cfg = train_config(args)
-    if cfg.engine == "ray":
-        from tensorguess.engine.select import require_ray
-
-        require_ray()  # before a photo is read
-    kind.function("train")(cfg)
-    if chosen:
-        kind.function("export")(args.dir, chosen, graph=str(cfg.output_graph),
-                                labels_name=str(cfg.output_labels), final_tensor_name=cfg.final_tensor_name,
-               report_dir=cfg.report_dir,
-               warn=lambda line: print(line, file=sys.stderr, flush=True))
-    return 0
-
-
-def _export_formats(text: str) -> list[str]:
-    from tensorguess.export.formats import ExportError, parse_formats
-
-    try:
-        return parse_formats(text)
-    except ExportError as error:
-        raise UsageError(str(error)) from error
-
-
-def run_export(args) -> int:
-    require_dir(args.dir)
-    kind = kinds.of_model(args.dir)
-    kind.function("export")(args.dir, _export_formats(args.format), args.output_graph, args.output_labels,
-           args.final_tensor_name, trust_graph=args.trust_graph,
-           warn=lambda line: print(line, file=sys.stderr, flush=True))
-    return 0
-
-
-def _classifier(args, kind: kinds.Kind):
-    """The scorer of the model in DIR, opened by its kind's function."""
-    if args.batch_size < 1:
-        raise UsageError(f"--batch_size must be at least 1, not {args.batch_size}")
-    engine = getattr(args, "engine", "local")
-    if engine == "ray":
-        from tensorguess.engine.select import require_ray
-
-        require_ray()  # before the graph is loaded
-        if args.model != "pb":
-            raise UsageError(f"--engine ray scores with --model pb, not {args.model}")
-    classifier = kind.function("open_model")(args.dir, args.model, args.output_graph, args.output_labels,
-                                 args.final_tensor_name, trust_graph=args.trust_graph,
-                                 tta=getattr(args, "tta", False))
-    if engine != "ray":
-        return classifier
-    from tensorguess.engine.ray_engine import RayEngine
-    from tensorguess.engine.select import ray_address
-
-    try:
-        cluster = RayEngine(ray_address(args.ray_address), args.ray_photos,
-                            warn=lambda line: print(line, file=sys.stderr, flush=True))
-    except BaseException:
-        classifier.close()
-        raise
-    return cluster.classifier(classifier, args.dir / args.output_graph, args.dir / args.output_labels,
-                              args.final_tensor_name, args.trust_graph, getattr(args, "tta", False))
-
-
-def run_guess(args) -> int:
-    from tensorguess.data.images import Skipped, printable
-
-    require_dir(args.dir)
-    kind = kinds.of_model(args.dir)
-    failed = 0
-    documents = []
-    with _classifier(args, kind) as classifier:
-        for index, result in enumerate(classifier.score_files(args.images, args.batch_size)):
-            if isinstance(result, Skipped):
-                failed += 1
-                print(result.warning(), file=sys.stderr)
-                documents.append({"image": str(result.path), "error": result.reason})
-                continue
-            ranked = classifier.ranked(result.scores)
-            if args.json:
-                documents.append({"image": str(result.path), "label": ranked[0][0],
-                                  "score": ranked[0][1], "scores": dict(ranked)})
-                continue
-            if len(args.images) > 1:
-                print(f"{'' if index == 0 else chr(10)}==> {printable(result.path)} <==")
-            for label, score in ranked:
-                print(f"{label} (score = {score:.5f})")
-            sys.stdout.flush()
-    if args.json:
-        print(strict_json.dumps(documents, indent=1))
-    return EXIT_FAILED if failed else 0
-
-
-def run_sort(args) -> int:
-    from tensorguess.serve.sort import MANIFEST, SortError, check_dest
-
-    if not args.source.is_dir():
-        raise UsageError(f"source folder {args.source} does not exist or is not a folder")
-    if args.source.resolve() == args.dest.resolve():
-        raise UsageError("SRC and DEST must be different folders: sources are never touched")
-    try:
-        check_dest(args.dest)  # before the graph is loaded
-    except SortError as error:
-        raise UsageError(str(error)) from error
-    require_dir(args.dir)
-    kind = kinds.of_model(args.dir)
-    with _classifier(args, kind) as classifier:
-        summary = kind.function("sort")(classifier, args.source, args.dest, args.batch_size,
-                              warn=lambda line: print(line, file=sys.stderr, flush=True))
-    counts = ", ".join(f"{label} {n}" for label, n in sorted(summary.per_label.items()))
-    if summary.already_sorted:
-        print(f"Skipped {summary.already_sorted} photos of {args.source} already sorted into "
-              f"{args.dest} by this classifier (recorded in {MANIFEST})")
-    print(f"Copied {summary.copied} images into {args.dest}" + (f" ({counts})" if counts else "")
-          + (f"; {summary.unreadable} unreadable, listed in {args.dest / MANIFEST}"
-             if summary.unreadable else ""))
-    return 0
-
-
-def run_serve(args) -> int:
-    import math
-
-    from tensorguess.serve import server
-    from tensorguess.serve.http_app import build_app
-    from tensorguess.serve.limits import Limits
-
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be a TCP port, 0 to 65535, not {args.port}")
-    for flag, value, least in (("--queue_size", args.queue_size, 1),
-                               ("--batch_wait_ms", args.batch_wait_ms, 0),
-                               ("--max_body_mb", args.max_body_mb, 0.001),
-                               ("--timeout", args.timeout, 0.001),
-                               ("--header_timeout", args.header_timeout, 0.001)):
-        if not (math.isfinite(value) and value >= least):
-            raise UsageError(f"{flag} must be at least {least:g}, not {value:g}")
-    limits = Limits(max_batch=args.batch_size, batch_wait_ms=args.batch_wait_ms, queue_size=args.queue_size,
-                    max_body_mb=args.max_body_mb, timeout_s=args.timeout,
-                    header_timeout_s=args.header_timeout)
-    access = _serve_access(args)
-    require_dir(args.dir)
-    kind = kinds.of_model(args.dir)
-    with _classifier(args, kind) as classifier:
-        app = build_app(classifier, limits, access=access)
-        server.run(app, args.host, args.port, str(args.dir / args.output_graph),
-                   say=lambda line: print(line, flush=True),
-                   warn=lambda line: print(line, file=sys.stderr, flush=True),
-                   shown_host=args.shown_host, timeout_s=args.timeout, header_timeout_s=args.header_timeout,
-                   needs_token=access.token is not None)
-    return 0
-
-
-def _serve_access(args):
-    """serve's Access: the hosts it answers to, and its token (TG_SERVE_TOKEN), which a server
-    reached beyond this machine must have unless --no_token says otherwise."""
-    from tensorguess.serve.access import TOKEN_ENV, Access, AccessError, is_loopback
-
-    reached_at = args.shown_host or args.host  # in Docker, the address the port is published on
-    token = os.environ.get(TOKEN_ENV) or None
-    if token and args.no_token:
-        raise UsageError(f"{TOKEN_ENV} is set and --no_token is given; choose one")
-    if not token and not args.no_token and not is_loopback(reached_at):
-        raise UsageError(f"listening on {reached_at}, beyond this machine, needs a token: set {TOKEN_ENV} "
-                         "(clients send 'Authorization: Bearer TOKEN'; the page: open /?token=TOKEN once), "
-                         "or give --no_token to answer anyone who can reach it")
-    hosts = tuple(host for host in (args.host, args.shown_host) if host)
-    allowed = tuple(name.strip() for name in args.allowed_hosts.split(",") if name.strip())
-    try:
-        return Access(hosts=hosts, allowed_hosts=allowed, token=token)
-    except AccessError as problem:
-        raise UsageError(str(problem)) from None
-
-
-def run_evaluate(args) -> int:
-    from tensorguess.report.document import check_out_dir, console_lines, write
-
-    if not args.labelled.is_dir() and not args.labelled.is_file():
-        raise UsageError(f"labelled folder {args.labelled} does not exist or is not a folder "
-                         "(or a labels CSV)")
-    labelled = args.labelled.resolve()
-    is_csv = labelled.is_file()
-    photos = labelled.parent if is_csv else labelled
-    out = (args.out or args.dir / f"report-{labelled.stem if is_csv else labelled.name}").resolve()
-    if out.is_relative_to(photos):
-        raise UsageError(f"the report folder {out} is inside {photos}; choose one outside it")
-    check_out_dir(out)
-    log_path = args.dir / TRAIN_LOG
-    log = TrainLog.read(log_path)  # what evaluate checks leaks against, if train.sh wrote one
-    require_dir(args.dir)
-    kind = kinds.of_model(args.dir)
-    with _classifier(args, kind) as classifier:
-        from tensorguess.serve.models import model_path
-
-        evaluation = kind.function("evaluate")(classifier, labelled,
-                                     str(model_path(args.dir, args.model, args.output_graph)),
-                                     args.batch_size,
-                                     warn=lambda line: print(line, file=sys.stderr, flush=True),
-                                     train_log=log and log.data, train_log_path=log_path)
-    report = write(out, evaluation)
-    accuracy = "n/a" if report["accuracy"] is None else f"{report['accuracy'] * 100:.1f}%"
-    print(f"Evaluation accuracy = {accuracy} (N={report['n']})")
-    for line in console_lines(report):
-        print(line)
-    if report["unreadable_files"]:
-        print(f"{len(report['unreadable_files'])} unreadable file(s) skipped, listed in report.json")
-    print(f"Wrote the report into {out}: report.html, report.json, confusion_matrix.png, reliability.png")
-    if report["n"] == 0:
-        print(f"tensor-guess: no photo in {labelled} could be scored "
-              f"({len(report['unreadable_files'])} unreadable); nothing was evaluated", file=sys.stderr)
-        return 1
-    return 0
-
-
-def run_fetch(args) -> int:
-    from tensorguess.features.modules import resolve_path
-
-    print(resolve_path(args.handle))
-    return 0
 
 
 def quiet_tensorflow() -> None:
@@ -565,11 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str] | None) -> int:
     Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    handlers = {"train": run_train, "guess": run_guess, "sort": run_sort,
-                "evaluate": run_evaluate, "export": run_export, "serve": run_serve,
-                "fetch-module": run_fetch}
     try:
-        return handlers[args.command](args)
+        return command_module(args.command).run(args)
     except TensorGuessError as error:
         return fail(str(error), error.exit_status)
     except KeyboardInterrupt:

@@ -1,12 +1,13 @@
-"""Every training setting and its default, in one place (retrain.py's names)."""
+"""Every training setting, its default, help and choices, in one place (retrain.py's names)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from tensorguess import model_dir
+from tensorguess.engine.select import ENGINES, PHOTO_TRANSPORTS
 from tensorguess.features.augment import Recipe
 from tensorguess.features.modules import DEFAULT_MODULE
 from tensorguess.head.train import OPTIMIZERS, HeadSpec
@@ -16,75 +17,120 @@ class SettingError(ValueError):
     """A setting out of its range; the message names the flag and what it accepts."""
 
 
+def setting(default, help: str, choices: tuple | None = None, in_dir: bool = False,
+            shown: str | None = None, bare: str | None = None):
+    """A TrainConfig field, with what train's flag says about it (commands/train.py builds the flag):
+    `help`; the `choices` it takes; `in_dir`: a path taken inside DIR when relative; `shown`: what a
+    default of None stands for (a default otherwise shows itself); `bare`: the value of the flag
+    given without one."""
+    metadata = {"help": help, "choices": choices, "in_dir": in_dir, "shown": shown, "bare": bare}
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class TrainConfig:
     # data
-    image_dir: Path = Path(model_dir.IMAGE_DIR)
-    labels_csv: Path | None = None  # labels (and a split) from a CSV instead of folder names
-    testing_percentage: float = 10.0
-    validation_percentage: float = 10.0
-    # photos whose bottlenecks are at least this close (cosine) stay in one split; None: automatic
-    near_duplicate_threshold: float | None = None
+    image_dir: Path = setting(Path(model_dir.IMAGE_DIR),
+        "folder of category folders of images; with train/, val/ and test/ folders of category folders, "
+        "that split is used", in_dir=True)
+    labels_csv: Path | None = setting(None,
+        "CSV naming each photo and its label (columns path and label, optionally split: train, val or "
+        "test), paths relative to the CSV; instead of DIR/data's folders", in_dir=True)
+    testing_percentage: float = setting(10.0, "percentage of images kept for the final test")
+    validation_percentage: float = setting(10.0, "percentage of images kept for validation")
+    near_duplicate_threshold: float | None = setting(None,
+        "photos whose features are at least this similar (cosine), or identical, are kept in one split; 1"
+        " joins only identical features", shown="automatic, 0.90 or more; see README")
     # module
-    tfhub_module: str = DEFAULT_MODULE
-    input_size: int | None = None  # None: from the module's signature or the known-module table
-    input_range: str | None = None  # None: "0,1", the TF Hub convention
-    trust_graph: bool = False  # load a module holding more than tensor computation (module_check.py)
-    bottleneck_dir: Path = Path(model_dir.BOTTLENECKS)
-    bottleneck_batch_size: int = 32
+    tfhub_module: str = setting(DEFAULT_MODULE, "TF Hub module URL or handle, or a local SavedModel folder",
+                                shown="$TFHUB_MODULE, else Inception v3")
+    input_size: int | None = setting(None, "module input height and width in pixels", shown="from the module")
+    input_range: str | None = setting(None,
+        "module input value range: 0,1 (TF Hub), -1,1 or 0,255", shown="0,1")
+    trust_graph: bool = setting(False,
+        "load the module even if it holds operations that can do more than compute (read or write "
+        "files...); only for a module whose maker you trust")
+    bottleneck_dir: Path = setting(Path(model_dir.BOTTLENECKS), "bottleneck cache folder", in_dir=True)
+    bottleneck_batch_size: int = setting(32, "images per batch when computing bottlenecks")
     # where the bottlenecks are computed (engine/): this process, or a Ray cluster
-    engine: str = "local"
-    ray_address: str | None = None  # None: RAY_ADDRESS, else one running or started on this machine
-    ray_photos: str = "paths"  # paths: the workers read them (a shared filesystem); bytes: sent
+    engine: str = setting("local",
+        "where bottlenecks are computed: local (this process) or ray (a Ray cluster: pip install -r "
+        "requirements-ray.txt)", choices=ENGINES)
+    ray_address: str | None = setting(None,
+        "the Ray cluster of --engine ray", shown="RAY_ADDRESS, else one running or started on this machine")
+    ray_photos: str = setting("paths",
+        "--engine ray: paths (workers read the photos: a filesystem every node sees) or bytes (this "
+        "machine reads them and sends them)", choices=PHOTO_TRANSPORTS)
     # training
-    how_many_training_steps: int = 4000
-    learning_rate: float = 0.01
+    how_many_training_steps: int = setting(4000, "training steps")
+    learning_rate: float = setting(0.01, "learning rate of the final layer")
     # the head (head/train.py HeadSpec); the defaults are retrain.py's
-    hidden_units: int = 0
-    dropout_rate: float = 0.0
-    label_smoothing: float = 0.0
-    optimizer: str = "sgd"
-    weight_decay: float = 0.0
-    train_batch_size: int = 100
-    validation_batch_size: int = 100
-    test_batch_size: int = -1
-    eval_step_interval: int = 10
-    random_seed: int | None = None  # None: drawn at random and written to train_log.json
-    print_misclassified_test_images: bool = False
+    hidden_units: int = setting(0,
+        "a ReLU layer of this many units before the softmax (0: retrain.py's single layer)")
+    dropout_rate: float = setting(0.0, "share of each layer's inputs dropped at random while training")
+    label_smoothing: float = setting(0.0, "train towards labels smoothed by this much (0: none)")
+    optimizer: str = setting("sgd",
+        "sgd (retrain.py's), momentum (SGD with momentum 0.9) or adam", choices=OPTIMIZERS)
+    weight_decay: float = setting(0.0, "decoupled weight decay of the head's weights, per step (0: none)")
+    train_batch_size: int = setting(100, "images per training step")
+    validation_batch_size: int = setting(100, "images per validation evaluation; -1 uses all")
+    test_batch_size: int = setting(-1, "images for the final test; -1 uses all")
+    eval_step_interval: int = setting(10, "evaluate every this many steps")
+    random_seed: int | None = setting(None,
+        "seed for a reproducible run", shown="random, written to train_log.json")
+    print_misclassified_test_images: bool = setting(False, "list the test images the classifier got wrong")
     # augmentation (features/augment.py): distorted variants of the training photos, cached
-    augment: int | None = None  # variants per training photo; None: 0, or 10 with retrain.py's flags
-    augment_flip: float | None = None  # None: the recipe's default strength (augment.Recipe)
-    augment_crop: float | None = None
-    augment_scale: float | None = None
-    augment_rotation: float | None = None
-    augment_brightness: float | None = None
-    augment_contrast: float | None = None
-    augment_saturation: float | None = None
-    augment_noise: float | None = None
-    augment_blur: float | None = None
-    augment_cutout: float | None = None
+    augment: int | None = setting(None,
+        "train also on this many distorted variants of each training photo (never of validation or test "
+        "photos), their bottlenecks cached like the photos' own",
+        shown="0; 10 when one of retrain.py's --flip_left_right, --random_crop, --random_scale, "
+        "--random_brightness is given")
+    # None: the recipe's strength (augment.Recipe, whose defaults the help shows)
+    augment_flip: float | None = setting(None, "chance of a mirror image, %")
+    augment_crop: float | None = setting(None, "at most this % of each side cut off, the rest enlarged back")
+    augment_scale: float | None = setting(None, "a further zoom of up to this %")
+    augment_rotation: float | None = setting(None, "rotation of up to this many degrees either way")
+    augment_brightness: float | None = setting(None, "brightness within +- this %")
+    augment_contrast: float | None = setting(None, "contrast within +- this %")
+    augment_saturation: float | None = setting(None, "saturation within +- this %")
+    augment_noise: float | None = setting(None, "Gaussian noise of up to this % of the full range")
+    augment_blur: float | None = setting(None, "a blur or a sharpening of up to this % of a 3x3 Gaussian's")
+    augment_cutout: float | None = setting(None, "a grey square of up to this % of the side")
     # retrain.py's distortions, mapped onto the recipe (only those given are on)
-    flip_left_right: bool = False
-    random_crop: float = 0.0
-    random_scale: float = 0.0
-    random_brightness: float = 0.0
+    flip_left_right: bool = setting(False,
+        "retrain.py's: mirror images among the variants (turns --augment on)")
+    random_crop: float = setting(0.0, "retrain.py's: --augment_crop, in % (turns --augment on)")
+    random_scale: float = setting(0.0, "retrain.py's: --augment_scale, in % (turns --augment on)")
+    random_brightness: float = setting(0.0, "retrain.py's: --augment_brightness, in % (turns --augment on)")
     # fine-tuning (head/fine_tune.py): the module's last layers with the head, after the head alone
-    fine_tune: bool = False
-    fine_tune_layers: str = "4"  # a number of layers counted from the output, or "all"
-    fine_tune_learning_rate: float = 1e-4  # Adam's, for the module's layers and the head
-    fine_tune_epochs: int = 3
-    fine_tune_batch_size: int = 16
+    fine_tune: bool = setting(False,
+        "after the head, train the module's last layers with it on the training photos, decoded and "
+        "distorted (the --augment_* recipe) every epoch; keeps the epoch the validation split likes best;"
+        " resumes from DIR/fine_tune_checkpoint after an interruption")
+    fine_tune_layers: str = setting("4",
+        "layers of the module trained by --fine_tune, counted from its output, or all")
+    # Adam's, for the module's layers and the head
+    fine_tune_learning_rate: float = setting(1e-4, "Adam's learning rate for --fine_tune")
+    fine_tune_epochs: int = setting(3, "epochs of --fine_tune (passes over the training photos)")
+    fine_tune_batch_size: int = setting(16, "photos per step of --fine_tune")
     # imbalance and calibration
-    class_weights: str = "none"  # "balanced": weight the loss by inverse class frequency instead
-    calibrate: str = "auto"  # temperature scaling on the validation split: auto, on or off
+    class_weights: str = setting("none",
+        "balanced: draw training images uniformly and weight the loss by inverse class frequency; none: "
+        "draw each batch class-uniformly, as retrain.py", choices=("none", "balanced"))
+    calibrate: str = setting("auto",
+        "temperature scaling fitted on the validation split: auto applies it when it lowers the "
+        "validation NLL, on always (the bare flag), off never", choices=("auto", "on", "off"), bare="on")
     # outputs
-    summaries_dir: Path | None = None  # TensorBoard scalars; None: none written
-    report_dir: Path = Path(model_dir.REPORT)
-    output_graph: Path = Path(model_dir.GRAPH)
-    output_labels: Path = Path(model_dir.LABELS)
-    saved_model_dir: Path = Path(model_dir.SAVED_MODEL)
-    train_log: Path = Path(model_dir.TRAIN_LOG)
-    final_tensor_name: str = model_dir.FINAL_TENSOR
+    summaries_dir: Path | None = setting(None,
+        "write TensorBoard scalars into a new run-<time> folder inside this folder (never deleted)",
+        in_dir=True)
+    report_dir: Path = setting(Path(model_dir.REPORT), "evaluation report of the test split", in_dir=True)
+    output_graph: Path = setting(Path(model_dir.GRAPH), "frozen graph to write", in_dir=True)
+    output_labels: Path = setting(Path(model_dir.LABELS), "labels file to write", in_dir=True)
+    saved_model_dir: Path = setting(Path(model_dir.SAVED_MODEL), "SavedModel folder to write", in_dir=True)
+    train_log: Path = setting(Path(model_dir.TRAIN_LOG), "training log to write", in_dir=True)
+    final_tensor_name: str = setting(model_dir.FINAL_TENSOR, "name of the output softmax in the graph")
+
 
     def check(self) -> None:
         """Raise SettingError naming the first flag whose value cannot give a sound run.

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from conftest import MOBILENET_V1, SUPERHEROES, train_config
 
-from tensorguess.cli import UsageError, build_parser
-from tensorguess.cli import train_config as cli_config
+from tensorguess.cli import build_parser
+from tensorguess.commands.train import train_config as cli_config
 from tensorguess.config import TrainConfig
+from tensorguess.errors import UsageError
 from tensorguess.features import augment
 from tensorguess.features.modules import resolve
 from tensorguess.features.pipeline import network_batch, prepare_for_network

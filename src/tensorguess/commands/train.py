@@ -1,0 +1,100 @@
+"""train: retrain the final layer (and optionally the module's last layers) on DIR's photos."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import MISSING, Field, fields
+from pathlib import Path
+
+from tensorguess import kinds
+from tensorguess.commands.common import require_dir, warn
+from tensorguess.config import SettingError, TrainConfig
+from tensorguess.errors import UsageError
+from tensorguess.features.augment import Recipe
+from tensorguess.model_dir import CLASSES
+
+DESCRIPTION = ("Retrain a classifier on DIR/data/<category>/ images. Relative paths given "
+               "to flags are taken inside DIR.")
+
+# what a flag's value is read as, by the field's type (a path is read as text, then taken inside DIR)
+READ_AS = {"int": int, "float": float, "str": str, "Path": str}
+
+
+def setting_help(item: Field) -> str:
+    """A setting's help as --help shows it: its text and its default (as `shown` says, or itself)."""
+    meta = item.metadata
+    if isinstance(item.default, bool):
+        default = None  # a switch: off unless given
+    elif meta["shown"] is not None:
+        default = meta["shown"]
+    elif item.name.startswith("augment_") and item.default is None:
+        default = f"{getattr(Recipe(), item.name.removeprefix('augment_')):g}"  # the recipe's strength
+    elif item.default is None or item.default is MISSING:
+        default = None
+    else:
+        default = f"DIR/{item.default}" if meta["in_dir"] else item.default
+    text = meta["help"].replace("%", "%%")  # argparse expands %(...)s in help
+    return text if default is None else f"{text} (default: {default})"
+
+
+def setting(name: str) -> Field:
+    """TrainConfig's field called `name`."""
+    return next(item for item in fields(TrainConfig) if item.name == name)
+
+
+def add_arguments(train: argparse.ArgumentParser) -> None:
+    train.add_argument("dir", type=Path, help="the tf_files folder")
+    for item in fields(TrainConfig):
+        flag = f"--{item.name}"
+        if isinstance(item.default, bool):
+            train.add_argument(flag, action="store_true", help=setting_help(item))
+            continue
+        meta = item.metadata
+        extra = {"choices": meta["choices"]} if meta["choices"] else {}
+        if meta["bare"] is not None:
+            extra.update(nargs="?", const=meta["bare"])
+        read_as = READ_AS[str(item.type).split(" | ")[0]]
+        train.add_argument(flag, type=read_as, default=None, help=setting_help(item), **extra)
+    train.add_argument("--export", metavar="FORMATS", help="after training, export these formats "
+                       "as export.sh does (comma-separated: tflite, tflite-int8, coreml)")
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """Flags over TFHUB_MODULE over defaults; relative paths inside DIR."""
+    base = args.dir
+    cfg = TrainConfig()
+    env_module = os.environ.get("TFHUB_MODULE")
+    if env_module:
+        cfg.tfhub_module = env_module
+    for item in fields(TrainConfig):
+        value = getattr(args, item.name)
+        if item.metadata["in_dir"]:
+            chosen = value if value is not None else getattr(cfg, item.name)
+            value = None if chosen is None else base / chosen
+        if value is not None and value is not False:
+            setattr(cfg, item.name, value)
+    try:
+        cfg.check()
+    except SettingError as error:
+        raise UsageError(str(error)) from error
+    return cfg
+
+
+def run(args) -> int:
+    from tensorguess.commands.export import export_formats
+
+    require_dir(args.dir)
+    kind = kinds.named(CLASSES)
+    chosen = export_formats(args.export) if args.export else None  # checked before training
+    cfg = train_config(args)
+    if cfg.engine == "ray":
+        from tensorguess.engine.select import require_ray
+
+        require_ray()  # before a photo is read
+    kind.function("train")(cfg)
+    if chosen:
+        kind.function("export")(args.dir, chosen, graph=str(cfg.output_graph),
+                                labels_name=str(cfg.output_labels), final_tensor_name=cfg.final_tensor_name,
+                                report_dir=cfg.report_dir, warn=warn)
+    return 0
