@@ -19,6 +19,9 @@ check_usage 2 - "$@"
 dir=$(abs_path "$1")
 labelled=$(abs_path "$2")
 shift 2
+# What the set is (a folder, or a CSV and its folder) and where the report goes are decided by
+# the CLI (commands/evaluate.py, places); the Docker runtime must mount both before it runs, and
+# creates OUT_DIR, so they are found here the same way, and an OUT_DIR it would refuse is refused first.
 out_arg="" # OUT_DIR, when the third argument is not a flag
 if (($#)) && [[ $1 != --* ]]; then
   out_arg=$1
@@ -33,7 +36,6 @@ else
   photos=$labelled name=$(basename "$labelled")
 fi
 out=$(abs_path "${out_arg:-$dir/report-$name}")
-# The CLI refuses this too, but only after the Docker runtime has created OUT_DIR.
 real_out=$(realpath -m -- "$out")
 real_labelled=$(realpath -m -- "$photos")
 if [[ $real_out == "$real_labelled" || $real_out == "$real_labelled"/* ]]; then
