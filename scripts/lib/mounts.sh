@@ -3,6 +3,10 @@
 # (sourced by scripts/lib.sh). The Docker runtime mounts exactly these paths
 # (scripts/lib/docker.sh); the local runtime ignores them.
 
+# Which flags take a value and which name paths, from the CLI's parser.
+# shellcheck source=scripts/lib/cli-flags.sh
+source "$TG_ROOT/scripts/lib/cli-flags.sh"
+
 TG_MOUNTS=()     # "ro:PATH" (read-only) or "rw:PATH" (writable folder)
 declare -gA TG_MOUNT_SOURCE=() # PATH: the host path to mount there, when not PATH itself
 declare -gA TG_MOUNT_WHAT=()   # PATH: what a writable folder is, for messages ("report folder")
@@ -82,51 +86,74 @@ mount_output() {
   [[ -z ${2:-} ]] || TG_MOUNT_WHAT[$path]=$2
 }
 
+# read_flag COMMANDS ARG [NEXT]: succeeds when ARG is a flag that one of COMMANDS
+# (space-separated) takes a value for, spelled in full as `--flag=VALUE` or followed
+# by NEXT, as the CLI's parser reads it (TG_CLI_FLAGS, generated from it): then
+# TG_FLAG_KIND is the flag's kind there, TG_FLAG_VALUE its value, and TG_FLAG_TOOK 1
+# when that value is NEXT (else 0). A flag missing its value fails: the CLI reports
+# it, or an optional one takes its default.
+read_flag() {
+  local commands command flag=${2%%=*}
+  TG_FLAG_KIND="" TG_FLAG_TOOK=0
+  [[ $2 == --?* ]] || return 1
+  read -r -a commands <<<"$1"
+  for command in "${commands[@]}"; do
+    TG_FLAG_KIND=${TG_CLI_FLAGS["$command $flag"]:-}
+    [[ -z $TG_FLAG_KIND ]] || break
+  done
+  [[ -n $TG_FLAG_KIND ]] || return 1
+  if [[ $2 == *=* ]]; then
+    TG_FLAG_VALUE=${2#*=}
+  elif (($# > 2)) && [[ $TG_FLAG_KIND != optional || $3 != -* ]]; then
+    TG_FLAG_VALUE=$3 TG_FLAG_TOOK=1
+  else
+    return 1
+  fi
+}
+
+# mount_flag_path DIR: declare the path that the flag read_flag read names, when its
+# kind is a path's (relative paths are inside DIR, as the CLI takes them).
+mount_flag_path() {
+  case $TG_FLAG_KIND in
+    read | read-folder-of | write | write-report | write-folder-of) ;;
+    *) return 0 ;;
+  esac
+  local path
+  path=$(in_dir "$1" "$TG_FLAG_VALUE")
+  case $TG_FLAG_KIND in
+    read) mount_input "$path" ;;
+    # The CSV's folder: the photos it names are relative to it.
+    read-folder-of) mount_input "$(dirname "$path")" ;;
+    # Folders the CLI writes files into.
+    write) mount_output "$path" ;;
+    write-report) mount_output "$path" "report folder" ;;
+    # Files, and the SavedModel folder that the CLI swaps in whole (a rename
+    # cannot replace a mount point): the folder that holds them is mounted.
+    write-folder-of) mount_output "$(dirname "$path")" ;;
+  esac
+}
+
 # mount_train DIR ARGS...: declare what `train DIR ARGS...` reads and writes: DIR
 # (writable) but not its photos DIR/data (read-only), path flags pointing
-# elsewhere (relative ones are inside DIR, as the CLI takes them) and a local
-# module folder; notes a module URL or handle in TG_MODULE. Flags are recognised
-# spelled in full, as `--flag VALUE` or `--flag=VALUE`.
+# elsewhere and a local module folder; notes a module URL or handle in TG_MODULE.
 # shellcheck disable=SC2034  # TG_MODULE read by scripts/lib/docker.sh
 mount_train() {
-  local dir=$1 arg name value module=${TFHUB_MODULE:-}
+  local dir=$1 arg module=${TFHUB_MODULE:-}
   shift
   mount_output "$dir"
   mount_input "$dir/data"
   while (($#)); do
     arg=$1
     shift
-    [[ $arg == --?* ]] || continue
-    name=${arg#--}
-    if [[ $name == *=* ]]; then
-      value=${name#*=}
-      name=${name%%=*}
+    read_flag train "$arg" "${@:1:1}" || continue
+    shift "$TG_FLAG_TOOK"
+    if [[ $TG_FLAG_KIND == module ]]; then
+      module=$TG_FLAG_VALUE
     else
-      case $name in
-        image_dir | labels_csv | tfhub_module | bottleneck_dir | output_graph | output_labels | \
-          saved_model_dir | train_log | summaries_dir | report_dir)
-          (($#)) || continue
-          value=$1
-          shift
-          ;;
-        *) continue ;;
-      esac
+      mount_flag_path "$dir"
     fi
-    case $name in
-      image_dir) mount_input "$(in_dir "$dir" "$value")" ;;
-      # The CSV's folder: the photos it names are relative to it.
-      labels_csv) mount_input "$(dirname "$(in_dir "$dir" "$value")")" ;;
-      # Folders the CLI writes files into.
-      bottleneck_dir | summaries_dir) mount_output "$(in_dir "$dir" "$value")" ;;
-      report_dir) mount_output "$(in_dir "$dir" "$value")" "report folder" ;;
-      # Files, and the SavedModel folder that the CLI swaps in whole (a rename
-      # cannot replace a mount point): the folder that holds them is mounted.
-      output_graph | output_labels | train_log | saved_model_dir)
-        mount_output "$(dirname "$(in_dir "$dir" "$value")")" ;;
-      tfhub_module) module=$value ;;
-    esac
   done
-  [[ -n $module ]] || module=$(default_module)
+  [[ -n $module ]] || module=$TG_DEFAULT_MODULE
   if [[ $module =~ ^[a-z][a-z0-9+.-]*:// ]]; then
     TG_MODULE=$module
   elif [[ $module == /* ]]; then
@@ -139,7 +166,8 @@ mount_train() {
 }
 
 # mount_guess DIR ARGS...: declare what `guess DIR ARGS...` reads (all read-only):
-# DIR, the images among ARGS, and --output_graph/--output_labels elsewhere. An
+# DIR, the images among ARGS, and graph files that flags name elsewhere (the flags
+# of guess, sort and evaluate, which all three wrappers pass through it). An
 # image is given by its folder, mounted once however many images it holds (and
 # worked out without a subshell per image: `guess.sh DIR photos/*.jpg` may name
 # thousands); symlinked images add where they lead (mount_links).
@@ -154,15 +182,13 @@ mount_guess() {
     if ((!images_only)); then
       case $arg in
         --) images_only=1; continue ;;
-        --output_graph=* | --output_labels=*) mount_input "$(in_dir "$dir" "${arg#*=}")"; continue ;;
-        --output_graph | --output_labels)
-          (($#)) || continue
-          mount_input "$(in_dir "$dir" "$1")"
-          shift
+        -*)
+          if read_flag "guess sort evaluate" "$arg" "${@:1:1}"; then
+            shift "$TG_FLAG_TOOK"
+            mount_flag_path "$dir"
+          fi
           continue
           ;;
-        --final_tensor_name | --batch_size | --model | --engine | --ray_address | --ray_photos) (($#)) && shift; continue ;;
-        -*) continue ;;
       esac
     fi
     [[ -e $arg ]] || continue # the CLI reports it
@@ -201,7 +227,7 @@ mount_export() {
 }
 
 # mount_serve DIR ARGS...: declare what `serve DIR ARGS...` reads (read-only): DIR
-# and --output_graph/--output_labels elsewhere; and the address it listens on
+# and graph files that flags name elsewhere; and the address it listens on
 # (--host, default 127.0.0.1; --port, default 8080), which the Docker runtime
 # publishes on that same host address (see publish_port).
 mount_serve() {
@@ -211,19 +237,12 @@ mount_serve() {
   while (($#)); do
     arg=$1
     shift
+    read_flag serve "$arg" "${@:1:1}" || continue
+    shift "$TG_FLAG_TOOK"
     case $arg in
-      --output_graph=* | --output_labels=*) mount_input "$(in_dir "$dir" "${arg#*=}")" ;;
-      --host=*) host=${arg#*=} ;;
-      --port=*) port=${arg#*=} ;;
-      --output_graph | --output_labels | --host | --port)
-        (($#)) || continue
-        case $arg in
-          --host) host=$1 ;;
-          --port) port=$1 ;;
-          *) mount_input "$(in_dir "$dir" "$1")" ;;
-        esac
-        shift
-        ;;
+      --host | --host=*) host=$TG_FLAG_VALUE ;;
+      --port | --port=*) port=$TG_FLAG_VALUE ;;
+      *) mount_flag_path "$dir" ;;
     esac
   done
   publish_port "$host" "$port"
@@ -252,9 +271,3 @@ reserved_in_image() {
   done
   return 1
 }
-
-# default_module: the CLI's default feature extractor (DEFAULT_MODULE in modules.py).
-default_module() {
-  sed -n 's/^DEFAULT_MODULE = "\(.*\)"$/\1/p' "$TG_ROOT/src/tensorguess/features/modules.py"
-}
-
