@@ -212,18 +212,23 @@ mount_guess() {
 }
 
 # mount_export DIR: declare what `export DIR` reads and writes: DIR (writable: the
-# exported files, the report) and the photos the training's log names (read-only:
-# int8 calibrates on its training photos, the accuracy table scores its test ones).
+# exported files, the report) and the photo folders the training read (read-only:
+# int8 calibrates on its training photos, the accuracy table scores its test ones),
+# which train publishes in DIR/.train_inputs, each path ended by a NUL byte. A model
+# trained without that file, or a path that is not absolute, mounts no photos:
+# export then reports them missing, as it does for any path it cannot read.
 mount_export() {
-  local dir=$1 value
+  local dir=$1 path paths=()
   mount_output "$dir"
-  [[ -f $dir/train_log.json ]] || return 0
-  # train_log.json's flags, one per line (strict JSON, indent 1); a path holding a quote
-  # or a backslash is escaped there and is not found: export then reports the photos missing.
-  value=$(sed -n 's/^  "image_dir": "\([^"\\]*\)",\{0,1\}$/\1/p' "$dir/train_log.json" | head -n 1)
-  [[ -z $value ]] || mount_input "$value"
-  value=$(sed -n 's/^  "labels_csv": "\([^"\\]*\)",\{0,1\}$/\1/p' "$dir/train_log.json" | head -n 1)
-  [[ -z $value ]] || mount_input "$(dirname "$value")"
+  [[ -f $dir/.train_inputs ]] || return 0
+  mapfile -d '' -t paths <"$dir/.train_inputs"
+  for path in "${paths[@]}"; do
+    if [[ $path != /* ]]; then
+      say "ignoring '$path' in $dir/.train_inputs: not an absolute path"
+      continue
+    fi
+    mount_input "$path"
+  done
 }
 
 # mount_serve DIR ARGS...: declare what `serve DIR ARGS...` reads (read-only): DIR
