@@ -30,6 +30,8 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"
+# shellcheck source=scripts/lib/docker.sh
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib/docker.sh"
 
 case "${1:-}" in
   -h | --help)
@@ -64,7 +66,7 @@ build_args=(--build-arg "VERSION=$version" --build-arg "VARIANT=$variant"
 # after a code change (the wrappers do it themselves) needs neither the network
 # nor EXTRA_CA_CERTS again. One build at a time per checkout while it changes.
 # Which ones: EXTRA_CA_CERTS, else those remembered, else the host's own extra CAs
-# (ca_certs_to_stage in scripts/lib.sh).
+# (ca_certs_to_stage in scripts/lib/docker.sh).
 ca_dir="$root/docker/extra-ca/build"
 ca_certs_to_stage "$ca_dir"
 if [[ $TG_CA_FROM != remembered ]]; then

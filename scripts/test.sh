@@ -19,7 +19,7 @@ cd "$TG_ROOT"
 echo "== ruff"
 ruff check src tests bench
 echo "== shellcheck"
-shellcheck -x ./*.sh scripts/*.sh docker/*.sh .ci/run tests/bats/*.bash tests/bats/*.bats
+shellcheck -x ./*.sh scripts/*.sh scripts/lib/*.sh docker/*.sh .ci/run tests/bats/*.bash tests/bats/*.bats
 echo "== hadolint"
 hadolint docker/Dockerfile
 echo "== pytest"

@@ -13,6 +13,8 @@ setup_file() {
   fi
   # shellcheck source=scripts/lib.sh
   source "$REPO/scripts/lib.sh"
+  # shellcheck source=scripts/lib/docker.sh
+  source "$REPO/scripts/lib/docker.sh"
   if ! docker_answers; then
     echo "# the Docker tests need a Docker engine: $TG_DOCKER_WHY (TG_TEST_DOCKER=0 opts out)" >&3
     return 1
@@ -80,6 +82,8 @@ setup() {
   load test_helper
   # shellcheck source=scripts/lib.sh
   source "$REPO/scripts/lib.sh"
+  # shellcheck source=scripts/lib/docker.sh
+  source "$REPO/scripts/lib/docker.sh"
   export TG_RUNTIME=docker TG_GPU=0
 }
 
@@ -192,6 +196,7 @@ not_owned() {
   # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
   run as_user bash -c '
     source "$1/scripts/lib.sh"
+    source "$1/scripts/lib/docker.sh"
     mount_train "$2"
     prepare_docker
     docker "${TG_DOCKER_RUN[@]}" --entrypoint /bin/sh "$TG_IMAGE_CHOSEN" -c "touch \"\$1/data/elsa/intruder.jpg\"" _ "$2" && exit 9
@@ -210,6 +215,7 @@ not_owned() {
   # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
   run as_user bash -c '
     source "$1/scripts/lib.sh"
+    source "$1/scripts/lib/docker.sh"
     mount_guess "$2" "to sort/vader.jpg"
     prepare_docker
     docker "${TG_DOCKER_RUN[@]}" --entrypoint /bin/sh "$TG_IMAGE_CHOSEN" -c "touch \"\$1/x\"" _ "$2" && exit 9
@@ -317,7 +323,7 @@ EOF
   cd "$WORK"
   # DIR, the folder, and the folder its links lead to.
   # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
-  run as_user bash -c 'source "$1/scripts/lib.sh"; shift; mount_guess "$@"; docker_mounts; printf "%s\n" "${TG_DOCKER_MOUNTS[@]}"' \
+  run as_user bash -c 'source "$1/scripts/lib.sh"; source "$1/scripts/lib/docker.sh"; shift; mount_guess "$@"; docker_mounts; printf "%s\n" "${TG_DOCKER_MOUNTS[@]}"' \
     _ "$REPO" "tf files" many/*.jpg
   [ "$status" -eq 0 ]
   [ "$(grep -c '^--mount$' <<<"$output")" -eq 3 ]
@@ -374,7 +380,7 @@ EOF2
   # Cached: the module folder is mounted read-only and the network stays off.
   # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
   run as_user env TFHUB_MODULE="$url" TFHUB_CACHE_DIR="$WORK/module cache" bash -c '
-    source "$1/scripts/lib.sh"; mount_train "tf files"; prepare_docker; printf "%s\n" "${TG_DOCKER_RUN[@]}"' _ "$REPO"
+    source "$1/scripts/lib.sh"; source "$1/scripts/lib/docker.sh"; mount_train "tf files"; prepare_docker; printf "%s\n" "${TG_DOCKER_RUN[@]}"' _ "$REPO"
   [[ $output == *$'--network\nnone'* ]]
   [[ $output == *"source=$WORK/module cache\",\"target=$WORK/module cache\",readonly"* ]]
 }
@@ -524,6 +530,7 @@ EOF2
   mkdir -p "$copy/scripts" "$copy/docker/extra-ca" "$copy/src" "$BATS_TEST_TMPDIR/bin"
   cp "$REPO/build.sh" "$REPO/pyproject.toml" "$REPO/requirements.txt" "$copy/"
   cp "$REPO/scripts/lib.sh" "$copy/scripts/"
+  cp -r "$REPO/scripts/lib" "$copy/scripts/"
   cp "$REPO/docker/Dockerfile" "$REPO/docker/entrypoint.sh" "$copy/docker/"
   cp "$REPO/docker/extra-ca/.gitignore" "$copy/docker/extra-ca/"
   cp -r "$REPO/src/tensorguess" "$copy/src/"

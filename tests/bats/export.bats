@@ -83,3 +83,21 @@ setup() {
   run bash "$REPO/train.sh" "$BATS_TEST_TMPDIR/tf" --export tflite,onnx
   [ "$status" -eq 2 ]
 }
+
+@test "export.sh gives the Docker runtime the photo folders in DIR/.train_inputs, skipping relative ones" {
+  dir=$BATS_TEST_TMPDIR/model
+  mkdir -p "$dir" "$BATS_TEST_TMPDIR/photos one" "$BATS_TEST_TMPDIR/csv set"
+  # What train publishes: the folders it read, each ended by a NUL byte.
+  printf '%s\0' "$BATS_TEST_TMPDIR/photos one" relative/photos "$BATS_TEST_TMPDIR/csv set" >"$dir/.train_inputs"
+  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
+  run bash -c 'source "$1/scripts/lib.sh"; mount_export "$2"; printf "%s\n" "${TG_MOUNTS[@]}"' _ "$REPO" "$dir"
+  [ "$status" -eq 0 ]
+  [ "${lines[0]}" = "tensor-guess: ignoring 'relative/photos' in $dir/.train_inputs: not an absolute path" ]
+  [ "${lines[1]}" = "rw:$dir" ]
+  [ "${lines[2]}" = "ro:$BATS_TEST_TMPDIR/photos one" ]
+  [ "${lines[3]}" = "ro:$BATS_TEST_TMPDIR/csv set" ]
+  # A model trained before: DIR alone.
+  rm "$dir/.train_inputs"
+  run bash -c 'source "$1/scripts/lib.sh"; mount_export "$2"; printf "%s\n" "${TG_MOUNTS[@]}"' _ "$REPO" "$dir"
+  [ "$output" = "rw:$dir" ]
+}

@@ -27,13 +27,6 @@ setup() {
   TF="$BATS_FILE_TMPDIR/tf_files"
 }
 
-# ours: the lines of $output that tensor-guess wrote, without TensorFlow's start-up notices
-# (docs/how-it-works.md, Known limits), into OURS; fails if a traceback is among them.
-ours() {
-  mapfile -t OURS < <(grep -v -e '^WARNING: All log messages before absl' -e '^I0000 ' -e '^To enable the following' <<<"$output")
-  ! grep -q Traceback <<<"$output"
-}
-
 # model_digest DIR: one digest of everything a training writes into DIR (not the cache).
 model_digest() {
   (cd "$1" && find retrained_graph.pb retrained_labels.txt saved_model train_log.json report -type f \

@@ -40,13 +40,6 @@ setup() {
   TF="$BATS_FILE_TMPDIR/tf_files"
 }
 
-# ours: the lines of $output that tensor-guess wrote, without TensorFlow's start-up notices
-# (README, Known limits), into OURS; fails if a traceback is among them.
-ours() {
-  mapfile -t OURS < <(grep -v -e '^WARNING: All log messages before absl' -e '^I0000 ' -e '^To enable the following' <<<"$output")
-  ! grep -q Traceback <<<"$output"
-}
-
 # held_out LABELLED: a labelled folder of photos train.sh did not see, two a class, with
 # the training folders' names spelt otherwise: edge underscores doubled, Pokémon decomposed (NFD).
 held_out() {

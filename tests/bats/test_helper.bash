@@ -78,3 +78,12 @@ wait_until() {
   done
   return 1
 }
+
+# ours: the lines of $output (a bats `run`) that tensor-guess wrote, without
+# TensorFlow's start-up notices (docs/how-it-works.md, Known limits), into OURS;
+# fails if a traceback is among them.
+# shellcheck disable=SC2034,SC2154  # OURS is read by the tests; bats's run sets output
+ours() {
+  mapfile -t OURS < <(grep -v -e '^WARNING: All log messages before absl' -e '^I0000 ' -e '^To enable the following' <<<"$output")
+  ! grep -q Traceback <<<"$output"
+}
