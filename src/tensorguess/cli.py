@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tensorguess import strict_json
 from tensorguess.config import SettingError, TrainConfig
-from tensorguess.engine.select import ENGINES, PHOTO_TRANSPORTS
+from tensorguess.engine.choice import ENGINES, PHOTO_TRANSPORTS
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -327,7 +327,7 @@ def run_train(args) -> int:
     chosen = _export_formats(args.export) if args.export else None  # checked before training
     cfg = train_config(args)
     if cfg.engine == "ray":
-        from tensorguess.engine.select import require_ray
+        from tensorguess.engine.choice import require_ray
 
         require_ray()  # before a photo is read
     retrain(cfg)
@@ -368,7 +368,7 @@ def _classifier(args):
         raise UsageError(f"--batch_size must be at least 1, not {args.batch_size}")
     engine = getattr(args, "engine", "local")
     if engine == "ray":
-        from tensorguess.engine.select import require_ray
+        from tensorguess.engine.choice import require_ray
 
         require_ray()  # before the graph is loaded
         if args.model != "pb":
@@ -378,8 +378,8 @@ def _classifier(args):
                                  tta=getattr(args, "tta", False))
     if engine != "ray":
         return classifier
+    from tensorguess.engine.choice import ray_address
     from tensorguess.engine.ray_engine import RayEngine
-    from tensorguess.engine.select import ray_address
 
     try:
         cluster = RayEngine(ray_address(args.ray_address), args.ray_photos,
@@ -583,7 +583,7 @@ def _run(argv: list[str] | None) -> int:
     Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     from tensorguess.data.dataset import DatasetError
-    from tensorguess.engine.select import EngineError
+    from tensorguess.engine.choice import EngineError
     from tensorguess.export.coreml import CoreMLCheckError
     from tensorguess.export.formats import ExportError
     from tensorguess.features.modules import ModuleError

@@ -165,7 +165,7 @@ def test_an_atomic_write_that_fills_the_disk_leaves_no_hidden_part_behind(tmp_pa
         PYTHONPATH={repo_src} {sys.executable} - <<'EOF'
         import errno, os
         from pathlib import Path
-        from tensorguess.files import write_atomically
+        from tensorguess.atomic_write import write_atomically
         try:
             write_atomically(Path("{disk}/model.pb"), b"x" * 200_000)
         except OSError as error:

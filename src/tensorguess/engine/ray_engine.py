@@ -27,7 +27,7 @@ import numpy as np
 
 from tensorguess.data.images import Skipped, UnreadableImage, open_regular
 from tensorguess.engine.actors import FeatureActor, ScoreActor
-from tensorguess.engine.select import EngineError, require_ray
+from tensorguess.engine.choice import EngineError, require_ray
 from tensorguess.features.bottlenecks import Compute
 from tensorguess.features.modules import VALUE_RANGES, ModuleSpec, is_local
 from tensorguess.features.pipeline import progress

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tensorguess.atomic_write import write_atomically
 from tensorguess.data import dataset
 from tensorguess.data.images import content_hash
 from tensorguess.data.labels_csv import read_labels_csv
-from tensorguess.files import write_atomically
 
 FILES = {"saved_model": "saved_model", "tflite": "retrained_graph.tflite",
          "tflite-int8": "retrained_graph_int8.tflite", "coreml": "retrained_graph.mlpackage"}

@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess import strict_json
+from tensorguess.atomic_write import write_atomically
 from tensorguess.features import augment
 from tensorguess.features.modules import ModuleSpec, feature_function, to_value_range
 from tensorguess.features.pipeline import decoded_batches, progress
-from tensorguess.files import write_atomically
 from tensorguess.head.train import FinalLayer
 
 CHECKPOINT_FOLDER = "fine_tune_checkpoint"
