@@ -6,7 +6,7 @@ First (not timed in the comparison) trains a classifier on sign-digits (1000 ste
 with `python -m tensorguess train`, then exports it with `python -m tensorguess export
 --format tflite,tflite-int8`. The photos are all of sign-digits and then flowers, copied
 into one flat folder. Each round sorts them once per format, in turn, each into a new DEST:
-  pb           serve.models.open_classifier(DIR, "pb") + sort.sort_folder
+  pb           score.models.open_classifier(DIR, "pb") + sort.sort_folder
   tflite       the same with "tflite"       (LiteRT, XNNPACK, one thread per core)
   tflite-int8  the same with "tflite-int8"
 so every way decodes, resizes, copies and records alike; only the network differs. The best
@@ -75,7 +75,7 @@ def main() -> None:
     options = args.parse_args()
     common.quiet_tensorflow()
     from tensorguess.features.pipeline import decoded_batches
-    from tensorguess.serve.models import open_classifier
+    from tensorguess.score.models import open_classifier
     from tensorguess.serve.sort import sort_folder
 
     results = {"machine": common.machine()}

@@ -71,7 +71,7 @@ def sort_old_way(graph_path: Path, labels_path: Path, source: Path, dest: Path) 
 
 
 def sort_our_way(graph_path: Path, labels_path: Path, source: Path, dest: Path) -> int:
-    from tensorguess.serve.predict import Classifier
+    from tensorguess.score.predict import Classifier
     from tensorguess.serve.sort import sort_folder
 
     with Classifier(graph_path, labels_path) as classifier:

@@ -124,7 +124,7 @@ def load(port: int, bodies: list[bytes], clients: int, server_pid: int) -> dict:
 
 
 def guessdir_rate(work: Path, source: Path, dest: Path) -> dict:
-    from tensorguess.serve.predict import Classifier
+    from tensorguess.score.predict import Classifier
     from tensorguess.serve.sort import sort_folder
 
     shutil.rmtree(dest, ignore_errors=True)

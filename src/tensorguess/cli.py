@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 EXPORT_FORMATS = ("tflite", "tflite-int8", "coreml")  # export/formats.py's FORMATS, without importing it
-RUN_MODELS = ("pb", "saved_model", "tflite", "tflite-int8")  # serve/models.py's MODELS
+RUN_MODELS = ("pb", "saved_model", "tflite", "tflite-int8")  # score/models.py's MODELS
 
 
 def _serve_parser(commands) -> None:
@@ -361,7 +361,7 @@ def run_export(args) -> int:
 
 
 def _classifier(args):
-    from tensorguess.serve.models import open_classifier
+    from tensorguess.score.models import open_classifier
 
     require_dir(args.dir)
     if args.batch_size < 1:
@@ -509,7 +509,7 @@ def run_evaluate(args) -> int:
     check_out_dir(out)
     train_log, log_path = _train_log(args.dir)
     with _classifier(args) as classifier:
-        from tensorguess.serve.models import model_path
+        from tensorguess.score.models import model_path
 
         evaluation = evaluate_folder(classifier, labelled,
                                      str(model_path(args.dir, args.model, args.output_graph)),
@@ -592,7 +592,7 @@ def _run(argv: list[str] | None) -> int:
     from tensorguess.publish import PublishError
     from tensorguess.report.document import ReportError
     from tensorguess.report.evaluate import EvaluationError
-    from tensorguess.serve.predict import ClassifierError
+    from tensorguess.score.predict import ClassifierError
     from tensorguess.serve.server import ServeError
     from tensorguess.serve.sort import SortError
 

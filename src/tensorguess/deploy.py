@@ -21,9 +21,9 @@ from tensorguess.export.frozen import IMAGE_BATCH
 from tensorguess.report import document
 from tensorguess.report import formats as table_of
 from tensorguess.report.evaluate import undo_temperature
-from tensorguess.serve import graph_check
-from tensorguess.serve.models import open_classifier
-from tensorguess.serve.predict import read_labels
+from tensorguess.score import graph_check
+from tensorguess.score.models import open_classifier
+from tensorguess.score.predict import read_labels
 
 
 def _say(line: str) -> None:

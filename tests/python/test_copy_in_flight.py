@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import SUPERHEROES
 
+from tensorguess.score.predict import Classifier
 from tensorguess.serve import copy_in_flight
-from tensorguess.serve.predict import Classifier
 from tensorguess.serve.sort import MANIFEST, sort_folder
 
 

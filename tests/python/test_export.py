@@ -13,9 +13,9 @@ from conftest import SIGN_DIGITS, SUPERHEROES, train_config
 from tensorguess.deploy import export
 from tensorguess.export import coreml, tflite
 from tensorguess.export.formats import FILES, ExportError, parse_formats
-from tensorguess.serve.lite import LiteClassifier
-from tensorguess.serve.models import open_classifier
-from tensorguess.serve.predict import ClassifierError
+from tensorguess.score.lite import LiteClassifier
+from tensorguess.score.models import open_classifier
+from tensorguess.score.predict import ClassifierError
 from tensorguess.serve.sort import MANIFEST, score_digits, sort_folder
 
 
@@ -217,7 +217,7 @@ def test_serve_and_tta_run_the_tflite_models_too(exported, tmp_path):
     on a .tflite as on the .pb (the mean over the same six views)."""
     from serve_helpers import ServerProcess
 
-    from tensorguess.serve import tta
+    from tensorguess.score import tta
 
     base, _, _ = exported
     photo = sorted((SUPERHEROES / "elsa").iterdir())[1]

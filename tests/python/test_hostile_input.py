@@ -17,8 +17,9 @@ from tensorguess import cli, strict_json
 from tensorguess.config import SettingError, TrainConfig
 from tensorguess.data.images import list_files, printable
 from tensorguess.head.calibration import T_MIN, calibrate
-from tensorguess.serve import graph_check, sort
-from tensorguess.serve.predict import Classifier
+from tensorguess.score import graph_check
+from tensorguess.score.predict import Classifier
+from tensorguess.serve import sort
 
 
 def strict_load(text: str):

@@ -13,7 +13,7 @@ import pytest
 from conftest import MOBILENET_V1, MOBILENET_V2, SUPERHEROES, train_config
 from PIL import Image
 
-from tensorguess.serve.predict import Classifier
+from tensorguess.score.predict import Classifier
 from tensorguess.serve.sort import MANIFEST, score_digits, sort_folder
 
 

@@ -60,7 +60,7 @@ class _Runner:
     them instead gives 99.4% agreement on the test head, against 100%, in four times the time)."""
 
     def __init__(self, model: bytes):
-        from tensorguess.serve.lite import interpreter_class
+        from tensorguess.score.lite import interpreter_class
 
         self.interpreter = interpreter_class()(model_content=model, experimental_preserve_all_tensors=True,
                                                num_threads=os.cpu_count() or 1)
@@ -69,7 +69,7 @@ class _Runner:
         self.details = {detail["index"]: detail for detail in self.interpreter.get_tensor_details()}
 
     def run(self, image: np.ndarray) -> None:
-        from tensorguess.serve.lite import quantized
+        from tensorguess.score.lite import quantized
 
         batch = image[np.newaxis].astype(np.float32)
         self.interpreter.set_tensor(self.input["index"], quantized(batch, self.input)

@@ -27,8 +27,8 @@ import numpy as np
 from tensorguess import strict_json
 from tensorguess.data.images import Skipped, kind_of, list_files, open_regular
 from tensorguess.safe_open import NotOurs, open_ours, same_file
+from tensorguess.score.predict import Classifier
 from tensorguess.serve import copy_in_flight
-from tensorguess.serve.predict import Classifier
 
 MANIFEST = "guesses.jsonl"
 

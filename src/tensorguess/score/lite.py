@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess.export.tflite import packed_labels
-from tensorguess.serve import tta as test_time
-from tensorguess.serve.pixel_batches import PixelBatchClassifier
-from tensorguess.serve.predict import ClassifierError, read_labels
+from tensorguess.score import tta as test_time
+from tensorguess.score.pixel_batches import PixelBatchClassifier
+from tensorguess.score.predict import ClassifierError, read_labels
 
 # The largest input side run: train.sh's --input_size bound, so every model it makes fits,
 # and more than 6x the largest image module's (EfficientNet B7 takes 600). Photos are

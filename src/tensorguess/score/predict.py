@@ -13,8 +13,8 @@ from tensorguess.data import decode_budget
 from tensorguess.data.images import Skipped, UnreadableImage, open_regular, read_image
 from tensorguess.export.frozen import BOTTLENECK, IMAGE_BATCH, INPUT_BYTES
 from tensorguess.features.pipeline import decoded_batches, progress
-from tensorguess.serve import graph_check
-from tensorguess.serve import tta as test_time
+from tensorguess.score import graph_check
+from tensorguess.score import tta as test_time
 
 
 class ClassifierError(Exception):
