@@ -76,7 +76,7 @@ def main() -> None:
     common.quiet_tensorflow()
     from tensorguess.features.pipeline import decoded_batches
     from tensorguess.score.models import open_classifier
-    from tensorguess.serve.sort import sort_folder
+    from tensorguess.sort.folder import sort_folder
 
     results = {"machine": common.machine()}
     with tempfile.TemporaryDirectory() as temp:

@@ -72,7 +72,7 @@ def sort_old_way(graph_path: Path, labels_path: Path, source: Path, dest: Path) 
 
 def sort_our_way(graph_path: Path, labels_path: Path, source: Path, dest: Path) -> int:
     from tensorguess.score.predict import Classifier
-    from tensorguess.serve.sort import sort_folder
+    from tensorguess.sort.folder import sort_folder
 
     with Classifier(graph_path, labels_path) as classifier:
         summary = sort_folder(classifier, source, dest, warn=lambda line: None)

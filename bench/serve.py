@@ -125,7 +125,7 @@ def load(port: int, bodies: list[bytes], clients: int, server_pid: int) -> dict:
 
 def guessdir_rate(work: Path, source: Path, dest: Path) -> dict:
     from tensorguess.score.predict import Classifier
-    from tensorguess.serve.sort import sort_folder
+    from tensorguess.sort.folder import sort_folder
 
     shutil.rmtree(dest, ignore_errors=True)
     with Classifier(work / "retrained_graph.pb", work / "retrained_labels.txt") as classifier:

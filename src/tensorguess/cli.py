@@ -419,7 +419,7 @@ def run_guess(args) -> int:
 
 
 def run_sort(args) -> int:
-    from tensorguess.serve.sort import MANIFEST, SortError, check_dest, sort_folder
+    from tensorguess.sort.folder import MANIFEST, SortError, check_dest, sort_folder
 
     if not args.source.is_dir():
         raise UsageError(f"source folder {args.source} does not exist or is not a folder")
@@ -594,7 +594,7 @@ def _run(argv: list[str] | None) -> int:
     from tensorguess.report.evaluate import EvaluationError
     from tensorguess.score.predict import ClassifierError
     from tensorguess.serve.server import ServeError
-    from tensorguess.serve.sort import SortError
+    from tensorguess.sort.folder import SortError
 
     handlers = {"train": run_train, "guess": run_guess, "sort": run_sort,
                 "evaluate": run_evaluate, "export": run_export, "serve": run_serve,

@@ -16,8 +16,8 @@ import pytest
 from conftest import SUPERHEROES
 
 from tensorguess.score.predict import Classifier
-from tensorguess.serve import copy_in_flight
-from tensorguess.serve.sort import MANIFEST, sort_folder
+from tensorguess.sort import copy_in_flight
+from tensorguess.sort.folder import MANIFEST, sort_folder
 
 
 @pytest.fixture(scope="module")

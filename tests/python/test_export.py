@@ -16,7 +16,7 @@ from tensorguess.export.formats import FILES, ExportError, parse_formats
 from tensorguess.score.lite import LiteClassifier
 from tensorguess.score.models import open_classifier
 from tensorguess.score.predict import ClassifierError
-from tensorguess.serve.sort import MANIFEST, score_digits, sort_folder
+from tensorguess.sort.folder import MANIFEST, score_digits, sort_folder
 
 
 def test_every_format_is_written_and_the_tflite_ones_score(exported):

@@ -61,8 +61,8 @@ if __name__ == "__main__" and sys.argv[1:2] == ["race"]:
 from conftest import SIGN_DIGITS, SUPERHEROES  # noqa: E402
 
 from tensorguess.score.predict import Classifier  # noqa: E402
-from tensorguess.serve import copy_in_flight  # noqa: E402
-from tensorguess.serve.sort import MANIFEST, SortError, sort_folder  # noqa: E402
+from tensorguess.sort import copy_in_flight  # noqa: E402
+from tensorguess.sort.folder import MANIFEST, SortError, sort_folder  # noqa: E402
 
 assert (MANIFEST, copy_in_flight.IN_FLIGHT) == (MANIFEST_NAME, NOTE_NAME)
 PAST = 1_000_000_000  # the victims' modification time: any write or copystat changes it

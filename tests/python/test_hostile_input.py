@@ -19,7 +19,7 @@ from tensorguess.data.images import list_files, printable
 from tensorguess.head.calibration import T_MIN, calibrate
 from tensorguess.score import graph_check
 from tensorguess.score.predict import Classifier
-from tensorguess.serve import sort
+from tensorguess.sort import folder as sort
 
 
 def strict_load(text: str):

@@ -14,7 +14,7 @@ from conftest import MOBILENET_V1, MOBILENET_V2, SUPERHEROES, train_config
 from PIL import Image
 
 from tensorguess.score.predict import Classifier
-from tensorguess.serve.sort import MANIFEST, score_digits, sort_folder
+from tensorguess.sort.folder import MANIFEST, score_digits, sort_folder
 
 
 def some_photos(label_folder: str, count: int) -> list[Path]:

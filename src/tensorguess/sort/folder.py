@@ -1,4 +1,4 @@
-"""guessDir: copy each photo of a folder to DEST/<label>--<score>.<ext>, losing nothing.
+"""The folder sort (guessDir.sh): copy each photo of a folder to DEST/<label>--<score>.<ext>, losing nothing.
 
 Sources are only ever read. A copy never replaces an existing file: the name
 gets " (2)", " (3)"... instead. Every source gets one line in DEST/guesses.jsonl.
@@ -22,30 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-
 from tensorguess import strict_json
 from tensorguess.data.images import Skipped, kind_of, list_files, open_regular
 from tensorguess.safe_open import NotOurs, open_ours, same_file
 from tensorguess.score.predict import Classifier
-from tensorguess.serve import copy_in_flight
-
-MANIFEST = "guesses.jsonl"
-
-
-def score_digits(score: float) -> str:
-    """The top score truncated to five decimals: 0.883319 -> '88331', 1.0 -> '99999'."""
-    if score >= 1.0:
-        return "99999"
-    # The shortest text that round-trips the float32 score, so 0.29 stays 0.29.
-    text = np.format_float_positional(np.float32(max(score, 0.0)), unique=True, trim="0")
-    fraction = text.split(".")[1] if "." in text else ""
-    return (fraction + "00000")[:5]
-
-
-def safe_label(label: str) -> str:
-    """A label usable in a file name (labels from old tools may hold anything)."""
-    return "".join("_" if ch in '/\\\0' else ch for ch in label).strip() or "unlabelled"
+from tensorguess.sort import copy_in_flight
+from tensorguess.sort.names import IN_FLIGHT, MANIFEST, is_copy_name, safe_label, score_digits
 
 
 class Claimed(NamedTuple):
@@ -133,13 +115,6 @@ class Earlier:
         source, copy = record.get("source"), record.get("copy")
         return Earlier(source if isinstance(source, str) else None, copy if is_copy_name(copy) else None,
                        record.get("root"), record.get("model"))
-
-
-def is_copy_name(copy: object) -> bool:
-    """Whether a record's `copy` can name a copy guessDir made: a plain file name in DEST (not a
-    path, not '..', not the manifest or the note)."""
-    return (isinstance(copy, str) and copy not in ("", ".", "..", MANIFEST, copy_in_flight.IN_FLIGHT)
-            and not any(ch in copy for ch in "/\\\0"))
 
 
 def is_regular(path: Path) -> bool:
@@ -276,7 +251,7 @@ def sort_folder(
 
 
 def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
-    ours = ({dest / MANIFEST, dest / copy_in_flight.IN_FLIGHT}
+    ours = ({dest / MANIFEST, dest / IN_FLIGHT}
             | {dest / r.copy for r in manifest.earlier if r.copy is not None})
     done = {r.source for r in manifest.earlier
             if r.root == str(source) and r.model == classifier.digest

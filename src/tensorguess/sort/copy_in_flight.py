@@ -38,8 +38,8 @@ from pathlib import Path, PurePosixPath
 
 from tensorguess.data.images import open_regular, printable
 from tensorguess.safe_open import NotOurs, open_ours
+from tensorguess.sort.names import IN_FLIGHT, is_copy_name, safe_label, score_digits
 
-IN_FLIGHT = ".guessDir-copy-in-flight.json"
 BLOCK = 1 << 20
 # A note holds one record: every label's score. 1 MiB is some 20,000 labels.
 MAX_NOTE = 1 << 20
@@ -85,8 +85,6 @@ def clear(dest: Path) -> None:
 
 def copy_name_pattern(label: str, source: str) -> re.Pattern:
     """The names claim_name gives a copy of `source` labelled `label`: `<label>--NNNNN[ (n)]<ext>`."""
-    from tensorguess.serve.sort import safe_label
-
     suffix = PurePosixPath(source).suffix
     return re.compile(re.escape(safe_label(label)) + r"--(\d{5})(?: \((?:[2-9]|[1-9]\d+)\))?"
                       + re.escape(suffix))
@@ -94,8 +92,6 @@ def copy_name_pattern(label: str, source: str) -> re.Pattern:
 
 def _forged(record: object, labels: Collection[str]) -> str | None:
     """Why `record` is not a note guessDir wrote (None: it could be one)."""
-    from tensorguess.serve.sort import is_copy_name, score_digits
-
     if not isinstance(record, dict):
         return "not a JSON object"
     missing = sorted(key for key in NOTE_KEYS if key not in record)
