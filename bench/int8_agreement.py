@@ -119,7 +119,7 @@ class FrozenGraph:
 
 def lite_features(model: bytes, pixels: np.ndarray, width: int) -> np.ndarray:
     """The int8 model's bottleneck, dequantized: the last [N, width] tensor before the head."""
-    from tensorguess.score.lite import interpreter_class, quantized
+    from tensorguess.export.litert import interpreter_class, quantized
 
     interpreter = interpreter_class()(model_content=model, experimental_preserve_all_tensors=True,
                                       num_threads=os.cpu_count())
