@@ -37,8 +37,8 @@ from collections.abc import Callable, Collection
 from pathlib import Path, PurePosixPath
 
 from tensorguess.data.images import open_regular, printable
-from tensorguess.safe_open import NotOurs, open_ours
 from tensorguess.sort.names import IN_FLIGHT, is_copy_name, safe_label, score_digits
+from tensorguess.sort.safe_open import NotOurs, open_ours
 
 BLOCK = 1 << 20
 # A note holds one record: every label's score. 1 MiB is some 20,000 labels.

@@ -24,10 +24,10 @@ from typing import NamedTuple
 
 from tensorguess import strict_json
 from tensorguess.data.images import Skipped, kind_of, list_files, open_regular
-from tensorguess.safe_open import NotOurs, open_ours, same_file
 from tensorguess.score.predict import Classifier
 from tensorguess.sort import copy_in_flight
 from tensorguess.sort.names import IN_FLIGHT, MANIFEST, is_copy_name, safe_label, score_digits
+from tensorguess.sort.safe_open import NotOurs, open_ours, same_file
 
 
 class Claimed(NamedTuple):
