@@ -419,7 +419,7 @@ def run_guess(args) -> int:
 
 
 def run_sort(args) -> int:
-    from tensorguess.sort.folder import MANIFEST, SortError, check_dest, sort_folder
+    from tensorguess.sort.folder import MANIFEST, SortError, check_dest, sort
 
     if not args.source.is_dir():
         raise UsageError(f"source folder {args.source} does not exist or is not a folder")
@@ -430,7 +430,7 @@ def run_sort(args) -> int:
     except SortError as error:
         raise UsageError(str(error)) from error
     with _classifier(args) as classifier:
-        summary = sort_folder(classifier, args.source, args.dest, args.batch_size,
+        summary = sort(classifier, args.source, args.dest, args.batch_size,
                               warn=lambda line: print(line, file=sys.stderr, flush=True))
     counts = ", ".join(f"{label} {n}" for label, n in sorted(summary.per_label.items()))
     if summary.already_sorted:

@@ -16,7 +16,7 @@ from tensorguess.export.formats import FILES, ExportError, parse_formats
 from tensorguess.score.lite import LiteClassifier
 from tensorguess.score.models import open_classifier
 from tensorguess.score.predict import ClassifierError
-from tensorguess.sort.folder import MANIFEST, score_digits, sort_folder
+from tensorguess.sort.folder import MANIFEST, score_digits, sort
 
 
 def test_every_format_is_written_and_the_tflite_ones_score(exported):
@@ -98,7 +98,7 @@ def test_guessdir_with_int8_names_and_records_copies_as_the_pb_does(exported, tm
     records = {}
     for model in ("pb", "tflite-int8"):
         with open_classifier(base, model) as classifier:
-            sort_folder(classifier, source, tmp_path / model, batch_size=4, warn=lambda line: None)
+            sort(classifier, source, tmp_path / model, batch_size=4, warn=lambda line: None)
             digest = classifier.digest
         entries = [json.loads(line) for line in (tmp_path / model / MANIFEST).read_text().splitlines()]
         assert {entry["model"] for entry in entries} == {digest}

@@ -3,7 +3,7 @@
 Sources are only ever read. A copy never replaces an existing file: the name
 gets " (2)", " (3)"... instead. Every source gets one line in DEST/guesses.jsonl.
 
-DEST may be shared with others who can write there. Nothing guessDir writes can be
+DEST may be shared with others who can write there. Nothing the sort writes can be
 redirected out of it: the manifest and the note are opened as safe_open says (a link,
 a FIFO or a hard link planted under their names stops the run, left untouched), and a
 copy is written only through the descriptor that created it (O_EXCL), so a name
@@ -94,7 +94,7 @@ def copy_into(source: Path, target: Claimed) -> None:
 
 
 class SortError(Exception):
-    """guessDir cannot go on (DEST is not a folder, the disk is full); the message says what to do."""
+    """The sort cannot go on (DEST is not a folder, the disk is full); the message says what to do."""
 
 
 class SourceError(Exception):
@@ -209,7 +209,7 @@ def check_dest(dest: Path) -> None:
         raise SortError(f"DEST {dest} exists and is not a folder; choose another DEST")
 
 
-def sort_folder(
+def sort(
     classifier: Classifier,
     source: Path,
     dest: Path,
@@ -220,7 +220,7 @@ def sort_folder(
 
     Resumable: photos of this `source` that `dest`'s manifest records as copied by this
     same classifier (the copy still there) are skipped, so a run stopped by a kill or a
-    full disk is completed by running it again. Files of `source` that guessDir itself
+    full disk is completed by running it again. Files of `source` that the sort itself
     wrote (the manifest, recorded copies) are never sorted, so SRC may lie inside DEST
     or DEST inside SRC.
     """
@@ -236,7 +236,7 @@ def sort_folder(
         raise SortError(str(error)) from error
     manifest = Manifest(dest / MANIFEST, warn)
     try:
-        summary = _sort(classifier, source, dest, manifest, batch_size, warn)
+        summary = _sort_photos(classifier, source, dest, manifest, batch_size, warn)
     except NotOurs as error:  # planted while the run went on
         copy_in_flight.clear(dest)
         raise SortError(str(error)) from error
@@ -250,7 +250,7 @@ def sort_folder(
     return summary
 
 
-def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
+def _sort_photos(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
     ours = ({dest / MANIFEST, dest / IN_FLIGHT}
             | {dest / r.copy for r in manifest.earlier if r.copy is not None})
     done = {r.source for r in manifest.earlier

@@ -28,7 +28,7 @@ def safe_label(label: str) -> str:
 
 
 def is_copy_name(copy: object) -> bool:
-    """Whether a record's `copy` can name a copy guessDir made: a plain file name in DEST (not a
+    """Whether a record's `copy` can name a copy the sort made: a plain file name in DEST (not a
     path, not '..', not the manifest or the note)."""
     return (isinstance(copy, str) and copy not in ("", ".", "..", MANIFEST, IN_FLIGHT)
             and not any(ch in copy for ch in "/\\\0"))
