@@ -6,7 +6,7 @@ First (not timed in the comparison) trains a classifier on sign-digits (1000 ste
 with `python -m tensorguess train`, then exports it with `python -m tensorguess export
 --format tflite,tflite-int8`. The photos are all of sign-digits and then flowers, copied
 into one flat folder. Each round sorts them once per format, in turn, each into a new DEST:
-  pb           serve.models.open_classifier(DIR, "pb") + sort.sort_folder
+  pb           score.models.open_classifier(DIR, "pb") + sort.folder.sort
   tflite       the same with "tflite"       (LiteRT, XNNPACK, one thread per core)
   tflite-int8  the same with "tflite-int8"
 so every way decodes, resizes, copies and records alike; only the network differs. The best
@@ -75,8 +75,8 @@ def main() -> None:
     options = args.parse_args()
     common.quiet_tensorflow()
     from tensorguess.features.pipeline import decoded_batches
-    from tensorguess.serve.models import open_classifier
-    from tensorguess.serve.sort import sort_folder
+    from tensorguess.score.models import open_classifier
+    from tensorguess.sort import folder
 
     results = {"machine": common.machine()}
     with tempfile.TemporaryDirectory() as temp:
@@ -94,7 +94,7 @@ def main() -> None:
             def way(round_):
                 dest = Path(temp) / f"sorted-{model}-{round_}"
                 with open_classifier(work, model) as classifier:
-                    summary = sort_folder(classifier, source, dest, 32, warn=lambda line: None)
+                    summary = folder.sort(classifier, source, dest, 32, warn=lambda line: None)
                 return summary.copied
             return way
 

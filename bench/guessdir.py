@@ -8,7 +8,7 @@ First trains a classifier on the superheroes set (200 steps, not timed) with
   old   label_dir.py of xblaster/tensor-guess: import the graph into a tf.compat.v1
         session, then per file read its bytes, run 'final_result:0' fed
         'DecodeJpeg/contents:0', copy it to DEST/<label>--<str(score)[2:7]>.jpg.
-  ours  predict.Classifier(graph, labels) + sort.sort_folder(classifier, src, dest).
+  ours  predict.Classifier(graph, labels) + sort.folder.sort(classifier, src, dest).
 All timings include loading the graph; the best round of each is compared. CPU seconds
 (this process, all threads) are given too: they hardly move when other work shares the cores.
 """
@@ -71,11 +71,11 @@ def sort_old_way(graph_path: Path, labels_path: Path, source: Path, dest: Path) 
 
 
 def sort_our_way(graph_path: Path, labels_path: Path, source: Path, dest: Path) -> int:
-    from tensorguess.serve.predict import Classifier
-    from tensorguess.serve.sort import sort_folder
+    from tensorguess.score.predict import Classifier
+    from tensorguess.sort import folder
 
     with Classifier(graph_path, labels_path) as classifier:
-        summary = sort_folder(classifier, source, dest, warn=lambda line: None)
+        summary = folder.sort(classifier, source, dest, warn=lambda line: None)
     return summary.copied + summary.unreadable
 
 

@@ -119,7 +119,7 @@ class FrozenGraph:
 
 def lite_features(model: bytes, pixels: np.ndarray, width: int) -> np.ndarray:
     """The int8 model's bottleneck, dequantized: the last [N, width] tensor before the head."""
-    from tensorguess.serve.lite import interpreter_class, quantized
+    from tensorguess.export.litert import interpreter_class, quantized
 
     interpreter = interpreter_class()(model_content=model, experimental_preserve_all_tensors=True,
                                       num_threads=os.cpu_count())
@@ -221,7 +221,7 @@ def main() -> None:
     import tensorflow as tf
 
     from tensorguess.export import formats
-    from tensorguess.serve.lite import LiteClassifier
+    from tensorguess.score.lite import LiteClassifier
 
     folder = trained(options.work, options.seed, options.like_test, options.module, options.photos)
     graph_def = tf.compat.v1.GraphDef()

@@ -147,7 +147,7 @@ def test_time_augmentation(work: Path, test_dir: Path) -> dict:
     """The model in `work` on the test photos, plain and with --tta: accuracy, F1, ECE, time."""
     from tensorguess import metrics
     from tensorguess.data.images import list_files
-    from tensorguess.serve.predict import Classifier
+    from tensorguess.score.predict import Classifier
 
     found = {}
     for name, tta in (("plain", False), ("tta", True)):

@@ -6,7 +6,7 @@ Trains a classifier on the superheroes set (200 steps, not timed), copies --imag
 sign-digits photos into a folder (the photos of bench/guessdir.py), starts
 `python -m tensorguess serve DIR --port 0` on 127.0.0.1 (a process of its own, as a
 user runs it), then, in turn, --rounds times:
-  guessDir   predict.Classifier + sort.sort_folder over the folder, in this process
+  guessDir   predict.Classifier + sort.folder.sort over the folder, in this process
              (the graph's loading not timed: the server has loaded its own).
   N clients  N threads, each with one keep-alive HTTP connection, POST /predict the
              photos' bytes, each photo once per level, N = 1, 8 and 32.
@@ -124,12 +124,12 @@ def load(port: int, bodies: list[bytes], clients: int, server_pid: int) -> dict:
 
 
 def guessdir_rate(work: Path, source: Path, dest: Path) -> dict:
-    from tensorguess.serve.predict import Classifier
-    from tensorguess.serve.sort import sort_folder
+    from tensorguess.score.predict import Classifier
+    from tensorguess.sort import folder
 
     shutil.rmtree(dest, ignore_errors=True)
     with Classifier(work / "retrained_graph.pb", work / "retrained_labels.txt") as classifier:
-        wall, cpu, summary = common.measured(sort_folder, classifier, source, dest, warn=lambda line: None)
+        wall, cpu, summary = common.measured(folder.sort, classifier, source, dest, warn=lambda line: None)
     return {"images": summary.copied, "seconds": round(wall, 2),
             "images_per_s": round(summary.copied / wall, 1), "cpu_s": round(cpu, 2),
             "cpu_ms_per_image": round(1000 * cpu / max(summary.copied, 1), 2)}

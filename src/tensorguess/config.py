@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from tensorguess import model_dir
-from tensorguess.engine.select import ENGINES, PHOTO_TRANSPORTS
+from tensorguess.engine.choice import ENGINES, PHOTO_TRANSPORTS
 from tensorguess.features.augment import Recipe
 from tensorguess.features.modules import DEFAULT_MODULE
 from tensorguess.head.train import OPTIMIZERS, HeadSpec

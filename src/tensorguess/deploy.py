@@ -14,15 +14,15 @@ import numpy as np
 
 from tensorguess import publish
 from tensorguess.data.images import Skipped, open_regular
-from tensorguess.export import bias_correction, coreml, formats
+from tensorguess.export import bias_correction, coreml, formats, tflite
 from tensorguess.export.formats import FILES, ExportError
 from tensorguess.model_dir import FINAL_TENSOR, GRAPH, IMAGE_BATCH, LABELS, REPORT, TRAIN_LOG, TrainLog
 from tensorguess.report import document
 from tensorguess.report import formats as table_of
 from tensorguess.report.evaluate import undo_temperature
-from tensorguess.serve import graph_check
-from tensorguess.serve.models import open_classifier
-from tensorguess.serve.predict import read_labels
+from tensorguess.score import graph_check
+from tensorguess.score.models import open_classifier
+from tensorguess.score.predict import read_labels
 
 
 def _say(line: str) -> None:
@@ -108,7 +108,7 @@ def _write_format(name: str, graph_def, labels: list[str], target: Path, final_t
                   publication: publish.Publication, say: Callable[[str], None]) -> None:
     """Stage format `name` of the classifier as the new `target` in `publication`."""
     if name == "tflite":
-        formats.write_tflite(graph_def, labels, target, final_tensor_name, write=publication.write)
+        tflite.write_tflite(graph_def, labels, target, final_tensor_name, write=publication.write)
     elif name == "tflite-int8":
         paths = formats.calibration_paths(photos)
         if not paths:
@@ -116,7 +116,7 @@ def _write_format(name: str, graph_def, labels: list[str], target: Path, final_t
                               f"{photos.root}; int8 needs some to calibrate on")
         say(f"Calibrating int8 on {len(paths)} training photos, and correcting its biases on up to "
             f"{min(len(paths), bias_correction.MOST_PHOTOS)} of them")
-        formats.write_tflite(graph_def, labels, target, final_tensor_name,
+        tflite.write_tflite(graph_def, labels, target, final_tensor_name,
                              calibration=formats.calibration_images(paths, size), write=publication.write)
     else:
         built = publication.scratch(target) / target.name

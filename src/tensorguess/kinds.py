@@ -39,8 +39,8 @@ class Kind:
 
 KINDS = {
     model_dir.CLASSES: Kind(model_dir.CLASSES, train="tensorguess.retrain:retrain",
-                            open_model="tensorguess.serve.models:open_classifier",
-                            sort="tensorguess.serve.sort:sort_folder",
+                            open_model="tensorguess.score.models:open_classifier",
+                            sort="tensorguess.sort.folder:sort",
                             evaluate="tensorguess.report.evaluate:evaluate_folder",
                             export="tensorguess.deploy:export"),
 }

@@ -1,7 +1,7 @@
 """The operations a graph may run without being trusted: pure tensor computation.
 
 One allowlist for every graph tensor-guess runs: the graphs it writes and reads back
-(serve/graph_check.py) and the feature-extractor modules it loads
+(score/graph_check.py) and the feature-extractor modules it loads
 (features/module_check.py). A leaf module, so every stage can import it.
 """
 

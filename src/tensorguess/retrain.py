@@ -288,8 +288,8 @@ def _extract(cfg: TrainConfig, paths, spec, loaded, cache, warn) -> bottlenecks.
     """The bottleneck pass on the chosen engine; the store is written here either way."""
     if cfg.engine != "ray":
         return bottlenecks.extract(paths, spec, loaded, cache, cfg.bottleneck_batch_size, warn=warn)
+    from tensorguess.engine.choice import ray_address
     from tensorguess.engine.ray_engine import RayEngine
-    from tensorguess.engine.select import ray_address
 
     with RayEngine(ray_address(cfg.ray_address), cfg.ray_photos, warn) as engine:
         return bottlenecks.extract(paths, spec, loaded, cache, cfg.bottleneck_batch_size, warn=warn,

@@ -120,7 +120,7 @@ def test_the_head_choices_all_learn_a_separable_problem():
 
 
 def test_a_hidden_layer_is_exported_and_scores_as_trained(small_set, tmp_path):
-    from tensorguess.serve.predict import Classifier
+    from tensorguess.score.predict import Classifier
 
     cfg = train_config(tmp_path, small_set, hidden_units=32, dropout_rate=0.2, optimizer="adam",
                        learning_rate=0.001, how_many_training_steps=100, calibrate="on")
@@ -157,8 +157,8 @@ def test_the_default_settings_are_retrain_py_s_head_with_no_augmentation():
 
 def test_tta_scores_each_photo_as_the_mean_over_its_six_views(small_set, tmp_path, capsys):
     from tensorguess.cli import main
-    from tensorguess.serve import tta
-    from tensorguess.serve.predict import Classifier
+    from tensorguess.score import tta
+    from tensorguess.score.predict import Classifier
 
     cfg = train_config(tmp_path, small_set, how_many_training_steps=100)
     retrain(cfg, say=lambda line: None, warn=lambda line: None)

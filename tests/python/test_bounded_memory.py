@@ -26,7 +26,7 @@ from tensorguess.checks import data_checks, label_issues
 from tensorguess.data.dataset import ImageSet
 from tensorguess.features import bottlenecks, modules
 from tensorguess.features.shared_matrix import aligned_empty, as_tensor, shareable
-from tensorguess.serve.sort import Manifest
+from tensorguess.sort.folder import Manifest
 
 D, CLASSES = 1024, 4
 SMALL, LARGE = 3000, 9000  # 12 and 37 MB matrices

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import SUPERHEROES
 
-from tensorguess.serve import copy_in_flight
-from tensorguess.serve.predict import Classifier
-from tensorguess.serve.sort import MANIFEST, sort_folder
+from tensorguess.score.predict import Classifier
+from tensorguess.sort import copy_in_flight
+from tensorguess.sort.folder import MANIFEST, sort
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def sorted_once(trained, tmp_path_factory):
             shutil.copy(photo, source / f"{label}-{photo.name}")
     dest = tmp_path_factory.mktemp("reference")
     with Classifier(base / "retrained_graph.pb", base / "retrained_labels.txt") as classifier:
-        sort_folder(classifier, source, dest, warn=lambda line: None)
+        sort(classifier, source, dest, warn=lambda line: None)
     records = [json.loads(line) for line in (dest / MANIFEST).read_text().splitlines()]
     assert not (dest / copy_in_flight.IN_FLIGHT).exists(), "a whole run leaves no note"
     return base, source, records
@@ -54,7 +54,7 @@ def killed_state(source: Path, records: list[dict], dest: Path, last_copy: bytes
 def rerun(base: Path, source: Path, dest: Path) -> list[str]:
     lines: list[str] = []
     with Classifier(base / "retrained_graph.pb", base / "retrained_labels.txt") as classifier:
-        summary = sort_folder(classifier, source, dest, warn=lines.append)
+        summary = sort(classifier, source, dest, warn=lines.append)
     photos = len(list(source.iterdir()))
     assert summary.copied + summary.already_sorted == photos, "each photo counted once"
     return lines

@@ -13,10 +13,10 @@ from conftest import SIGN_DIGITS, SUPERHEROES, train_config
 from tensorguess.deploy import export
 from tensorguess.export import coreml, tflite
 from tensorguess.export.formats import FILES, ExportError, parse_formats
-from tensorguess.serve.lite import LiteClassifier
-from tensorguess.serve.models import open_classifier
-from tensorguess.serve.predict import ClassifierError
-from tensorguess.serve.sort import MANIFEST, score_digits, sort_folder
+from tensorguess.score.lite import LiteClassifier
+from tensorguess.score.models import open_classifier
+from tensorguess.score.predict import ClassifierError
+from tensorguess.sort.folder import MANIFEST, score_digits, sort
 
 
 def test_every_format_is_written_and_the_tflite_ones_score(exported):
@@ -98,7 +98,7 @@ def test_guessdir_with_int8_names_and_records_copies_as_the_pb_does(exported, tm
     records = {}
     for model in ("pb", "tflite-int8"):
         with open_classifier(base, model) as classifier:
-            sort_folder(classifier, source, tmp_path / model, batch_size=4, warn=lambda line: None)
+            sort(classifier, source, tmp_path / model, batch_size=4, warn=lambda line: None)
             digest = classifier.digest
         entries = [json.loads(line) for line in (tmp_path / model / MANIFEST).read_text().splitlines()]
         assert {entry["model"] for entry in entries} == {digest}
@@ -217,7 +217,7 @@ def test_serve_and_tta_run_the_tflite_models_too(exported, tmp_path):
     on a .tflite as on the .pb (the mean over the same six views)."""
     from serve_helpers import ServerProcess
 
-    from tensorguess.serve import tta
+    from tensorguess.score import tta
 
     base, _, _ = exported
     photo = sorted((SUPERHEROES / "elsa").iterdir())[1]

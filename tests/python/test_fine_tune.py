@@ -97,7 +97,7 @@ def test_the_exported_graph_is_the_fine_tuned_network(prepared, uninterrupted, t
     from tensorguess.features import modules
     from tensorguess.head.fine_tune import network_features
     from tensorguess.metrics import softmax
-    from tensorguess.serve.predict import Classifier
+    from tensorguess.score.predict import Classifier
 
     loaded, network, _, _ = uninterrupted
     spec, labels = prepared["spec"], prepared["labels"]
@@ -187,7 +187,7 @@ def test_train_with_fine_tune_logs_it_and_keeps_the_cache_clean(small_set, tmp_p
     assert not (tmp_path / "fine_tune_checkpoint").exists()
     # The exported graph (with its hidden layer) scores the test photos as the run's report did.
     from tensorguess.data.images import content_hash
-    from tensorguess.serve.predict import Classifier
+    from tensorguess.score.predict import Classifier
 
     testing = set(log["split_digests"]["testing"])
     photos = [p for p in sorted(small_set.glob("*/*.jpg")) if content_hash(p) in testing]

@@ -60,9 +60,9 @@ if __name__ == "__main__" and sys.argv[1:2] == ["race"]:
 
 from conftest import SIGN_DIGITS, SUPERHEROES  # noqa: E402
 
-from tensorguess.serve import copy_in_flight  # noqa: E402
-from tensorguess.serve.predict import Classifier  # noqa: E402
-from tensorguess.serve.sort import MANIFEST, SortError, sort_folder  # noqa: E402
+from tensorguess.score.predict import Classifier  # noqa: E402
+from tensorguess.sort import copy_in_flight  # noqa: E402
+from tensorguess.sort.folder import MANIFEST, SortError, sort  # noqa: E402
 
 assert (MANIFEST, copy_in_flight.IN_FLIGHT) == (MANIFEST_NAME, NOTE_NAME)
 PAST = 1_000_000_000  # the victims' modification time: any write or copystat changes it
@@ -126,7 +126,7 @@ def test_a_racer_swapping_each_new_copy_for_a_symlink_sends_nothing_outside_dest
                              stdout=subprocess.PIPE, text=True)
     try:
         assert racer.stdout.readline() == "ready\n"
-        summary = sort_folder(classifier, source, dest, warn=lambda line: None)
+        summary = sort(classifier, source, dest, warn=lambda line: None)
     finally:
         racer.kill()
     swaps = racer.communicate()[0].splitlines()
@@ -153,7 +153,7 @@ def test_a_link_planted_as_the_note_or_manifest_stops_the_run_untouched(classifi
         planted.symlink_to({"symlink": victim, "dangling symlink": tmp_path / "outside" / "new",
                             "symlink to /dev/zero": Path("/dev/zero")}[link])
     with pytest.raises(SortError) as refused:
-        sort_folder(classifier, photos, dest, warn=lambda line: None)
+        sort(classifier, photos, dest, warn=lambda line: None)
     message = str(refused.value)
     assert "\n" not in message and str(planted) in message and "remove or rename it" in message
     assert ("symbolic link" in message) == (link != "hard link")
@@ -169,7 +169,7 @@ def test_a_note_too_big_to_be_one_is_refused_without_being_read(classifier, phot
     with open(dest / NOTE_NAME, "wb") as huge:
         huge.truncate(8 << 30)  # 8 GB, sparse: reading it whole would take the memory
     with pytest.raises(SortError, match=r"8589934592 bytes, more than guessDir ever writes there"):
-        sort_folder(classifier, photos, dest, warn=lambda line: None)
+        sort(classifier, photos, dest, warn=lambda line: None)
     assert os.stat(dest / NOTE_NAME).st_size == 8 << 30
 
 
@@ -177,7 +177,7 @@ def test_a_note_too_big_to_be_one_is_refused_without_being_read(classifier, phot
 def forged_note(classifier, photos, tmp_path):
     """A note as a stopped run would have written it for the first photo, to be forged."""
     reference = tmp_path / "reference"
-    sort_folder(classifier, photos, reference, warn=lambda line: None)
+    sort(classifier, photos, reference, warn=lambda line: None)
     record = next(r for r in records(reference) if "copy" in r)
     assert record["root"] == str(photos.resolve()) and record["model"] == classifier.digest
     return record
@@ -204,7 +204,7 @@ def test_a_forged_note_is_ignored_with_one_line_and_writes_nothing_into_what_it_
     named.write_bytes(b"")  # empty: what a stopped run's claim leaves, so old code filled it
     (dest / NOTE_NAME).write_text(json.dumps(record))
     lines: list[str] = []
-    summary = sort_folder(classifier, photos, dest, warn=lines.append)
+    summary = sort(classifier, photos, dest, warn=lines.append)
     ignored = [line for line in lines if NOTE_NAME in line]
     assert len(ignored) == 1 and ignored[0].startswith(f"tensor-guess: ignoring {dest / NOTE_NAME}: ")
     assert summary.copied == 4
@@ -223,7 +223,7 @@ def test_a_note_naming_a_hard_link_to_a_file_outside_dest_leaves_that_file_alone
     outside.write_bytes(b"")
     os.link(outside, dest / forged_note["copy"])
     (dest / NOTE_NAME).write_text(json.dumps(forged_note))
-    summary = sort_folder(classifier, photos, dest, warn=lambda line: None)
+    summary = sort(classifier, photos, dest, warn=lambda line: None)
     assert outside.read_bytes() == b""
     assert summary.copied == 4
     assert forged_note["copy"] not in {r["copy"] for r in each_photo_copied_once(photos, dest)}
@@ -240,7 +240,7 @@ def test_manifest_records_naming_files_out_of_dest_do_not_count_as_sorted(classi
               {"source": names[2], "copy": "sub/x.jpg", **where}]
     (dest / MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in forged))
     lines: list[str] = []
-    summary = sort_folder(classifier, photos, dest, warn=lines.append)
+    summary = sort(classifier, photos, dest, warn=lines.append)
     assert (summary.copied, summary.already_sorted) == (4, 0)
     assert [line for line in lines if "ignoring" in line] == [
         f"tensor-guess: ignoring 3 record(s) of {dest / MANIFEST} whose copy is not a file name in DEST "
@@ -255,7 +255,7 @@ def test_a_socket_in_src_is_one_line_and_never_opened(classifier, photos, tmp_pa
     server.bind(str(photos / "listening.jpg"))
     try:
         lines: list[str] = []
-        summary = sort_folder(classifier, photos, tmp_path / "dest", warn=lines.append)
+        summary = sort(classifier, photos, tmp_path / "dest", warn=lines.append)
     finally:
         server.close()
     assert lines == [f"tensor-guess: skipping {photos.resolve() / 'listening.jpg'}: a socket, not a regular "

@@ -17,8 +17,9 @@ from tensorguess import cli, strict_json
 from tensorguess.config import SettingError, TrainConfig
 from tensorguess.data.images import list_files, printable
 from tensorguess.head.calibration import T_MIN, calibrate
-from tensorguess.serve import graph_check, sort
-from tensorguess.serve.predict import Classifier
+from tensorguess.score import graph_check
+from tensorguess.score.predict import Classifier
+from tensorguess.sort import folder as sorting
 
 
 def strict_load(text: str):
@@ -165,7 +166,7 @@ def test_an_atomic_write_that_fills_the_disk_leaves_no_hidden_part_behind(tmp_pa
         PYTHONPATH={repo_src} {sys.executable} - <<'EOF'
         import errno, os
         from pathlib import Path
-        from tensorguess.files import write_atomically
+        from tensorguess.atomic_write import write_atomically
         try:
             write_atomically(Path("{disk}/model.pb"), b"x" * 200_000)
         except OSError as error:
@@ -190,7 +191,7 @@ class FullDisk:
     def __init__(self, monkeypatch, fail_at: int, partial: int):
         self.calls, self.fail_at, self.partial = 0, fail_at, partial
         self.real = os.write
-        monkeypatch.setattr(sort.os, "write", self)
+        monkeypatch.setattr(sorting.os, "write", self)
 
     def __call__(self, fd, data):
         self.calls += 1
@@ -203,12 +204,12 @@ class FullDisk:
 
 def check_dest(dest, source):
     """Every manifest line is a whole strict-JSON record; every copy has exactly one record."""
-    text = (dest / sort.MANIFEST).read_text()
+    text = (dest / sorting.MANIFEST).read_text()
     assert text == "" or text.endswith("\n")
     records = [strict_load(line) for line in text.splitlines()]
     copies = [r["copy"] for r in records if "copy" in r]
     assert len(copies) == len(set(copies))
-    on_disk = sorted(p.name for p in dest.iterdir() if p.name != sort.MANIFEST)
+    on_disk = sorted(p.name for p in dest.iterdir() if p.name != sorting.MANIFEST)
     assert sorted(copies) == on_disk, "a copy without a record, or a record without its copy"
     for record in records:
         if "copy" in record:
@@ -228,11 +229,11 @@ def test_a_disk_filling_while_the_manifest_is_written_loses_no_record(
     dest = tmp_path / "dest"
     with Classifier(base / "retrained_graph.pb", base / "retrained_labels.txt") as classifier:
         full = FullDisk(monkeypatch, fail_at, partial)
-        with pytest.raises(sort.SortError, match=r"DEST is full .*stopped after \d+ of 6 photos"):
-            sort.sort_folder(classifier, source, dest, warn=lambda line: None)
+        with pytest.raises(sorting.SortError, match=r"DEST is full .*stopped after \d+ of 6 photos"):
+            sorting.sort(classifier, source, dest, warn=lambda line: None)
         check_dest(dest, source)
-        monkeypatch.setattr(sort.os, "write", full.real)  # space freed
-        summary = sort.sort_folder(classifier, source, dest, warn=lambda line: None)
+        monkeypatch.setattr(sorting.os, "write", full.real)  # space freed
+        summary = sorting.sort(classifier, source, dest, warn=lambda line: None)
     records = check_dest(dest, source)
     assert sorted(r["source"] for r in records if "copy" in r) == [f"{i}.jpg" for i in range(5)]
     assert summary.already_sorted == 5 - summary.copied
@@ -245,7 +246,7 @@ def test_a_disk_filling_during_a_copy_leaves_no_partial_copy(trained, tmp_path, 
     for i, photo in enumerate(sorted((SUPERHEROES / "elsa").iterdir())[:3]):
         shutil.copy(photo, source / f"{i}.jpg")
     dest = tmp_path / "dest"
-    real_copy = sort.copy_into
+    real_copy = sorting.copy_into
     copies = []
 
     def copy_then_fill(src, target):
@@ -257,13 +258,13 @@ def test_a_disk_filling_during_a_copy_leaves_no_partial_copy(trained, tmp_path, 
             raise OSError(errno.ENOSPC, "No space left on device")
         real_copy(src, target)
 
-    monkeypatch.setattr(sort, "copy_into", copy_then_fill)
+    monkeypatch.setattr(sorting, "copy_into", copy_then_fill)
     with Classifier(base / "retrained_graph.pb", base / "retrained_labels.txt") as classifier:
-        with pytest.raises(sort.SortError, match=r"stopped after 1 of 3 photos \(1 copied"):
-            sort.sort_folder(classifier, source, dest, warn=lambda line: None)
+        with pytest.raises(sorting.SortError, match=r"stopped after 1 of 3 photos \(1 copied"):
+            sorting.sort(classifier, source, dest, warn=lambda line: None)
         assert len(check_dest(dest, source)) == 1
-        monkeypatch.setattr(sort, "copy_into", real_copy)
-        summary = sort.sort_folder(classifier, source, dest, warn=lambda line: None)
+        monkeypatch.setattr(sorting, "copy_into", real_copy)
+        summary = sorting.sort(classifier, source, dest, warn=lambda line: None)
     assert (summary.copied, summary.already_sorted) == (2, 1)
     assert len(check_dest(dest, source)) == 3
 
@@ -275,11 +276,11 @@ def test_a_partial_last_line_from_an_older_run_is_removed_before_appending(train
     shutil.copy(sorted((SUPERHEROES / "elsa").iterdir())[0], source / "a.jpg")
     dest = tmp_path / "dest"
     dest.mkdir()
-    (dest / sort.MANIFEST).write_text('{"source": "old.jpg", "error": "x"}\n{"source": "b.jp')
+    (dest / sorting.MANIFEST).write_text('{"source": "old.jpg", "error": "x"}\n{"source": "b.jp')
     warnings = []
     with Classifier(base / "retrained_graph.pb", base / "retrained_labels.txt") as classifier:
-        sort.sort_folder(classifier, source, dest, warn=warnings.append)
-    lines = (dest / sort.MANIFEST).read_text().splitlines()
+        sorting.sort(classifier, source, dest, warn=warnings.append)
+    lines = (dest / sorting.MANIFEST).read_text().splitlines()
     assert [strict_load(line)["source"] for line in lines] == ["old.jpg", "a.jpg"]
     assert any("ended in a partial record (16 bytes" in w for w in warnings)
 
@@ -372,7 +373,7 @@ def test_a_photo_whose_name_is_not_utf8_is_trained_on_reported_and_sorted(tmp_pa
     assert "<html" in html.lower()
     with Classifier(tmp_path / "tf_files" / "retrained_graph.pb",
                     tmp_path / "tf_files" / "retrained_labels.txt") as classifier:
-        summary = sort.sort_folder(classifier, data / "elsa", tmp_path / "sorted", warn=lambda line: None)
+        summary = sorting.sort(classifier, data / "elsa", tmp_path / "sorted", warn=lambda line: None)
     assert summary.copied == 10
-    records = [json.loads(line) for line in (tmp_path / "sorted" / sort.MANIFEST).read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "sorted" / sorting.MANIFEST).read_text().splitlines()]
     assert "caf\udce9.jpg" in {r["source"] for r in records}

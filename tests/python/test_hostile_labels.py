@@ -28,7 +28,7 @@ from tensorguess.data.images import MAX_FILE_BYTES, RefusedFile, UnreadableImage
 from tensorguess.data.labels_csv import read_labels_csv
 from tensorguess.export.frozen import labels_bytes
 from tensorguess.report.evaluate import labelled_files
-from tensorguess.serve.predict import ClassifierError, read_labels
+from tensorguess.score.predict import ClassifierError, read_labels
 
 # The folder names of the issue and their kin: every script, marks, edge punctuation, and
 # characters that str.splitlines() or str.strip() would break a labels file at.
@@ -147,7 +147,7 @@ from pathlib import Path
 from tensorguess.data.dataset import DatasetError
 from tensorguess.data.images import UnreadableImage, content_hash, read_rgb
 from tensorguess.data.labels_csv import read_labels_csv
-from tensorguess.serve.predict import ClassifierError, read_labels
+from tensorguess.score.predict import ClassifierError, read_labels
 fifo = Path(sys.argv[1])
 image_set = read_labels_csv(fifo.parent / "labels.csv")  # names the FIFO: read lazily
 print("csv rows", image_set.files)

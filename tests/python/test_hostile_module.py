@@ -2,7 +2,7 @@
 
 A feature-extractor SavedModel is checked from its saved_model.pb (features/module_check.py)
 wherever a module is loaded; a .tflite model's input side and operations are checked before
-its tensors are allocated (serve/lite.py). Every hostile file here is made by TensorFlow's
+its tensors are allocated (score/lite.py). Every hostile file here is made by TensorFlow's
 own tf.saved_model.save and TFLite converter, or is a real MobileNet's with one part changed.
 """
 

@@ -14,8 +14,8 @@ import pytest
 from conftest import SUPERHEROES
 
 from tensorguess import cli
-from tensorguess.serve.lite import MAX_INPUT_SIDE, LiteClassifier
-from tensorguess.serve.predict import ClassifierError
+from tensorguess.score.lite import MAX_INPUT_SIDE, LiteClassifier
+from tensorguess.score.predict import ClassifierError
 
 MODEL = "retrained_graph.tflite"  # what guess --model tflite runs in DIR
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import MOBILENET_V1, SUPERHEROES
 
 from tensorguess import cli
-from tensorguess.serve.predict import Classifier, ClassifierError
+from tensorguess.score.predict import Classifier, ClassifierError
 
 
 def legacy_graph(tmp_path, trained_base, decode_op_name: str):

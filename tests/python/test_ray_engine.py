@@ -245,7 +245,7 @@ def test_guessdir_on_ray_makes_the_same_copies(trained_both_ways, ray_cluster, t
 
 
 def test_the_default_engine_never_imports_ray():
-    code = ("import sys; from tensorguess import cli, retrain; from tensorguess.serve import sort; "
+    code = ("import sys; from tensorguess import cli, retrain; from tensorguess.sort import folder; "
             "from tensorguess.report import evaluate; cli.build_parser().parse_args(['train', '.']); "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=str(

@@ -18,7 +18,7 @@ from test_metrics import assert_matches_scikit_learn
 from tensorguess import cli
 from tensorguess.report.document import REPORT_FILES, ReportError, build, check_out_dir
 from tensorguess.report.evaluate import EvaluationError, evaluate_folder, graph_temperature, labelled_files
-from tensorguess.serve.predict import Classifier
+from tensorguess.score.predict import Classifier
 
 SMALL_CLASS, SMALL_SIZE, PER_CLASS, HELD_OUT = "3", 4, 45, 12
 ISSUE_KEYS = {"n", "accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matrix", "ece", "brier",

@@ -25,11 +25,11 @@ from conftest import REPO, SUPERHEROES
 from PIL import Image
 from serve_helpers import ServerProcess, multipart, request
 
+from tensorguess.score.predict import Classifier
 from tensorguess.serve import server as serve_server
 from tensorguess.serve.batcher import Batcher, QueueFull
 from tensorguess.serve.http_app import build_app
 from tensorguess.serve.limits import Limits
-from tensorguess.serve.predict import Classifier
 
 
 def photos() -> list[Path]:

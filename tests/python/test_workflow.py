@@ -13,8 +13,8 @@ import pytest
 from conftest import MOBILENET_V1, MOBILENET_V2, SUPERHEROES, train_config
 from PIL import Image
 
-from tensorguess.serve.predict import Classifier
-from tensorguess.serve.sort import MANIFEST, score_digits, sort_folder
+from tensorguess.score.predict import Classifier
+from tensorguess.sort.folder import MANIFEST, score_digits, sort
 
 
 def some_photos(label_folder: str, count: int) -> list[Path]:
@@ -129,7 +129,7 @@ def test_guessdir_copies_never_overwrites_and_logs_unreadable_files(trained, tmp
         stem = f"elsa--{score_digits(classifier.ranked(next(classifier.score_files([photo])).scores)[0][1])}"
         dest.mkdir(parents=True)
         (dest / f"{stem}.jpg").write_bytes(b"a file the user already had")
-        summary = sort_folder(classifier, source, dest, batch_size=2, warn=lambda line: None)
+        summary = sort(classifier, source, dest, batch_size=2, warn=lambda line: None)
 
     assert tree_digest(source) == before, "the source folder must be left untouched"
     assert (dest / f"{stem}.jpg").read_bytes() == b"a file the user already had"

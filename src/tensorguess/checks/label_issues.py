@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tensorguess.files import write_atomically
+from tensorguess.atomic_write import write_atomically
 
 # The head of each fold: train.train_final_layer (class-uniform batches, softmax by SGD)
 # on features centred and scaled to a mean squared norm of 1, so that one learning rate

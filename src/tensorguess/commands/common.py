@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from tensorguess import kinds
+from tensorguess.commands.settings import setting, setting_help
 from tensorguess.errors import UsageError
 from tensorguess.model_dir import FINAL_TENSOR, GRAPH, LABELS
 
-RUN_MODELS = ("pb", "saved_model", "tflite", "tflite-int8")  # serve/models.py's MODELS
+RUN_MODELS = ("pb", "saved_model", "tflite", "tflite-int8")  # score/models.py's MODELS
 
 
 def warn(line: str) -> None:
@@ -44,8 +45,6 @@ def graph_flags(parser: argparse.ArgumentParser) -> None:
 
 def engine_flags(parser: argparse.ArgumentParser) -> None:
     """train's --engine, --ray_address and --ray_photos, for scoring."""
-    from tensorguess.commands.train import setting, setting_help
-
     for name in ("engine", "ray_address", "ray_photos"):
         item = setting(name)
         parser.add_argument(f"--{name}", default=item.default, choices=item.metadata["choices"],
@@ -70,7 +69,7 @@ def open_scorer(args, kind: kinds.Kind):
         raise UsageError(f"--batch_size must be at least 1, not {args.batch_size}")
     engine = getattr(args, "engine", "local")
     if engine == "ray":
-        from tensorguess.engine.select import require_ray
+        from tensorguess.engine.choice import require_ray
 
         require_ray()  # before the graph is loaded
         if args.model != "pb":
@@ -80,8 +79,8 @@ def open_scorer(args, kind: kinds.Kind):
                                              tta=getattr(args, "tta", False))
     if engine != "ray":
         return classifier
+    from tensorguess.engine.choice import ray_address
     from tensorguess.engine.ray_engine import RayEngine
-    from tensorguess.engine.select import ray_address
 
     try:
         cluster = RayEngine(ray_address(args.ray_address), args.ray_photos, warn=warn)

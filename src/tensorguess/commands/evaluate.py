@@ -59,7 +59,7 @@ def run(args) -> int:
     log = TrainLog.read(log_path)  # what evaluate checks leaks against, if train.sh wrote one
     kind = model_of(args)
     with open_scorer(args, kind) as classifier:
-        from tensorguess.serve.models import model_path
+        from tensorguess.score.models import model_path
 
         evaluation = kind.function("evaluate")(classifier, labelled,
                                                str(model_path(args.dir, args.model, args.output_graph)),

@@ -18,7 +18,8 @@ def add_arguments(sort: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from tensorguess.serve.sort import MANIFEST, SortError, check_dest
+    from tensorguess.sort.folder import SortError, check_dest
+    from tensorguess.sort.names import MANIFEST
 
     if not args.source.is_dir():
         raise UsageError(f"source folder {args.source} does not exist or is not a folder")

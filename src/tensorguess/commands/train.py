@@ -4,44 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import MISSING, Field, fields
+from dataclasses import fields
 from pathlib import Path
 
 from tensorguess import kinds
 from tensorguess.commands.common import require_dir, warn
+from tensorguess.commands.settings import READ_AS, setting_help
 from tensorguess.config import SettingError, TrainConfig
 from tensorguess.errors import UsageError
-from tensorguess.features.augment import Recipe
 from tensorguess.model_dir import CLASSES
 
 DESCRIPTION = ("Retrain a classifier on DIR/data/<category>/ images. Relative paths given "
                "to flags are taken inside DIR.")
-
-# what a flag's value is read as, by the field's type (a path is read as text, then taken inside DIR)
-READ_AS = {"int": int, "float": float, "str": str, "Path": str}
-
-
-def setting_help(item: Field) -> str:
-    """A setting's help as --help shows it: its text and its default (as `shown` says, or itself)."""
-    meta = item.metadata
-    if isinstance(item.default, bool):
-        default = None  # a switch: off unless given
-    elif meta["shown"] is not None:
-        default = meta["shown"]
-    elif item.name.startswith("augment_") and item.default is None:
-        default = f"{getattr(Recipe(), item.name.removeprefix('augment_')):g}"  # the recipe's strength
-    elif item.default is None or item.default is MISSING:
-        default = None
-    else:
-        default = f"DIR/{item.default}" if meta["in_dir"] else item.default
-    text = meta["help"].replace("%", "%%")  # argparse expands %(...)s in help
-    return text if default is None else f"{text} (default: {default})"
-
-
-def setting(name: str) -> Field:
-    """TrainConfig's field called `name`."""
-    return next(item for item in fields(TrainConfig) if item.name == name)
-
 
 def add_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("dir", type=Path, help="the tf_files folder")
@@ -89,7 +63,7 @@ def run(args) -> int:
     chosen = export_formats(args.export) if args.export else None  # checked before training
     cfg = train_config(args)
     if cfg.engine == "ray":
-        from tensorguess.engine.select import require_ray
+        from tensorguess.engine.choice import require_ray
 
         require_ray()  # before a photo is read
     kind.function("train")(cfg)

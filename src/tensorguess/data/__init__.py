@@ -1,1 +1,1 @@
-"""Stage 1, photos: finding and decoding them, their labels and the split."""
+"""Photos: finding and decoding them, their labels and the split."""

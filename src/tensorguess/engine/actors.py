@@ -88,7 +88,7 @@ class FeatureActor:
 
 
 class ScoreActor:
-    """A trained graph's scores (and bottlenecks) of a batch, as serve/predict.Classifier gives them.
+    """A trained graph's scores (and bottlenecks) of a batch, as score/predict.Classifier gives them.
 
     The graph and labels come as bytes from the driver (which checked the graph), so the
     model need not be on a shared filesystem.
@@ -96,7 +96,7 @@ class ScoreActor:
 
     def __init__(self, graph: bytes, labels: bytes, output_name: str, trust_graph: bool, tta: bool,
                  with_features: bool, cpus: int = 1):
-        from tensorguess.serve.predict import Classifier
+        from tensorguess.score.predict import Classifier
 
         _limit_threads(cpus)
         self.folder = tempfile.TemporaryDirectory(prefix="tensorguess-ray-model-")

@@ -27,7 +27,7 @@ import numpy as np
 
 from tensorguess.data.images import Skipped, UnreadableImage, open_regular
 from tensorguess.engine.actors import FeatureActor, ScoreActor
-from tensorguess.engine.select import EngineError, require_ray
+from tensorguess.engine.choice import EngineError, require_ray
 from tensorguess.features.bottlenecks import Compute
 from tensorguess.features.modules import VALUE_RANGES, ModuleSpec, is_local
 from tensorguess.features.pipeline import progress
@@ -151,7 +151,7 @@ class RayEngine:
 
 
 class RayClassifier:
-    """serve/predict.Classifier's interface, scoring on the cluster; the driver keeps `local`
+    """score/predict.Classifier's interface, scoring on the cluster; the driver keeps `local`
     (the checked graph, its labels and digest) for what is asked of it but scoring."""
 
     def __init__(self, engine: RayEngine, local, graph_path: Path, labels_path: Path,
@@ -182,7 +182,7 @@ class RayClassifier:
     def score_files(self, paths: list[Path], batch_size: int = 32, show_progress: bool = False,
                     with_features: bool = False) -> Iterator:
         """Classifier.score_files's results, in the same order, scored by the actor pool."""
-        from tensorguess.serve.predict import Scored
+        from tensorguess.score.predict import Scored
 
         paths = list(paths)
         if not paths:

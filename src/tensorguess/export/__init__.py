@@ -1,1 +1,1 @@
-"""Stage 4, export: the trained classifier written as files other programs run."""
+"""Export: the trained classifier written as files other programs run."""

@@ -31,6 +31,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from tensorguess.export.formats import evenly_chosen
+from tensorguess.export.litert import interpreter_class, quantized
+
 
 def _convolutions(tree) -> list:
     from ai_edge_litert import schema_py_generated as schema
@@ -60,8 +63,6 @@ class _Runner:
     them instead gives 99.4% agreement on the test head, against 100%, in four times the time)."""
 
     def __init__(self, model: bytes):
-        from tensorguess.serve.lite import interpreter_class
-
         self.interpreter = interpreter_class()(model_content=model, experimental_preserve_all_tensors=True,
                                                num_threads=os.cpu_count() or 1)
         self.interpreter.allocate_tensors()
@@ -69,8 +70,6 @@ class _Runner:
         self.details = {detail["index"]: detail for detail in self.interpreter.get_tensor_details()}
 
     def run(self, image: np.ndarray) -> None:
-        from tensorguess.serve.lite import quantized
-
         batch = image[np.newaxis].astype(np.float32)
         self.interpreter.set_tensor(self.input["index"], quantized(batch, self.input)
                                     if self.input["dtype"] != np.float32 else batch)
@@ -106,8 +105,6 @@ def evenly_spread(items: Iterable, count: int) -> list:
             kept.append(item)
             if len(kept) == 2 * count:  # keep every other one, and take every 2 stride-th from now
                 kept, stride = kept[::2], stride * 2
-    from tensorguess.export.formats import evenly_chosen
-
     return evenly_chosen(kept, count)
 
 

@@ -17,7 +17,6 @@ from tensorguess.data import dataset
 from tensorguess.data.images import content_hash
 from tensorguess.data.labels_csv import read_labels_csv
 from tensorguess.errors import TensorGuessError
-from tensorguess.files import write_atomically
 from tensorguess.model_dir import EXPORTS, SAVED_MODEL
 
 FILES = {"saved_model": SAVED_MODEL, **EXPORTS}
@@ -102,14 +101,3 @@ def calibration_images(paths: list[Path], size: int) -> Callable:
                 yield from batch.pixels
 
     return images
-
-
-def write_tflite(graph_def, labels: list[str], path: Path, final_tensor_name: str,
-                 calibration: Callable | None = None,
-                 write: Callable[[Path, bytes], None] = write_atomically) -> None:
-    """Convert, pack the labels inside and write(path, bytes) (export passes its publication's)."""
-    from tensorguess.export import tflite
-
-    model = (tflite.float_model(graph_def, final_tensor_name) if calibration is None
-             else tflite.int8_model(graph_def, calibration, final_tensor_name))
-    write(Path(path), tflite.with_labels(model, labels))

@@ -11,9 +11,12 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 
+from tensorguess.atomic_write import write_atomically
+from tensorguess.export import bias_correction, weight_grid
 from tensorguess.model_dir import FINAL_TENSOR, IMAGE_BATCH, LABELS
 
 LABELS_NAME = LABELS  # the associated file packed inside the .tflite
@@ -86,12 +89,8 @@ def int8_model(graph_def, calibration: Callable[[], Iterable[np.ndarray]],
     else:
         model = converter.convert()
     if snap:
-        from tensorguess.export import weight_grid
-
         model, _ = weight_grid.snap(model, graph_def)
     if correct_bias:
-        from tensorguess.export import bias_correction
-
         model, _ = bias_correction.correct(model, float_model(graph_def, final_tensor_name), calibration())
     return model
 
@@ -195,3 +194,12 @@ def packed_labels(model: bytes) -> list[str] | None:
             return archive.read(LABELS_NAME).decode("utf-8").splitlines()
     except (zipfile.BadZipFile, KeyError):
         return None
+
+
+def write_tflite(graph_def, labels: list[str], path: Path, final_tensor_name: str,
+                 calibration: Callable | None = None,
+                 write: Callable[[Path, bytes], None] = write_atomically) -> None:
+    """Convert, pack the labels inside and write(path, bytes) (export passes its publication's)."""
+    model = (float_model(graph_def, final_tensor_name) if calibration is None
+             else int8_model(graph_def, calibration, final_tensor_name))
+    write(Path(path), with_labels(model, labels))

@@ -1,1 +1,1 @@
-"""Stage 2, features: the pretrained module, the bottleneck pass and its cache, neighbours."""
+"""Features: the pretrained module, the bottleneck pass and its cache, neighbours."""

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess import strict_json
+from tensorguess.atomic_write import write_atomically
 from tensorguess.data.images import Skipped, UnreadableImage, content_hash
 from tensorguess.features.modules import ModuleSpec, feature_function, to_value_range
 from tensorguess.features.pipeline import bounded_map, decoded_batches, default_workers, progress
 from tensorguess.features.shared_matrix import aligned_empty, gather_rows
 from tensorguess.features.store import FeatureStore, stat_key
-from tensorguess.files import write_atomically
 
 OLD_FORMAT_IMPORTED = "npy_files_imported"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tensorguess.files import write_atomically
+from tensorguess.atomic_write import write_atomically
 
 # Chosen by measurement with MobileNet v1 on real photos and their near-copies
 # (docs/benchmarks.md, "Near-duplicate threshold"): at 0.90, 98-100% of re-encoded,

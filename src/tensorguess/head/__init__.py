@@ -1,1 +1,1 @@
-"""Stage 3, the head: the final layer, its calibration and class balance."""
+"""The head: the final layer, its calibration and class balance."""

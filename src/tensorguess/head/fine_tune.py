@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess import strict_json
+from tensorguess.atomic_write import write_atomically
 from tensorguess.errors import TensorGuessError
 from tensorguess.features import augment
 from tensorguess.features.modules import ModuleSpec, feature_function, to_value_range
 from tensorguess.features.pipeline import decoded_batches, progress
-from tensorguess.files import write_atomically
 from tensorguess.head.train import FinalLayer
 from tensorguess.model_dir import FINE_TUNE_CHECKPOINT
 

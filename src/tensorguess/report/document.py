@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess import __version__, metrics, strict_json
+from tensorguess.atomic_write import write_atomically
 from tensorguess.data.images import Skipped
 from tensorguess.errors import TensorGuessError
-from tensorguess.files import write_atomically
 from tensorguess.report import plots
 
 GENERATOR = f"tensor-guess {__version__}"

@@ -20,7 +20,7 @@ from tensorguess.metrics import softmax
 from tensorguess.model_dir import TEMPERATURE, TRAIN_LOG
 from tensorguess.report.document import Evaluation
 from tensorguess.report.leaks import Leaks, find_leaks, reference_features
-from tensorguess.serve.predict import Classifier
+from tensorguess.score.predict import Classifier
 
 
 class EvaluationError(TensorGuessError):
@@ -114,7 +114,7 @@ def check_leaks(paths: list[Path], features: list, train_log: dict, log_path: Pa
 def graph_temperature(classifier: Classifier) -> float | None:
     """The temperature our exported graphs divide the logits by; None for other graphs.
 
-    A SavedModel or TFLite classifier (serve/models.py) brings the one its training logged.
+    A SavedModel or TFLite classifier (score/models.py) brings the one its training logged.
     """
     classifier = getattr(classifier, "local", classifier)  # engine/ray_engine.RayClassifier's own
     if not isinstance(classifier, Classifier):

@@ -1,1 +1,1 @@
-"""Using a trained classifier: which graphs may run, scoring photos, sorting them."""
+"""serve.sh: the HTTP server and its page, scoring photos sent to it through a classifier."""

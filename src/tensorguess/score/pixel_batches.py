@@ -14,7 +14,7 @@ import numpy as np
 
 from tensorguess.data.images import Skipped
 from tensorguess.features.pipeline import decoded_batches, progress
-from tensorguess.serve.predict import Scored, _checked, ranked
+from tensorguess.score.predict import Scored, _checked, ranked
 
 
 class PixelBatchClassifier:

@@ -1,9 +1,9 @@
-"""guessDir: copy each photo of a folder to DEST/<label>--<score>.<ext>, losing nothing.
+"""The folder sort (guessDir.sh): copy each photo of a folder to DEST/<label>--<score>.<ext>, losing nothing.
 
 Sources are only ever read. A copy never replaces an existing file: the name
 gets " (2)", " (3)"... instead. Every source gets one line in DEST/guesses.jsonl.
 
-DEST may be shared with others who can write there. Nothing guessDir writes can be
+DEST may be shared with others who can write there. Nothing the sort writes can be
 redirected out of it: the manifest and the note are opened as safe_open says (a link,
 a FIFO or a hard link planted under their names stops the run, left untouched), and a
 copy is written only through the descriptor that created it (O_EXCL), so a name
@@ -22,31 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-
 from tensorguess import strict_json
 from tensorguess.data.images import Skipped, kind_of, list_files, open_regular
 from tensorguess.errors import TensorGuessError
-from tensorguess.safe_open import NotOurs, open_ours, same_file
-from tensorguess.serve import copy_in_flight
-from tensorguess.serve.predict import Classifier
-
-MANIFEST = "guesses.jsonl"
-
-
-def score_digits(score: float) -> str:
-    """The top score truncated to five decimals: 0.883319 -> '88331', 1.0 -> '99999'."""
-    if score >= 1.0:
-        return "99999"
-    # The shortest text that round-trips the float32 score, so 0.29 stays 0.29.
-    text = np.format_float_positional(np.float32(max(score, 0.0)), unique=True, trim="0")
-    fraction = text.split(".")[1] if "." in text else ""
-    return (fraction + "00000")[:5]
-
-
-def safe_label(label: str) -> str:
-    """A label usable in a file name (labels from old tools may hold anything)."""
-    return "".join("_" if ch in '/\\\0' else ch for ch in label).strip() or "unlabelled"
+from tensorguess.score.predict import Classifier
+from tensorguess.sort import copy_in_flight
+from tensorguess.sort.names import IN_FLIGHT, MANIFEST, is_copy_name, safe_label, score_digits
+from tensorguess.sort.safe_open import NotOurs, open_ours, same_file
 
 
 class Claimed(NamedTuple):
@@ -113,7 +95,7 @@ def copy_into(source: Path, target: Claimed) -> None:
 
 
 class SortError(TensorGuessError):
-    """guessDir cannot go on (DEST is not a folder, the disk is full); the message says what to do."""
+    """The sort cannot go on (DEST is not a folder, the disk is full); the message says what to do."""
 
 
 class SourceError(Exception):
@@ -134,13 +116,6 @@ class Earlier:
         source, copy = record.get("source"), record.get("copy")
         return Earlier(source if isinstance(source, str) else None, copy if is_copy_name(copy) else None,
                        record.get("root"), record.get("model"))
-
-
-def is_copy_name(copy: object) -> bool:
-    """Whether a record's `copy` can name a copy guessDir made: a plain file name in DEST (not a
-    path, not '..', not the manifest or the note)."""
-    return (isinstance(copy, str) and copy not in ("", ".", "..", MANIFEST, copy_in_flight.IN_FLIGHT)
-            and not any(ch in copy for ch in "/\\\0"))
 
 
 def is_regular(path: Path) -> bool:
@@ -235,7 +210,7 @@ def check_dest(dest: Path) -> None:
         raise SortError(f"DEST {dest} exists and is not a folder; choose another DEST")
 
 
-def sort_folder(
+def sort(
     classifier: Classifier,
     source: Path,
     dest: Path,
@@ -246,7 +221,7 @@ def sort_folder(
 
     Resumable: photos of this `source` that `dest`'s manifest records as copied by this
     same classifier (the copy still there) are skipped, so a run stopped by a kill or a
-    full disk is completed by running it again. Files of `source` that guessDir itself
+    full disk is completed by running it again. Files of `source` that the sort itself
     wrote (the manifest, recorded copies) are never sorted, so SRC may lie inside DEST
     or DEST inside SRC.
     """
@@ -262,7 +237,7 @@ def sort_folder(
         raise SortError(str(error)) from error
     manifest = Manifest(dest / MANIFEST, warn)
     try:
-        summary = _sort(classifier, source, dest, manifest, batch_size, warn)
+        summary = _sort_photos(classifier, source, dest, manifest, batch_size, warn)
     except NotOurs as error:  # planted while the run went on
         copy_in_flight.clear(dest)
         raise SortError(str(error)) from error
@@ -276,8 +251,8 @@ def sort_folder(
     return summary
 
 
-def _sort(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
-    ours = ({dest / MANIFEST, dest / copy_in_flight.IN_FLIGHT}
+def _sort_photos(classifier, source, dest, manifest, batch_size, warn) -> SortSummary:
+    ours = ({dest / MANIFEST, dest / IN_FLIGHT}
             | {dest / r.copy for r in manifest.earlier if r.copy is not None})
     done = {r.source for r in manifest.earlier
             if r.root == str(source) and r.model == classifier.digest

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess.data.images import open_regular
-from tensorguess.serve import graph_check
-from tensorguess.serve.pixel_batches import PixelBatchClassifier
-from tensorguess.serve.predict import ClassifierError, read_labels
+from tensorguess.score import graph_check
+from tensorguess.score.pixel_batches import PixelBatchClassifier
+from tensorguess.score.predict import ClassifierError, read_labels
 
 
 class SavedModelClassifier(PixelBatchClassifier):

@@ -1,4 +1,4 @@
-"""guessDir's one copy in flight, written down before its name is claimed.
+"""The sort's one copy in flight, written down before its name is claimed.
 
 A copy is made in three steps: its name is claimed (an empty file created with
 O_EXCL), the bytes are copied in, its record is appended to guesses.jsonl. A kill
@@ -20,7 +20,7 @@ as "nothing claimed", and that is true, since the claim comes after the write.
 
 DEST may be shared, so the note may be forged: it is opened as safe_open says (a
 planted symlink, hard link or FIFO stops the run, untouched), read only up to
-MAX_NOTE bytes, and trusted only if it is a record guessDir could have written: every
+MAX_NOTE bytes, and trusted only if it is a record the sort could have written: every
 key of the right type, a label of this classifier, and a copy name `<label>--<digits>`
 as claim_name makes them. The file it names is finished only if it is a regular file
 of this user with one link that holds the start of the photo; it is written through
@@ -37,9 +37,9 @@ from collections.abc import Callable, Collection
 from pathlib import Path, PurePosixPath
 
 from tensorguess.data.images import open_regular, printable
-from tensorguess.safe_open import NotOurs, open_ours
+from tensorguess.sort.names import IN_FLIGHT, is_copy_name, safe_label, score_digits
+from tensorguess.sort.safe_open import NotOurs, open_ours
 
-IN_FLIGHT = ".guessDir-copy-in-flight.json"
 BLOCK = 1 << 20
 # A note holds one record: every label's score. 1 MiB is some 20,000 labels.
 MAX_NOTE = 1 << 20
@@ -51,7 +51,7 @@ NOTE_KEYS = {"source": str, "copy": str, "label": str, "score": (int, float), "s
 def note(dest: Path, record: dict) -> None:
     """Write down `record` (with its "copy" name) as the copy about to be claimed.
 
-    Raises NotOurs if something other than guessDir's own note is under its name.
+    Raises NotOurs if something other than the sort's own note is under its name.
     """
     data = (json.dumps(record) + "\n").encode("utf-8")
     fd = open_ours(dest / IN_FLIGHT, os.O_WRONLY, create=True)
@@ -65,7 +65,7 @@ def note(dest: Path, record: dict) -> None:
 
 
 def check(dest: Path) -> None:
-    """Raise NotOurs if the note's name holds something guessDir must not read or write."""
+    """Raise NotOurs if the note's name holds something the sort must not read or write."""
     try:
         os.close(open_ours(dest / IN_FLIGHT, os.O_RDONLY, max_size=MAX_NOTE))
     except FileNotFoundError:
@@ -85,17 +85,13 @@ def clear(dest: Path) -> None:
 
 def copy_name_pattern(label: str, source: str) -> re.Pattern:
     """The names claim_name gives a copy of `source` labelled `label`: `<label>--NNNNN[ (n)]<ext>`."""
-    from tensorguess.serve.sort import safe_label
-
     suffix = PurePosixPath(source).suffix
     return re.compile(re.escape(safe_label(label)) + r"--(\d{5})(?: \((?:[2-9]|[1-9]\d+)\))?"
                       + re.escape(suffix))
 
 
 def _forged(record: object, labels: Collection[str]) -> str | None:
-    """Why `record` is not a note guessDir wrote (None: it could be one)."""
-    from tensorguess.serve.sort import is_copy_name, score_digits
-
+    """Why `record` is not a note the sort wrote (None: it could be one)."""
     if not isinstance(record, dict):
         return "not a JSON object"
     missing = sorted(key for key in NOTE_KEYS if key not in record)
@@ -123,7 +119,7 @@ def interrupted(dest: Path, source: Path, model: str, labels: Collection[str],
     """The record, source and copy of a copy a stopped run left unfinished, sorting `source` with
     `model`; None when there is none (or the note is of another source, model or unreadable).
 
-    A note that cannot be one guessDir wrote is ignored with a warning; raises NotOurs if
+    A note that cannot be one the sort wrote is ignored with a warning; raises NotOurs if
     the note's name holds a link, a FIFO or an oversized file (check).
     """
     path = dest / IN_FLIGHT

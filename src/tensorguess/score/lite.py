@@ -16,23 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
+from tensorguess.export.litert import interpreter_class, quantized
 from tensorguess.export.tflite import packed_labels
-from tensorguess.serve import tta as test_time
-from tensorguess.serve.pixel_batches import PixelBatchClassifier
-from tensorguess.serve.predict import ClassifierError, read_labels
+from tensorguess.score import tta as test_time
+from tensorguess.score.pixel_batches import PixelBatchClassifier
+from tensorguess.score.predict import ClassifierError, read_labels
 
 # The largest input side run: train.sh's --input_size bound, so every model it makes fits,
 # and more than 6x the largest image module's (EfficientNet B7 takes 600). Photos are
 # resized to the model's side, so each photo costs side**2 * 12 bytes in floats: 201 MB at
 # 4096, where a side of 30000 would take 10.8 GB before the first photo is scored.
 MAX_INPUT_SIDE = 4096
-
-
-def interpreter_class():
-    """LiteRT's interpreter (ai-edge-litert), which TF 2.21's tf.lite.Interpreter defers to."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    return Interpreter
 
 
 class LiteClassifier(PixelBatchClassifier):
@@ -128,12 +122,3 @@ def prepare(interpreter, model_path: Path) -> None:
                 "have; export it again with export.sh (builtin operations only) or use --model pb") from error
         raise ClassifierError(f"{model_path} cannot be prepared to run ({text[:200]}); export it "
                               "again with export.sh") from error
-
-
-def quantized(pixels: np.ndarray, detail: dict) -> np.ndarray:
-    """The float batch as the input tensor wants it: as it is, or round(x / scale + zero)."""
-    if detail["dtype"] == np.float32:
-        return np.ascontiguousarray(pixels, np.float32)
-    scale, zero = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(pixels / scale + zero), info.min, info.max).astype(detail["dtype"])

@@ -1,7 +1,7 @@
 """Opening files in a folder others may write into (a shared DEST) without being led astray.
 
 Whoever can write into DEST can plant a symbolic link, a hard link or a FIFO under a
-name guessDir writes. So every file guessDir reads or writes there is opened:
+name the sort writes. So every file the sort reads or writes there is opened:
 
 - without following a final symbolic link (O_NOFOLLOW), so no byte goes outside DEST;
 - without blocking (O_NONBLOCK), so a FIFO or a device cannot hang the run;
@@ -24,7 +24,7 @@ from tensorguess.data.images import kind_of, printable
 
 
 class NotOurs(Exception):
-    """A name guessDir writes holds something it must not write into or read."""
+    """A name the sort writes holds something it must not write into or read."""
 
 
 def _what_is_there(path: Path) -> str:

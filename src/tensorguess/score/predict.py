@@ -14,8 +14,8 @@ from tensorguess.data.images import Skipped, UnreadableImage, open_regular, read
 from tensorguess.errors import TensorGuessError
 from tensorguess.features.pipeline import decoded_batches, progress
 from tensorguess.model_dir import BOTTLENECK, FINAL_TENSOR, IMAGE_BATCH, INPUT_BYTES
-from tensorguess.serve import graph_check
-from tensorguess.serve import tta as test_time
+from tensorguess.score import graph_check
+from tensorguess.score import tta as test_time
 
 
 class ClassifierError(TensorGuessError):

@@ -12,7 +12,7 @@ from pathlib import Path
 from tensorguess import publish
 from tensorguess.export.formats import FILES
 from tensorguess.model_dir import FINAL_TENSOR, GRAPH, LABELS, TRAIN_LOG, TrainLog
-from tensorguess.serve.predict import Classifier, ClassifierError
+from tensorguess.score.predict import Classifier, ClassifierError
 
 # What --model accepts: every format that runs here (Core ML needs macOS).
 MODELS = ("pb", "saved_model", "tflite", "tflite-int8")
@@ -27,7 +27,7 @@ def open_classifier(folder: Path, model: str = "pb", graph: str = GRAPH,
                     labels: str = LABELS, final_tensor_name: str = FINAL_TENSOR,
                     trust_graph: bool = False, tta: bool = False):
     """The classifier of `folder` in the format `model` (one of MODELS); `tta`: test-time
-    augmentation (serve/tta.py), for the .pb and the .tflite models.
+    augmentation (score/tta.py), for the .pb and the .tflite models.
 
     Opened while no training publishes into `folder`, after finishing one a kill interrupted
     (publish.steady): the graph, its labels and its log are always of one model.
@@ -53,10 +53,10 @@ def _open(folder: Path, where, model: str, graph: str, labels: str, final_tensor
                               + (" (or train again)" if model == "saved_model" else ""))
     temperature = logged_temperature(where(folder / TRAIN_LOG))
     if model == "saved_model":
-        from tensorguess.serve.saved_model import SavedModelClassifier
+        from tensorguess.score.saved_model import SavedModelClassifier
 
         return SavedModelClassifier(path, labels_path, temperature, trust_graph=trust_graph)
-    from tensorguess.serve.lite import LiteClassifier
+    from tensorguess.score.lite import LiteClassifier
 
     return LiteClassifier(path, labels_path, temperature, tta=tta)
 

@@ -1,0 +1,25 @@
+"""Running a .tflite in LiteRT: its interpreter, and a float batch as a model's input tensor takes it.
+
+Here, in export/, because both the int8 bias correction (export/bias_correction.py) and the
+TFLite classifier (score/lite.py) run models: score/ imports export/, never the reverse.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def interpreter_class():
+    """LiteRT's interpreter (ai-edge-litert), which TF 2.21's tf.lite.Interpreter defers to."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter
+
+
+def quantized(pixels: np.ndarray, detail: dict) -> np.ndarray:
+    """The float batch as the input tensor wants it: as it is, or round(x / scale + zero)."""
+    if detail["dtype"] == np.float32:
+        return np.ascontiguousarray(pixels, np.float32)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(pixels / scale + zero), info.min, info.max).astype(detail["dtype"])
