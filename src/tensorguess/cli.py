@@ -20,7 +20,7 @@ import threading
 from dataclasses import fields
 from pathlib import Path
 
-from tensorguess import strict_json
+from tensorguess import stderr_noise, strict_json
 from tensorguess.config import SettingError, TrainConfig
 from tensorguess.engine.select import ENGINES, PHOTO_TRANSPORTS
 
@@ -551,14 +551,6 @@ def run_fetch(args) -> int:
     return 0
 
 
-def quiet_tensorflow() -> None:
-    """TensorFlow's info chatter off; its warnings about our data still show as our errors."""
-    import logging
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
-
 class Terminated(BaseException):
     """SIGTERM (docker stop, systemd, kill): ended like Ctrl-C, with one line and no traceback."""
 
@@ -568,7 +560,7 @@ def _terminate(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet_tensorflow()
+    stderr_noise.quiet()
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from tensorguess import stderr_noise
 from tensorguess.export.frozen import IMAGE_BATCH
 
 LABELS_NAME = "retrained_labels.txt"  # the associated file packed inside the .tflite
@@ -35,7 +36,8 @@ def float_model(graph_def, final_tensor_name: str = "final_result") -> bytes:
     import tensorflow as tf
 
     function, keep = classifier_function(graph_def, final_tensor_name)
-    return tf.lite.TFLiteConverter.from_concrete_functions([function], keep).convert()
+    with stderr_noise.filtered():
+        return tf.lite.TFLiteConverter.from_concrete_functions([function], keep).convert()
 
 
 FLOAT_CONVOLUTIONS = 3  # the first convolutions (and the input scaling before them) kept in float
@@ -66,34 +68,36 @@ def int8_model(graph_def, calibration: Callable[[], Iterable[np.ndarray]],
       0.999, and the agreement of the test head from 97.6% to 100%.
     `float_ops` (TFLite op names) and `float_layers` (the last part of a layer's first name:
     'Relu6_26', 'mul') keep more in float, for the benchmark's recipes."""
-    function, keep = classifier_function(graph_def, final_tensor_name)
-    converter = int8_converter(function, keep, calibration)
-    if float_convolutions or float_ops or float_layers:
-        import tensorflow as tf
-        from tensorflow.lite.python import convert
+    with stderr_noise.filtered():  # the converter's and LiteRT's own lines
+        function, keep = classifier_function(graph_def, final_tensor_name)
+        converter = int8_converter(function, keep, calibration)
+        if float_convolutions or float_ops or float_layers:
+            import tensorflow as tf
+            from tensorflow.lite.python import convert
 
-        # What QuantizationDebugger's selective quantization runs (its get_nondebug_quantized_model):
-        # calibrate, then quantize all but the denylisted ops, keeping our uint8 input and
-        # float output.
-        converter._experimental_calibrate_only = True
-        calibrated = converter.convert()
-        nodes = _float_nodes(calibrated, float_convolutions, float_layers)
-        # mlir_quantize leaves an int8 input and an int8 output: made uint8 and float32 below,
-        # as the converter's own path makes them.
-        model = _uint8_in_float_out(convert.mlir_quantize(
-            calibrated, fully_quantize=True, input_data_type=tf.uint8,
-            output_data_type=tf.float32, denylisted_ops=list(float_ops), denylisted_nodes=nodes))
-    else:
-        model = converter.convert()
-    if snap:
-        from tensorguess.export import weight_grid
+            # What QuantizationDebugger's selective quantization runs (its get_nondebug_quantized_model):
+            # calibrate, then quantize all but the denylisted ops, keeping our uint8 input and
+            # float output.
+            converter._experimental_calibrate_only = True
+            calibrated = converter.convert()
+            nodes = _float_nodes(calibrated, float_convolutions, float_layers)
+            # mlir_quantize leaves an int8 input and an int8 output: made uint8 and float32 below,
+            # as the converter's own path makes them.
+            model = _uint8_in_float_out(convert.mlir_quantize(
+                calibrated, fully_quantize=True, input_data_type=tf.uint8,
+                output_data_type=tf.float32, denylisted_ops=list(float_ops), denylisted_nodes=nodes))
+        else:
+            model = converter.convert()
+        if snap:
+            from tensorguess.export import weight_grid
 
-        model, _ = weight_grid.snap(model, graph_def)
-    if correct_bias:
-        from tensorguess.export import bias_correction
+            model, _ = weight_grid.snap(model, graph_def)
+        if correct_bias:
+            from tensorguess.export import bias_correction
 
-        model, _ = bias_correction.correct(model, float_model(graph_def, final_tensor_name), calibration())
-    return model
+            model, _ = bias_correction.correct(model, float_model(graph_def, final_tensor_name),
+                                               calibration())
+        return model
 
 
 def _uint8_in_float_out(model: bytes) -> bytes:
