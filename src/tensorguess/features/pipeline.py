@@ -21,10 +21,6 @@ from tensorguess.data.images import UnreadableImage, as_array, read_rgb
 from tensorguess.features.modules import enlarge, shrink_to_fit
 
 WORKERS_ENV = "TG_DECODE_WORKERS"
-# "0" decodes every photo at full size and shrinks it with TensorFlow, as before huge
-# photos were handled: for benchmarks that compare the two (with TG_DECODE_BUDGET_MPIX=0).
-REDUCED_ENV = "TG_DECODE_REDUCED"
-
 
 # Pillow allocates a large image in blocks of this size (16 MB by default). glibc serves
 # a block under its mmap threshold, which rises to 32 MB once a block is freed, from a
@@ -62,6 +58,12 @@ def bounded_map(fn: Callable, items: Iterable, workers: int, window: int) -> Ite
             yield result
 
 
+# Reduced JPEG decoding and banded shrinking for photos past the budget. False decodes every
+# photo at full size and shrinks it whole with TensorFlow: bench/huge_photos.py's baseline,
+# which sets it before running a command (with a budget of 0, nothing limits the decoding).
+decode_reduced = True
+
+
 def prepare_for_network(path: Path, size: int) -> np.ndarray:
     """Read and decode one image for `network_batch`: float32 in [0,1], at most size x size.
 
@@ -79,7 +81,7 @@ def prepare_for_network(path: Path, size: int) -> np.ndarray:
     (`shrink_in_bands`), never copied whole.
     """
     budget = decode_budget.shared()
-    reduced = os.environ.get(REDUCED_ENV, "").strip() != "0"
+    reduced = decode_reduced
     with contextlib.ExitStack() as held:
         image = read_rgb(path, target=size, max_pixels=budget.capacity if reduced else None,
                          hold=lambda pixels: held.enter_context(budget.hold(pixels)))
