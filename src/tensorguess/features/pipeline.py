@@ -24,11 +24,16 @@ WORKERS_ENV = "TG_DECODE_WORKERS"
 
 # Pillow allocates a large image in blocks of this size (16 MB by default). glibc serves
 # a block under its mmap threshold, which rises to 32 MB once a block is freed, from a
-# worker thread's heap, and a heap keeps freed memory: a huge photo's 576 MB stayed in
-# the process after it was shrunk, and each worker's heap could keep its own. Blocks
+# worker thread's heap, and a heap keeps freed memory: a huge photo's 576 MB would stay
+# in the process after it was shrunk, and each worker's heap could keep its own. Blocks
 # above that threshold are mapped and unmapped, so freed pixels go back to the system.
 PILLOW_BLOCK_SIZE = 64 << 20
-Image.core.set_block_size(PILLOW_BLOCK_SIZE)
+
+
+@functools.cache
+def set_up_decoding() -> None:
+    """Pillow's allocation for the decoding threads (PILLOW_BLOCK_SIZE); once a process."""
+    Image.core.set_block_size(PILLOW_BLOCK_SIZE)
 
 
 def default_workers() -> int:
@@ -80,6 +85,7 @@ def prepare_for_network(path: Path, size: int) -> np.ndarray:
     an image of more than BANDED_ABOVE pixels is shrunk a band of rows at a time
     (`shrink_in_bands`), never copied whole.
     """
+    set_up_decoding()
     budget = decode_budget.shared()
     reduced = decode_reduced
     with contextlib.ExitStack() as held:
@@ -218,6 +224,7 @@ def decoded_batches(
         except UnreadableImage as error:
             return path, error
 
+    set_up_decoding()
     decoded = bounded_map(load, paths, workers or default_workers(), window=4 * batch_size)
     while chunk := list(itertools.islice(decoded, batch_size)):
         readable = [pixels for _, pixels in chunk if not isinstance(pixels, UnreadableImage)]
