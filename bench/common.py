@@ -21,7 +21,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 
 def quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tensorguess import stderr_noise
+
+    stderr_noise.quiet()
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -19,8 +19,8 @@
    classifier trained on 12 photos of each superhero (100 steps, seed 1), with
    TG_DECODE_WORKERS of each --workers, both ways:
      ours      as shipped: reduced decoding and the decode budget;
-     baseline  TG_DECODE_REDUCED=0 TG_DECODE_BUDGET_MPIX=0: every photo decoded at full
-               size and shrunk by TensorFlow, with no limit, as before.
+     baseline  pipeline.decode_reduced off (FULL_SIZE) and TG_DECODE_BUDGET_MPIX=0: every
+               photo decoded at full size and shrunk by TensorFlow, with no limit.
    The figure is the child's peak RSS (ru_maxrss from os.wait4). Every run has an
    address-space limit (RLIMIT_AS) of 14 GB, less where that would leave this machine
    under 6 GB, so that a baseline that wants more fails alone (reported as
@@ -282,10 +282,15 @@ def train_classifier(work: Path) -> None:
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(common.REPO / "src"), "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
-    for name in ("TG_DECODE_REDUCED", "TG_DECODE_BUDGET_MPIX", "TG_DECODE_WORKERS"):
+    for name in ("TG_DECODE_BUDGET_MPIX", "TG_DECODE_WORKERS"):
         if name not in extra:
             env.pop(name, None)
     return env
+
+
+# The baseline's child: the package's CLI with reduced decoding off (pipeline's hook for this).
+FULL_SIZE = ("import sys; from tensorguess.features import pipeline; pipeline.decode_reduced = False; "
+             "from tensorguess.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def memory_available() -> int:
@@ -335,13 +340,13 @@ def memory(count: int, workers: list[int]) -> dict:
         common.warm_page_cache(sorted(source.iterdir()))
         limit = max(2 << 30, min(memory_available() - (6 << 30), 14 << 30))
         runs: dict[str, dict] = {}
-        ways = {"ours": {}, "baseline": {"TG_DECODE_REDUCED": "0", "TG_DECODE_BUDGET_MPIX": "0"}}
+        ways = {"ours": (["-m", "tensorguess"], {}),
+                "baseline": (["-c", FULL_SIZE], {"TG_DECODE_BUDGET_MPIX": "0"})}
         for worker_count in workers:
-            for way, settings in ways.items():
+            for way, (program, settings) in ways.items():
                 name = f"{way}, {worker_count} workers"
                 dest = work / f"sorted-{way}-{worker_count}"
-                command = [sys.executable, "-m", "tensorguess", "sort", str(work / "tf_files"),
-                           str(source), str(dest)]
+                command = [sys.executable, *program, "sort", str(work / "tf_files"), str(source), str(dest)]
                 env = child_env({**settings, "TG_DECODE_WORKERS": str(worker_count)})
                 runs[name] = peak_rss(command, env, limit)
                 manifest = dest / "guesses.jsonl"

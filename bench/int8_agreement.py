@@ -158,6 +158,28 @@ def best_seconds(run, pixels, rounds: int = 2) -> float:
     return min(times)
 
 
+def float_part(names: list[str], convolutions: int):
+    """A recipe's tflite.int8_model hook: TFLite ops (upper case names) and layers (the last part
+    of a layer's first name: 'Relu6_26', 'mul') kept in float, after the first `convolutions`
+    convolutions; None when all is int8."""
+    from tensorguess.export import tflite
+
+    ops = [name for name in names if name.isupper()]
+    layers = [name for name in names if not name.isupper()]
+    if not (ops or layers or convolutions):
+        return None
+
+    def part(calibrated: bytes) -> tuple[list[str], list[str]]:
+        from ai_edge_litert.tools import flatbuffer_utils
+
+        graph = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated)).subgraphs[0]
+        named = [tflite.tensor_name(graph, i) for i in range(len(graph.tensors))]
+        chosen = [name for name in named if name.split(";")[0].rsplit("/", 1)[-1] in layers]
+        return ops, list(dict.fromkeys(tflite.leading_nodes(calibrated, convolutions) + chosen))
+
+    return part
+
+
 def convert(graph_def, recipe: tuple, photos, size: int) -> tuple[bytes, dict]:
     from tensorguess.export import bias_correction, formats, tflite, weight_grid
 
@@ -165,9 +187,7 @@ def convert(graph_def, recipe: tuple, photos, size: int) -> tuple[bytes, dict]:
     paths = formats.calibration_paths(photos, count or len(photos.parts["training"]))
     images = formats.calibration_images(paths, size)
     model = tflite.int8_model(graph_def, images, snap=False, correct_bias=False,
-                              float_convolutions=float_convolutions,
-                              float_ops=[op for op in float_ops if op.isupper()],
-                              float_layers=[op for op in float_ops if not op.isupper()])
+                              float_part=float_part(float_ops, float_convolutions))
     facts = {"calibration_photos": len(paths),
              "classes_calibrated": len({p.parent.name for p in paths})}
     if snap:

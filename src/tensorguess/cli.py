@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 
+from tensorguess import stderr_noise
 from tensorguess.commands import COMMANDS
 from tensorguess.errors import EXIT_FAILED, EXIT_USAGE, TensorGuessError
 
@@ -69,14 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_tensorflow() -> None:
-    """TensorFlow's info chatter off; its warnings about our data still show as our errors."""
-    import logging
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
-
 class Terminated(BaseException):
     """SIGTERM (docker stop, systemd, kill): ended like Ctrl-C, with one line and no traceback."""
 
@@ -86,7 +79,7 @@ def _terminate(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet_tensorflow()
+    stderr_noise.quiet()
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)

@@ -33,6 +33,10 @@ setup() {
   "$REPO/.venv/bin/python" -m zipfile -l "$TF/retrained_graph_int8.tflite" | grep -q "^retrained_labels.txt "
 }
 
+@test "a successful export.sh prints neither TensorFlow's start-up lines nor the converter's and LiteRT's" {
+  no_tf_noise <"$BATS_FILE_TMPDIR/export.err"
+}
+
 @test "evaluate.sh --model scores with each format and names it in the report" {
   for model in pb saved_model tflite tflite-int8; do
     run bash "$REPO/evaluate.sh" "$TF" "$TF/data" "$BATS_TEST_TMPDIR/$model" --model "$model"
@@ -49,6 +53,7 @@ setup() {
   pb=$(bash "$REPO/guess.sh" "$TF" "$photo" 2>/dev/null)
   run --separate-stderr bash "$REPO/guess.sh" "$TF" "$photo" --model tflite
   [ "$status" -eq 0 ]
+  no_tf_noise <<<"$stderr"  # LiteRT's delegate notice included
   echo "$output"
   # The labels in the same order (the scores agree within 1e-4, checked in pytest).
   [ "$(awk -F ' [(]score' '{print $1}' <<<"$output")" = "$(awk -F ' [(]score' '{print $1}' <<<"$pb")" ]

@@ -20,6 +20,12 @@ setup() {
   [[ ${lines[1]} =~ ^darth\ vader\ \(score\ =\ 0\.[0-9]{5}\)$ ]]
 }
 
+@test "a successful guess.sh prints no TensorFlow start-up line on stderr" {
+  run --separate-stderr bash "$REPO/guess.sh" "$TF" "$(first_photo elsa)"
+  [ "$status" -eq 0 ]
+  no_tf_noise <<<"$stderr"
+}
+
 @test "guess.sh heads each of several images, relative paths and a PNG included" {
   cp "$(first_photo darth_vader)" "$BATS_TEST_TMPDIR/vader.jpg"
   "$REPO/.venv/bin/python" -c "from PIL import Image; Image.open('$(first_photo elsa)').save('$BATS_TEST_TMPDIR/elsa.png')"

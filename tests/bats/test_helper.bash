@@ -79,11 +79,17 @@ wait_until() {
   return 1
 }
 
-# ours: the lines of $output (a bats `run`) that tensor-guess wrote, without
-# TensorFlow's start-up notices (docs/how-it-works.md, Known limits), into OURS;
-# fails if a traceback is among them.
+# TF_NOISE: TensorFlow's start-up lines and the TFLite converter's and LiteRT's notices
+# (src/tensorguess/stderr_noise.py keeps them off stderr); no_tf_noise: none on stdin.
+TF_NOISE='absl::InitializeLog|oneDNN custom operations|^To enable the following instructions|^[IW][0-9]{4} [0-9:.]+ +[0-9]+ [a-z_]+\.cc:[0-9]+\]|^fully_quantize: |XNNPACK delegate|experimental_preserve_all_tensors|Statistics for quantized inputs'
+no_tf_noise() {
+  ! grep -E "$TF_NOISE"
+}
+
+# ours: the lines of $output (a bats `run`), all tensor-guess's (stderr_noise.py keeps
+# TensorFlow's start-up notices off), into OURS; fails if a traceback is among them.
 # shellcheck disable=SC2034,SC2154  # OURS is read by the tests; bats's run sets output
 ours() {
-  mapfile -t OURS < <(grep -v -e '^WARNING: All log messages before absl' -e '^I0000 ' -e '^To enable the following' <<<"$output")
+  mapfile -t OURS < <([[ -z $output ]] || printf '%s\n' "$output")
   ! grep -q Traceback <<<"$output"
 }

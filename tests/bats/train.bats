@@ -1,5 +1,7 @@
 #!/usr/bin/env bats
 
+bats_require_minimum_version 1.5.0
+
 setup_file() {
   load test_helper
   WORK="$BATS_FILE_TMPDIR/my photos"
@@ -29,6 +31,12 @@ setup() {
   run bash "$REPO/train.sh" "$WORK/tf files" --how_many_training_steps 5
   [ "$status" -eq 0 ]
   [[ $output == *"Bottlenecks: 0 computed, 24 read from cache"* ]]
+}
+
+@test "a successful train.sh prints no TensorFlow start-up line on stderr" {
+  run --separate-stderr bash "$REPO/train.sh" "$WORK/tf files" --how_many_training_steps 5
+  [ "$status" -eq 0 ]
+  no_tf_noise <<<"$stderr"
 }
 
 @test "train.sh --help documents retrain.py's flags" {

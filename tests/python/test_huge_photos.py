@@ -264,7 +264,7 @@ def test_sorting_three_12000x12000_photos_peaks_under_1_5_gb(trained, tmp_path):
     for index in (2, 3):
         os.link(source / "huge-1.jpg", source / f"huge-{index}.jpg")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    for name in ("TG_DECODE_BUDGET_MPIX", "TG_DECODE_REDUCED", "TG_DECODE_WORKERS"):
+    for name in ("TG_DECODE_BUDGET_MPIX", "TG_DECODE_WORKERS"):
         env.pop(name, None)
     peak, output, errors = peak_rss_of(
         [sys.executable, "-m", "tensorguess", "sort", str(base), str(source), str(tmp_path / "sorted")],

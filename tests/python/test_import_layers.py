@@ -23,8 +23,8 @@ LAYOUT_DOC = ROOT / "docs" / "development.md"
 # one another. A module imports only its own unit and earlier stages; the units of one stage are
 # independent of one another.
 STAGES: list[list[tuple[str, ...]]] = [
-    [("__init__", "errors", "model_dir", "strict_json", "atomic_write", "pure_ops", "metrics", "publish",
-      "watchdog")],
+    [("__init__", "errors", "model_dir", "stderr_noise", "strict_json", "atomic_write", "pure_ops", "metrics",
+      "publish", "watchdog")],
     [("data",)],
     [("features",)],
     [("head",)],

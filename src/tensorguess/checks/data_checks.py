@@ -84,12 +84,13 @@ def across_labels(image_set: ImageSet, readable: dict[str, list[Path]], digests:
 
 
 # The automatic threshold (docs/benchmarks.md, "Near-duplicate threshold"): at least
-# BASE_THRESHOLD, which catches 97-100% of the near-copies on superheroes and
-# flowers; raised to halve the distance at which photos of *different* classes typically
-# meet (the median, over photos, of the highest cosine to another class's photo), since
-# no near-copy can be told from a distinct photo closer than that. On sign-digits (all
-# hands on one background: that median is 0.931) it becomes 0.966: 72% of near-copies
-# caught and 0.1% of photos joined, where 0.90 would chain 97% of them into one group.
+# BASE_THRESHOLD, which catches 97-100% of near-copies (recompressed, cropped and resized
+# back, brightened) on superheroes and flowers; raised to halve the distance at which
+# photos of *different* classes typically meet (the median, over photos, of the highest
+# cosine to another class's photo), since no near-copy can be told from a distinct photo
+# closer than that. On sign-digits (all hands on one background: that median is 0.931)
+# it becomes 0.966: 72% of near-copies caught and 0.1% of photos joined, where 0.90
+# would chain 97% of them into one group.
 BASE_THRESHOLD = 0.90
 DISTANCE_SHARE = 0.5
 SAMPLE = 256  # photos whose nearest other-class photo is sought: a stable median, ~1 s at 100k

@@ -35,19 +35,15 @@ from tensorguess.atomic_write import write_atomically
 # The head of each fold: train.train_final_layer (class-uniform batches, softmax by SGD)
 # on features centred and scaled to a mean squared norm of 1, so that one learning rate
 # suits any extractor. Each photo of a batch then moves its own logits by about
-# LEARNING_RATE / BATCH = 3 per step: a short, sharp fit. Measured on sign-digits with 40
-# labels moved at random (11 draws; MobileNet v1 | v2), the moved photos among the first 80
-# suspects: 32-39, mean 36.1 | 32-39, mean 36.5, in 1.4 s for the 5 folds on 2 cores.
-# Better calibrated heads rank worse (5 draws per module): retrain.py's 4000 steps at 0.01
-# on raw features, 27-36 and 4x slower; a converged L2-regularised logistic regression
-# (L-BFGS), 23-35; learning rate 100 here, 30-37 (11 draws). Sharper ones rank a little
-# better (1000: mean 36.8 | 37.4) but saturate: 63% of the scores become exactly 1.0 and
-# the ranking falls to ties. 500 steps lose nothing to 1000; 10 folds gain nothing.
+# LEARNING_RATE / BATCH = 3 per step: a short, sharp fit, which ranks wrong labels better
+# than a well calibrated head, while not so sharp that the scores saturate at 1.0 and the
+# ranking falls to ties. The trials that chose these values (steps, learning rate, folds,
+# other heads): docs/benchmarks.md, section 12, "Suspected label errors".
 STEPS = 500
 LEARNING_RATE = 300.0
 BATCH = 100
 FOLDS = 5
-# In the cache key: a change to the head above must not read back scores of the old one.
+# In the cache key: scores are read back only for the head that made them.
 HEAD = f"train_final_layer/centred-unit-rms-as-read/steps={STEPS}/lr={LEARNING_RATE:g}/batch={BATCH}"
 
 # cleanlab's constants (cleanlab/internal/constants.py), so that comparisons agree exactly.

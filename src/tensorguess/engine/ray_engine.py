@@ -33,7 +33,7 @@ from tensorguess.features.modules import VALUE_RANGES, ModuleSpec, is_local
 from tensorguess.features.pipeline import progress
 
 # Settings the workers must share with the driver to decode exactly as it does.
-SHARED_ENV = ("TG_DECODE_BUDGET_MPIX", "TG_DECODE_REDUCED", "TFHUB_CACHE_DIR")
+SHARED_ENV = ("TG_DECODE_BUDGET_MPIX", "TFHUB_CACHE_DIR")
 CPUS_PER_ACTOR = 1
 CONNECT_SECONDS = 10  # a head node's GCS port that does not answer within this is taken as absent
 

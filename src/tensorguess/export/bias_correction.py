@@ -1,16 +1,15 @@
 """Empirical bias correction of an int8 model: each convolution's int32 bias is moved by the
 mean error its output channel makes against the float model, measured on calibration photos.
 
-Measured on sign-digits with MobileNet v1 (bench/int8_agreement.py, docs/benchmarks.md
-section 9): with the weights exactly the module's (weight_grid.py), much of what still
-separates the int8 features from the float ones is not noise but an offset that is the same on
-every output of a channel: the rounding of the activations to their uint8 steps does not
-average out to zero channel by channel, and each layer passes its offsets on, summed over its
-input channels, to the next (at the pooled bottleneck the head reads, the per-channel mean is
-80% of the error). Moving each bias by the mean error of its channel (the empirical bias
+Why: with the weights exactly the module's (weight_grid.py), much of what still separates
+the int8 features from the float ones is not noise but an offset that is the same on every
+output of a channel: the rounding of the activations to their uint8 steps does not average out
+to zero channel by channel, and each layer passes its offsets on, summed over its input
+channels, to the next (at the pooled bottleneck the head reads, the per-channel mean is most
+of the error). Moving each bias by the mean error of its channel is the empirical bias
 correction of Nagel et al., "Data-Free Quantization Through Weight Equalization and Bias
-Correction", 2019, section 4.2) took the mean cosine of the features to the float ones from
-0.989 to 0.999 there, and on MobileNet v2, whose weights are on no grid, from 0.993 to 0.998.
+Correction", 2019, section 4.2. What it gains on MobileNet v1 and v2 (bench/int8_agreement.py):
+docs/benchmarks.md, section 9, "Bias correction".
 
 How: the float model runs once on each photo, and for each convolution keeps where its output
 lies inside the fused activation's linear range (a clamped output says nothing of the offset
@@ -18,7 +17,7 @@ before the clamp: one bit an output, packed) and the sum of those outputs per ch
 layer after layer from the input on, the int8 model runs on the same photos and the layer's
 bias is moved by its channels' mean error over those outputs. Layer by layer, because
 correcting one changes what every later one sees: correcting all at once from one
-measurement counts each inherited offset twice (measured: the features fell apart). Only the
+measurement counts each inherited offset twice (the features fall apart). Only the
 int32 biases change: the arithmetic and the speed are the converter's. Any module gains:
 where the weights are on no grid of their own, their rounding adds offsets of its own, which
 this removes as well.
@@ -59,8 +58,8 @@ class _Runner:
     """One interpreter that keeps every tensor, fed one photo at a time (least memory), on every
     core, with the default delegate (XNNPACK) that guess, guessDir, evaluate and serve run: so
     the offsets corrected are those of the arithmetic the model is run with here. TFLite's own
-    kernels round some outputs one step the other way (measured: a correction measured with
-    them instead gives 99.4% agreement on the test head, against 100%, in four times the time)."""
+    kernels round some outputs one step the other way: a correction measured with them fits the
+    model less well, and takes longer (docs/benchmarks.md, section 9, "Bias correction")."""
 
     def __init__(self, model: bytes):
         self.interpreter = interpreter_class()(model_content=model, experimental_preserve_all_tensors=True,
@@ -90,8 +89,8 @@ MOST_PHOTOS, FEWEST_PHOTOS = 64, 16
 
 def photo_count(layers: int) -> int:
     """How many calibration photos correct `layers` convolutions: the cost is one int8 run of a
-    photo per layer. 16 photos already give the 64's features on sign-digits (cosine 0.9992 to
-    the float ones against 0.9993); fewer would leave the last layers' few outputs noisy."""
+    photo per layer. 16 photos already give about the 64's features (docs/benchmarks.md,
+    section 9, "Bias correction"); fewer would leave the last layers' few outputs noisy."""
     return max(FEWEST_PHOTOS, min(MOST_PHOTOS, RUNS // max(layers, 1)))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tensorguess import stderr_noise
 from tensorguess.atomic_write import write_atomically
 from tensorguess.export import bias_correction, weight_grid
 from tensorguess.model_dir import FINAL_TENSOR, IMAGE_BATCH, LABELS
@@ -38,61 +39,74 @@ def float_model(graph_def, final_tensor_name: str = FINAL_TENSOR) -> bytes:
     import tensorflow as tf
 
     function, keep = classifier_function(graph_def, final_tensor_name)
-    return tf.lite.TFLiteConverter.from_concrete_functions([function], keep).convert()
+    with stderr_noise.filtered():
+        return tf.lite.TFLiteConverter.from_concrete_functions([function], keep).convert()
 
 
 FLOAT_CONVOLUTIONS = 3  # the first convolutions (and the input scaling before them) kept in float
 
+# What stays in float in an int8 model: given the calibrated (still float) model, the TFLite
+# op names and the tensor names whose ops are not quantized.
+FloatPart = Callable[[bytes], tuple[list[str], list[str]]]
+
+
+def first_convolutions(count: int = FLOAT_CONVOLUTIONS) -> FloatPart:
+    """The ops up to the `count`-th convolution in float (the input's scaling included)."""
+    return lambda calibrated: ([], leading_nodes(calibrated, count))
+
+
+EXPORTED_FLOAT_PART = first_convolutions()  # export.sh's
+
 
 def int8_model(graph_def, calibration: Callable[[], Iterable[np.ndarray]],
                final_tensor_name: str = FINAL_TENSOR, snap: bool = True,
-               float_convolutions: int = FLOAT_CONVOLUTIONS, float_ops: list[str] | tuple = (),
-               float_layers: list[str] | tuple = (), correct_bias: bool = True) -> bytes:
+               correct_bias: bool = True, float_part: FloatPart | None = EXPORTED_FLOAT_PART) -> bytes:
     """Full-integer post-training quantization, calibrated on `calibration()` (float images
-    [S,S,3] in [0,1]), but for the start of the network. The input is uint8 (scale 1/255, zero
-    point 0 when the calibration photos span black to white: the pixel values themselves); the
-    scores come out dequantized to float32, in steps of 1/256 (the int8 softmax's).
+    [S,S,3] in [0,1]), but for `float_part` (None: everything int8). The input is uint8 (scale
+    1/255, zero point 0 when the calibration photos span black to white: the pixel values
+    themselves); the scores come out dequantized to float32, in steps of 1/256 (the int8
+    softmax's).
 
-    Measured on sign-digits (bench/int8_agreement.py, docs/benchmarks.md section 9), two things
-    drift the int8 features from the float ones, and a third is their steady part; all three are
-    undone here:
+    Two things drift the int8 features from the float ones, and a third is their steady part;
+    all three are undone here (measured by bench/int8_agreement.py, figures in
+    docs/benchmarks.md, "The int8 recipe" and "Bias correction"):
     - the input's scaling (the module's x * 255 - 128) and the first convolutions, at
-      112x112, quantized, move some photos' features far (a cosine of 0.90 at worst): the ops
-      up to the `float_convolutions`-th convolution stay in float, with int8 from there on;
+      112x112, quantized, move some photos' features far: the ops up to the
+      FLOAT_CONVOLUTIONS-th convolution stay in float (`float_part`), with int8 from there on;
     - TFLite puts each weight channel on a grid of its own, rounding the module's weights a
       second time: with `snap`, those on a uint8 grid of their own (the shared modules') are
       put back on it (weight_grid.py);
     - what is left is mostly a steady offset per channel, layer upon layer (the activations'
       rounding does not average out): with `correct_bias`, each convolution's bias is moved by
       its channels' mean error against the float model on calibration photos
-      (bias_correction.py). It took the features' mean cosine to the float ones from 0.989 to
-      0.999, and the agreement of the test head from 97.6% to 100%.
-    `float_ops` (TFLite op names) and `float_layers` (the last part of a layer's first name:
-    'Relu6_26', 'mul') keep more in float, for the benchmark's recipes."""
-    function, keep = classifier_function(graph_def, final_tensor_name)
-    converter = int8_converter(function, keep, calibration)
-    if float_convolutions or float_ops or float_layers:
-        import tensorflow as tf
-        from tensorflow.lite.python import convert
+      (bias_correction.py).
+    bench/int8_agreement.py's recipes pass a `float_part` of their own."""
+    with stderr_noise.filtered():  # the converter's and LiteRT's own lines
+        function, keep = classifier_function(graph_def, final_tensor_name)
+        converter = int8_converter(function, keep, calibration)
+        if float_part is None:
+            model = converter.convert()
+        else:
+            import tensorflow as tf
+            from tensorflow.lite.python import convert
 
-        # What QuantizationDebugger's selective quantization runs (its get_nondebug_quantized_model):
-        # calibrate, then quantize all but the denylisted ops, keeping our uint8 input and
-        # float output.
-        converter._experimental_calibrate_only = True
-        calibrated = converter.convert()
-        nodes = _float_nodes(calibrated, float_convolutions, float_layers)
-        # mlir_quantize leaves an int8 input and an int8 output: made uint8 and float32 below,
-        # as the converter's own path makes them.
-        model = _uint8_in_float_out(convert.mlir_quantize(
-            calibrated, fully_quantize=True, input_data_type=tf.uint8,
-            output_data_type=tf.float32, denylisted_ops=list(float_ops), denylisted_nodes=nodes))
-    else:
-        model = converter.convert()
-    if snap:
-        model, _ = weight_grid.snap(model, graph_def)
-    if correct_bias:
-        model, _ = bias_correction.correct(model, float_model(graph_def, final_tensor_name), calibration())
-    return model
+            # What QuantizationDebugger's selective quantization runs (its get_nondebug_quantized_model):
+            # calibrate, then quantize all but the denylisted ops, keeping our uint8 input and
+            # float output.
+            converter._experimental_calibrate_only = True
+            calibrated = converter.convert()
+            ops, nodes = float_part(calibrated)
+            # mlir_quantize leaves an int8 input and an int8 output: made uint8 and float32 below,
+            # as the converter's own path makes them.
+            model = _uint8_in_float_out(convert.mlir_quantize(
+                calibrated, fully_quantize=True, input_data_type=tf.uint8,
+                output_data_type=tf.float32, denylisted_ops=list(ops), denylisted_nodes=list(nodes)))
+        if snap:
+            model, _ = weight_grid.snap(model, graph_def)
+        if correct_bias:
+            model, _ = bias_correction.correct(model, float_model(graph_def, final_tensor_name),
+                                               calibration())
+        return model
 
 
 def _uint8_in_float_out(model: bytes) -> bytes:
@@ -134,29 +148,27 @@ def _uint8_in_float_out(model: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
 
 
-def _float_nodes(calibrated: bytes, convolutions: int, layers) -> list[str]:
-    """The output names of the ops before and up to the `convolutions`-th convolution, and of
-    the named layers, in a calibrated (still float) model."""
+def tensor_name(graph, index: int) -> str:
+    value = graph.tensors[index].name
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def leading_nodes(calibrated: bytes, convolutions: int) -> list[str]:
+    """The output names of the ops before and up to the `convolutions`-th convolution of a
+    calibrated (still float) model."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
     tree = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
     graph = tree.subgraphs[0]
     kinds = {schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D}
-
-    def name(index):
-        value = graph.tensors[index].name
-        return value.decode() if isinstance(value, bytes) else value
-
     nodes, seen = [], 0
     for op in graph.operators:
         if seen >= convolutions:
             break
-        nodes.extend(name(i) for i in op.outputs)
+        nodes.extend(tensor_name(graph, i) for i in op.outputs)
         seen += flatbuffer_utils.get_builtin_code_from_operator_code(
             tree.operatorCodes[op.opcodeIndex]) in kinds
-    nodes.extend(name(i) for i in range(len(graph.tensors))
-                 if name(i).split(";")[0].rsplit("/", 1)[-1] in layers)
     return list(dict.fromkeys(nodes))
 
 

@@ -21,18 +21,19 @@ from tensorguess.data.images import UnreadableImage, as_array, read_rgb
 from tensorguess.features.modules import enlarge, shrink_to_fit
 
 WORKERS_ENV = "TG_DECODE_WORKERS"
-# "0" decodes every photo at full size and shrinks it with TensorFlow, as before huge
-# photos were handled: for benchmarks that compare the two (with TG_DECODE_BUDGET_MPIX=0).
-REDUCED_ENV = "TG_DECODE_REDUCED"
-
 
 # Pillow allocates a large image in blocks of this size (16 MB by default). glibc serves
 # a block under its mmap threshold, which rises to 32 MB once a block is freed, from a
-# worker thread's heap, and a heap keeps freed memory: a huge photo's 576 MB stayed in
-# the process after it was shrunk, and each worker's heap could keep its own. Blocks
+# worker thread's heap, and a heap keeps freed memory: a huge photo's 576 MB would stay
+# in the process after it was shrunk, and each worker's heap could keep its own. Blocks
 # above that threshold are mapped and unmapped, so freed pixels go back to the system.
 PILLOW_BLOCK_SIZE = 64 << 20
-Image.core.set_block_size(PILLOW_BLOCK_SIZE)
+
+
+@functools.cache
+def set_up_decoding() -> None:
+    """Pillow's allocation for the decoding threads (PILLOW_BLOCK_SIZE); once a process."""
+    Image.core.set_block_size(PILLOW_BLOCK_SIZE)
 
 
 def default_workers() -> int:
@@ -62,6 +63,12 @@ def bounded_map(fn: Callable, items: Iterable, workers: int, window: int) -> Ite
             yield result
 
 
+# Reduced JPEG decoding and banded shrinking for photos past the budget. False decodes every
+# photo at full size and shrinks it whole with TensorFlow: bench/huge_photos.py's baseline,
+# which sets it before running a command (with a budget of 0, nothing limits the decoding).
+decode_reduced = True
+
+
 def prepare_for_network(path: Path, size: int) -> np.ndarray:
     """Read and decode one image for `network_batch`: float32 in [0,1], at most size x size.
 
@@ -78,8 +85,9 @@ def prepare_for_network(path: Path, size: int) -> np.ndarray:
     an image of more than BANDED_ABOVE pixels is shrunk a band of rows at a time
     (`shrink_in_bands`), never copied whole.
     """
+    set_up_decoding()
     budget = decode_budget.shared()
-    reduced = os.environ.get(REDUCED_ENV, "").strip() != "0"
+    reduced = decode_reduced
     with contextlib.ExitStack() as held:
         image = read_rgb(path, target=size, max_pixels=budget.capacity if reduced else None,
                          hold=lambda pixels: held.enter_context(budget.hold(pixels)))
@@ -216,6 +224,7 @@ def decoded_batches(
         except UnreadableImage as error:
             return path, error
 
+    set_up_decoding()
     decoded = bounded_map(load, paths, workers or default_workers(), window=4 * batch_size)
     while chunk := list(itertools.islice(decoded, batch_size)):
         readable = [pixels for _, pixels in chunk if not isinstance(pixels, UnreadableImage)]

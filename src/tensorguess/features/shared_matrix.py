@@ -8,7 +8,7 @@ data starts on its allocator's 64-byte boundary (anything else aborts the proces
 inside a kernel, not with an exception), which NumPy's own large allocations do not:
 glibc hands out page + 16 bytes. So the matrices that training reads are allocated
 here, aligned, and `as_tensor` shares memory only with an array it can prove is
-aligned; any other array is copied as before.
+aligned; any other array is copied (tf.constant's way).
 
 The shared array must not be written while the tensor lives: TensorFlow takes
 tensors to be immutable.

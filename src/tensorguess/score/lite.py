@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tensorguess import stderr_noise
 from tensorguess.export.litert import interpreter_class, quantized
 from tensorguess.export.tflite import packed_labels
 from tensorguess.score import tta as test_time
@@ -49,8 +50,9 @@ class LiteClassifier(PixelBatchClassifier):
         self.temperature = temperature
         try:
             # A flatbuffer is data, not a program: the interpreter runs only its builtin ops.
-            self.interpreter = interpreter_class()(model_content=data,
-                                                   num_threads=threads or os.cpu_count() or 1)
+            with stderr_noise.filtered():  # LiteRT's delegate notice
+                self.interpreter = interpreter_class()(model_content=data,
+                                                       num_threads=threads or os.cpu_count() or 1)
         except (ValueError, RuntimeError) as error:
             raise ClassifierError(f"{model_path} is not a TFLite model LiteRT can load "
                                   f"({str(error).strip().splitlines()[0][:200]})") from error
@@ -72,7 +74,8 @@ class LiteClassifier(PixelBatchClassifier):
                 f"{labels_path} has {len(self.labels)} labels but {model_path} scores "
                 f"{int(self.output['shape'][-1])} classes; use the labels file written with it"
             )
-        prepare(self.interpreter, model_path)
+        with stderr_noise.filtered():
+            prepare(self.interpreter, model_path)
         self._batch = int(self.input["shape"][0])  # the batch size the tensors are allocated for
 
     def close(self) -> None:

@@ -2,9 +2,9 @@
 
 A copy is made in three steps: its name is claimed (an empty file created with
 O_EXCL), the bytes are copied in, its record is appended to guesses.jsonl. A kill
-between the first and the last used to leave a copy that no record named: the rerun
-copied the photo again under another name, and the first copy (empty, partial or
-whole) stayed. So before a name is claimed, the record it will get is written to
+between the first and the last would leave a copy that no record names: a rerun
+would copy the photo again under another name, and the first copy (empty, partial or
+whole) would stay. So before a name is claimed, the record it will get is written to
 DEST/.guessDir-copy-in-flight.json; a rerun reads it and finishes that copy instead:
 
 - its name is not there: the kill came before the claim; nothing to finish;
