@@ -105,15 +105,6 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
     if imbalance:
         warn(imbalance)
 
-    def part(name: str):
-        paths = [p for label in image_set.labels for p in parts.parts[name][label]]
-        truth = [index for index, label in enumerate(image_set.labels) for _ in parts.parts[name][label]]
-        return paths, np.array(truth, dtype=np.int64)
-
-    def arrays(name: str):
-        paths, truth = part(name)
-        return extraction.matrix(paths), truth
-
     seed = cfg.random_seed if cfg.random_seed is not None else random.SystemRandom().randrange(2**31)
     if cfg.random_seed is None and cfg.fine_tune:  # an interrupted fine-tuning's seed, to resume it
         from tensorguess.head.fine_tune import saved_seed
@@ -121,15 +112,15 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
         seed = saved_seed(Path(cfg.train_log).parent) or seed
     # The head reads its training rows from the extraction's matrix itself, through their
     # row numbers: no copy of four fifths of it (at 100k photos, 330 MB and 1.5 s).
-    train_paths, train_y = part("training")
+    train_paths, train_y = parts.files("training")
     train_x, train_rows = extraction.features, extraction.row_of(train_paths)
     augmentation = None
     if cfg.variants():
-        train_x, train_y, augmentation = _with_variants(cfg, image_set, parts.parts["training"], extraction,
+        train_x, train_y, augmentation = _with_variants(cfg, train_paths, extraction,
                                                         spec, loaded, cache, train_rows, train_y, say, warn)
         train_rows = None
-    val_x, val_y = arrays("validation")
-    test_x, test_y = arrays("testing")
+    val_x, val_y = parts.arrays("validation", extraction.matrix)
+    test_x, test_y = parts.arrays("testing", extraction.matrix)
     # From here on the training set and the other parts' copies hold the features.
     extraction.features = np.zeros((0, extraction.features.shape[1]), np.float32)
 
@@ -169,14 +160,14 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
     if cfg.fine_tune:  # the module's last layers too, on photos distorted on the fly
         from tensorguess.head import fine_tune
 
-        layer, val_x, test_x, fine_tuned = fine_tune.run(cfg, spec, loaded, layer, image_set.labels,
-                                                         parts.parts, extraction.digests, seed, say, warn)
+        layer, val_x, test_x, fine_tuned = fine_tune.run(cfg, spec, loaded, layer, parts, extraction.digests,
+                                                         seed, say, warn)
 
     calibration = calibrate(layer.logits(val_x), val_y, cfg.calibrate)
     layer.temperature = calibration.temperature
     say(_calibration_line(calibration))
 
-    test_paths = [p for label in image_set.labels for p in parts.parts["testing"][label]]
+    test_paths = parts.files("testing")[0]
     if cfg.test_batch_size > 0 and len(test_y) > cfg.test_batch_size:
         chosen = np.random.default_rng(seed).choice(len(test_y), cfg.test_batch_size, replace=False)
         test_x, test_y = test_x[chosen], test_y[chosen]
@@ -213,8 +204,8 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
         "split_sizes_per_class": parts.per_class_sizes(),
         "data_checks": checks.as_json(image_set),
         # Content hashes of each split: evaluate.sh counts the photos it is given that are these.
-        "split_digests": {name: sorted({extraction.digests[p] for files in part.values() for p in files})
-                          for name, part in parts.parts.items()},
+        "split_digests": {name: sorted({extraction.digests[p] for p in parts.files(name)[0]})
+                          for name in dataset.SPLITS},
         "unreadable_files": [{"file": str(s.path), "reason": s.reason} for s in extraction.skipped],
         "bottlenecks": {"computed": extraction.computed, "from_cache": extraction.from_cache,
                         "seconds": round(extraction.seconds, 3)},
@@ -240,12 +231,11 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
     return log
 
 
-def _with_variants(cfg: TrainConfig, image_set, training: dict, extraction, spec, loaded, cache,
+def _with_variants(cfg: TrainConfig, paths: list[Path], extraction, spec, loaded, cache,
                    train_rows: np.ndarray, train_y: np.ndarray, say, warn):
     """The training arrays with every training photo's distorted variants added, and their log:
     the photos' rows of the extraction's matrix (`train_rows`), then their variants'."""
     recipe, count = cfg.recipe(), cfg.variants()
-    paths = [p for label in image_set.labels for p in training[label]]
     say(f"Augmentation: {recipe.describe()}")
     variants = bottlenecks.extract_variants(extraction, paths, recipe, count, spec, loaded, cache,
                                             cfg.bottleneck_batch_size, warn=warn)
