@@ -20,7 +20,7 @@ from tensorguess.features import bottlenecks, modules
 from tensorguess.features.shared_matrix import aligned_empty, gather_rows
 from tensorguess.head.balance import balanced_weights, imbalance_warning
 from tensorguess.head.calibration import calibrate
-from tensorguess.head.train import EvalPoint, TrainingDiverged, train_final_layer
+from tensorguess.head.train import EvalPoint, Rows, Schedule, TrainingDiverged, train_head
 from tensorguess.metrics import softmax
 from tensorguess.report import document
 
@@ -138,12 +138,10 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
                if cfg.class_weights == "balanced" else None)
     training_started = time.perf_counter()
     try:
-        layer, history = train_final_layer(
-            train_x, train_y, val_x, val_y, len(image_set.labels), cfg.how_many_training_steps,
-            cfg.learning_rate, cfg.train_batch_size, cfg.validation_batch_size,
-            cfg.eval_step_interval, seed, on_eval=on_eval, class_weights=weights, head=cfg.head(),
-            train_rows=train_rows,
-        )
+        schedule = Schedule(cfg.how_many_training_steps, cfg.learning_rate, cfg.train_batch_size,
+                            cfg.validation_batch_size, cfg.eval_step_interval, seed)
+        layer, history = train_head(Rows(train_x, train_y, train_rows), Rows(val_x, val_y),
+                                    len(image_set.labels), schedule, cfg.head(), on_eval, weights)
     except TrainingDiverged as error:
         # Nothing has been written yet: the model already in place stays as it was.
         raise TrainingDiverged(f"{error}: nothing was written, {cfg.output_graph} is as it was; "
