@@ -59,6 +59,10 @@ class ImageSet:
     given: dict[Path, str] | None = None  # file -> split, when the data set comes split
     origin: str = ""  # how the labels and the split were found, for the console
 
+    def all_files(self) -> list[Path]:
+        """Every file, label by label (a file under two labels, twice)."""
+        return [path for label in self.labels for path in self.files[label]]
+
     def name(self, path: Path) -> str:
         """The name a file is split and reported by: relative to the root when inside it."""
         return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
