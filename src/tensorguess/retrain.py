@@ -6,6 +6,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,8 @@ from tensorguess.export import frozen
 from tensorguess.features import bottlenecks, modules
 from tensorguess.features.shared_matrix import aligned_empty, gather_rows
 from tensorguess.head.balance import balanced_weights, imbalance_warning
-from tensorguess.head.calibration import calibrate
-from tensorguess.head.train import EvalPoint, TrainingDiverged, train_final_layer
+from tensorguess.head.calibration import Calibration, calibrate
+from tensorguess.head.train import EvalPoint, FinalLayer, Rows, Schedule, TrainingDiverged, train_head
 from tensorguess.metrics import softmax
 from tensorguess.model_dir import TrainLog
 from tensorguess.report import document
@@ -60,17 +61,44 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
     started = time.perf_counter()
     # Refuse a report folder holding someone else's files now, not after the training.
     document.check_out_dir(cfg.report_dir)
+    image_set = _image_set(cfg, say, warn)
+    spec, loaded = _module(cfg, say, warn)
+    cache = bottlenecks.BottleneckCache(cfg.bottleneck_dir, spec, warn=warn)
+    extraction = _extract(cfg, image_set.all_files(), spec, loaded, cache, warn)
+    say(extraction.summary())
+    checks, parts = _checked_split(cfg, image_set, extraction, spec, cache, say, warn)
+    seed = _seed(cfg)
+    trained = _train(cfg, image_set, parts, extraction, spec, loaded, cache, seed, say, warn)
+    tested = _test(cfg, image_set, parts, extraction, trained, seed, say)
+    frozen.export(spec, loaded, trained.layer, image_set.labels, cfg.output_graph, cfg.output_labels,
+                  cfg.saved_model_dir, cfg.final_tensor_name, publication)  # staged, published with the log
+    log = train_log(cfg, seed, spec, image_set, parts, checks, extraction, trained, tested,
+                    time.perf_counter() - started)
+    written = TrainLog.of_run(log)  # with the model's kind, and the folders it read
+    written.stage(publication.write, Path(cfg.train_log), Path(cfg.output_graph).parent)
+    publication.commit()
+    say(f"Wrote {cfg.output_graph}, {cfg.output_labels}, {cfg.saved_model_dir} and {cfg.train_log}")
+    document.write(cfg.report_dir, tested.evaluation, train_log=written.data, report=tested.summary)
+    say(f"Wrote the test report {Path(cfg.report_dir) / 'report.html'}")
+    return written.data
+
+
+def _image_set(cfg: TrainConfig, say, warn) -> dataset.ImageSet:
+    """The labelled photos (a folder per class, or a labels CSV), said and checked trainable."""
     if cfg.labels_csv:
         image_set = read_labels_csv(cfg.labels_csv, warn=warn)
     else:
         image_set = dataset.discover(cfg.image_dir, warn=warn)
     if image_set.origin:
         say(image_set.origin)
-    all_files = [path for label in image_set.labels for path in image_set.files[label]]
-    say(f"Found {len(all_files)} files in {len(image_set.labels)} categories: "
+    say(f"Found {len(image_set.all_files())} files in {len(image_set.labels)} categories: "
         + ", ".join(f"{label} ({len(image_set.files[label])})" for label in image_set.labels))
     dataset.require_trainable(image_set, image_set.files)  # before the bottleneck pass
+    return image_set
 
+
+def _module(cfg: TrainConfig, say, warn):
+    """The feature module, loaded: (its spec, the loaded module)."""
     say(f"Loading module {cfg.tfhub_module}")
     spec, loaded = modules.resolve(cfg.tfhub_module, cfg.input_size, cfg.input_range,
                                    trusted=cfg.trust_graph)
@@ -79,10 +107,11 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
     not_features = bottlenecks.classification_warning(spec, loaded)
     if not_features:
         warn(not_features)
-    cache = bottlenecks.BottleneckCache(cfg.bottleneck_dir, spec, warn=warn)
-    extraction = _extract(cfg, all_files, spec, loaded, cache, warn)
-    say(extraction.summary())
+    return spec, loaded
 
+
+def _checked_split(cfg: TrainConfig, image_set, extraction, spec, cache, say, warn):
+    """The data checks and the split they shape (near-duplicates kept on one side), said."""
     readable = {
         label: [p for p in image_set.files[label] if extraction.readable(p)]
         for label in image_set.labels
@@ -105,35 +134,78 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
                                   cfg.class_weights)
     if imbalance:
         warn(imbalance)
+    return checks, parts
 
-    def part(name: str):
-        paths = [p for label in image_set.labels for p in parts.parts[name][label]]
-        truth = [index for index, label in enumerate(image_set.labels) for _ in parts.parts[name][label]]
-        return paths, np.array(truth, dtype=np.int64)
 
-    def arrays(name: str):
-        paths, truth = part(name)
-        return extraction.matrix(paths), truth
-
+def _seed(cfg: TrainConfig) -> int:
+    """--random_seed; else an interrupted fine-tuning's (to resume it); else a fresh one."""
     seed = cfg.random_seed if cfg.random_seed is not None else random.SystemRandom().randrange(2**31)
-    if cfg.random_seed is None and cfg.fine_tune:  # an interrupted fine-tuning's seed, to resume it
+    if cfg.random_seed is None and cfg.fine_tune:
         from tensorguess.head.fine_tune import saved_seed
 
         seed = saved_seed(Path(cfg.train_log).parent) or seed
+    return seed
+
+
+@dataclass
+class Trained:
+    """The head (fine-tuned with the module's last layers where asked), and what its training logs."""
+
+    layer: FinalLayer
+    history: list[EvalPoint]
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    augmentation: dict | None
+    class_weights: np.ndarray | None
+    summaries: Path | None  # the TensorBoard run folder
+    seconds: float  # the head's training (not the fine-tuning)
+    fine_tuned: dict | None
+    calibration: Calibration
+
+
+def _train(cfg: TrainConfig, image_set, parts: dataset.Split, extraction, spec, loaded, cache, seed: int,
+           say, warn) -> Trained:
+    """The head on the split's features (and their variants), then fine-tuning and calibration."""
     # The head reads its training rows from the extraction's matrix itself, through their
     # row numbers: no copy of four fifths of it (at 100k photos, 330 MB and 1.5 s).
-    train_paths, train_y = part("training")
+    train_paths, train_y = parts.files("training")
     train_x, train_rows = extraction.features, extraction.row_of(train_paths)
     augmentation = None
     if cfg.variants():
-        train_x, train_y, augmentation = _with_variants(cfg, image_set, parts.parts["training"], extraction,
+        train_x, train_y, augmentation = _with_variants(cfg, train_paths, extraction,
                                                         spec, loaded, cache, train_rows, train_y, say, warn)
         train_rows = None
-    val_x, val_y = arrays("validation")
-    test_x, test_y = arrays("testing")
+    val_x, val_y = parts.arrays("validation", extraction.matrix)
+    test_x, test_y = parts.arrays("testing", extraction.matrix)
     # From here on the training set and the other parts' copies hold the features.
     extraction.features = np.zeros((0, extraction.features.shape[1]), np.float32)
 
+    weights = (balanced_weights(train_y, len(image_set.labels))
+               if cfg.class_weights == "balanced" else None)
+    training_started = time.perf_counter()
+    layer, history, summaries = _head(cfg, Rows(train_x, train_y, train_rows), Rows(val_x, val_y),
+                                      len(image_set.labels), weights, seed, say)
+    training_seconds = time.perf_counter() - training_started
+
+    fine_tuned = None
+    if cfg.fine_tune:  # the module's last layers too, on photos distorted on the fly
+        from tensorguess.head import fine_tune
+
+        layer, val_x, test_x, fine_tuned = fine_tune.run(cfg, spec, loaded, layer, parts, extraction.digests,
+                                                         seed, say, warn)
+
+    calibration = calibrate(layer.logits(val_x), val_y, cfg.calibrate)
+    layer.temperature = calibration.temperature
+    say(_calibration_line(calibration))
+    return Trained(layer, history, val_x, val_y, test_x, test_y, augmentation, weights, summaries,
+                   training_seconds, fine_tuned, calibration)
+
+
+def _head(cfg: TrainConfig, training: Rows, validation: Rows, classes: int, weights, seed: int, say):
+    """The head's training, each evaluation said (and written as TensorBoard summaries where asked):
+    (the layer, the evaluations, the summaries' folder or None)."""
     summaries = _summary_writer(cfg)
 
     def on_eval(point: EvalPoint) -> None:
@@ -144,16 +216,10 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
         if summaries:
             summaries.write(point)
 
-    weights = (balanced_weights(train_y, len(image_set.labels))
-               if cfg.class_weights == "balanced" else None)
-    training_started = time.perf_counter()
+    schedule = Schedule(cfg.how_many_training_steps, cfg.learning_rate, cfg.train_batch_size,
+                        cfg.validation_batch_size, cfg.eval_step_interval, seed)
     try:
-        layer, history = train_final_layer(
-            train_x, train_y, val_x, val_y, len(image_set.labels), cfg.how_many_training_steps,
-            cfg.learning_rate, cfg.train_batch_size, cfg.validation_batch_size,
-            cfg.eval_step_interval, seed, on_eval=on_eval, class_weights=weights, head=cfg.head(),
-            train_rows=train_rows,
-        )
+        layer, history = train_head(training, validation, classes, schedule, cfg.head(), on_eval, weights)
     except TrainingDiverged as error:
         # Nothing has been written yet: the model already in place stays as it was.
         raise TrainingDiverged(f"{error}: nothing was written, {cfg.output_graph} is as it was; "
@@ -162,22 +228,25 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
     finally:
         if summaries:
             summaries.close()
-    training_seconds = time.perf_counter() - training_started
     if summaries:
         say(f"TensorBoard summaries in {summaries.folder}")
+    return layer, history, summaries.folder if summaries else None
 
-    fine_tuned = None
-    if cfg.fine_tune:  # the module's last layers too, on photos distorted on the fly
-        from tensorguess.head import fine_tune
 
-        layer, val_x, test_x, fine_tuned = fine_tune.run(cfg, spec, loaded, layer, image_set.labels,
-                                                         parts.parts, extraction.digests, seed, say, warn)
+@dataclass
+class Tested:
+    """The trained head on the test split: the report's input and content, and the accuracy."""
 
-    calibration = calibrate(layer.logits(val_x), val_y, cfg.calibrate)
-    layer.temperature = calibration.temperature
-    say(_calibration_line(calibration))
+    evaluation: document.Evaluation
+    summary: dict  # document.build(evaluation)
+    accuracy: float
 
-    test_paths = [p for label in image_set.labels for p in parts.parts["testing"][label]]
+
+def _test(cfg: TrainConfig, image_set, parts: dataset.Split, extraction, trained: Trained, seed: int,
+          say) -> Tested:
+    """The final test (on a sample of --test_batch_size where asked), its summary said."""
+    layer, test_x, test_y = trained.layer, trained.test_x, trained.test_y
+    test_paths = parts.files("testing")[0]
     if cfg.test_batch_size > 0 and len(test_y) > cfg.test_batch_size:
         chosen = np.random.default_rng(seed).choice(len(test_y), cfg.test_batch_size, replace=False)
         test_x, test_y = test_x[chosen], test_y[chosen]
@@ -192,62 +261,56 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
         source=f"test split of {image_set.root}", classifier=str(cfg.output_graph),
         unreadable=extraction.skipped,
         uncalibrated=softmax(layer.logits(test_x)) if layer.temperature != 1.0 else None,
-        temperature=layer.temperature, calibration_fit=calibration.as_json(),
+        temperature=layer.temperature, calibration_fit=trained.calibration.as_json(),
     )
     summary = document.build(evaluation)
     for line in document.console_lines(summary):
         say(line)
-    misclassified = summary["misclassified"]  # the most confident mistakes first
     if cfg.print_misclassified_test_images:
         say("=== MISCLASSIFIED TEST IMAGES ===")
-        for wrong in misclassified:
+        for wrong in summary["misclassified"]:  # the most confident mistakes first
             say(f"{wrong['file']:>70}  {wrong['predicted']} (true: {wrong['true']})")
+    return Tested(evaluation, summary, accuracy)
 
-    frozen.export(spec, loaded, layer, image_set.labels, cfg.output_graph, cfg.output_labels,
-                  cfg.saved_model_dir, cfg.final_tensor_name, publication)  # staged, published with the log
 
-    log = {
+def train_log(cfg: TrainConfig, seed: int, spec, image_set, parts: dataset.Split, checks, extraction,
+              trained: Trained, tested: Tested, total_seconds: float) -> dict:
+    """What train_log.json holds: the run's settings, data, training and test, as plain JSON."""
+    weights = trained.class_weights
+    return {
         "flags": {**cfg.as_json(), "random_seed": seed},
         "module": spec.describe(),
         "labels": image_set.labels,
-        "split_sizes": sizes,
+        "split_sizes": parts.sizes(),
         "split_sizes_per_class": parts.per_class_sizes(),
         "data_checks": checks.as_json(image_set),
         # Content hashes of each split: evaluate.sh counts the photos it is given that are these.
-        "split_digests": {name: sorted({extraction.digests[p] for files in part.values() for p in files})
-                          for name, part in parts.parts.items()},
+        "split_digests": {name: sorted({extraction.digests[p] for p in parts.files(name)[0]})
+                          for name in dataset.SPLITS},
         "unreadable_files": [{"file": str(s.path), "reason": s.reason} for s in extraction.skipped],
         "bottlenecks": {"computed": extraction.computed, "from_cache": extraction.from_cache,
                         "seconds": round(extraction.seconds, 3)},
-        "steps": [point.as_json() for point in history],
+        "steps": [point.as_json() for point in trained.history],
         "head": cfg.head().describe(),
-        "augmentation": augmentation,
-        "fine_tune": fine_tuned,
+        "augmentation": trained.augmentation,
+        "fine_tune": trained.fine_tuned,
         "class_weights": None if weights is None else dict(zip(image_set.labels, weights.tolist(),
                                                                 strict=True)),
-        "calibration": calibration.as_json(),
-        "summaries": str(summaries.folder) if summaries else None,
-        "final_test_accuracy": accuracy,
-        "test_n": int(len(test_y)),
-        "misclassified_test_images": misclassified,
-        "training_seconds": round(training_seconds, 3),
-        "total_seconds": round(time.perf_counter() - started, 3),
+        "calibration": trained.calibration.as_json(),
+        "summaries": str(trained.summaries) if trained.summaries else None,
+        "final_test_accuracy": tested.accuracy,
+        "test_n": int(len(tested.evaluation.truth)),
+        "misclassified_test_images": tested.summary["misclassified"],
+        "training_seconds": round(trained.seconds, 3),
+        "total_seconds": round(total_seconds, 3),
     }
-    written = TrainLog.of_run(log)  # with the model's kind, and the folders it read
-    written.stage(publication.write, Path(cfg.train_log), Path(cfg.output_graph).parent)
-    publication.commit()
-    say(f"Wrote {cfg.output_graph}, {cfg.output_labels}, {cfg.saved_model_dir} and {cfg.train_log}")
-    document.write(cfg.report_dir, evaluation, train_log=written.data, report=summary)
-    say(f"Wrote the test report {Path(cfg.report_dir) / 'report.html'}")
-    return written.data
 
 
-def _with_variants(cfg: TrainConfig, image_set, training: dict, extraction, spec, loaded, cache,
+def _with_variants(cfg: TrainConfig, paths: list[Path], extraction, spec, loaded, cache,
                    train_rows: np.ndarray, train_y: np.ndarray, say, warn):
     """The training arrays with every training photo's distorted variants added, and their log:
     the photos' rows of the extraction's matrix (`train_rows`), then their variants'."""
     recipe, count = cfg.recipe(), cfg.variants()
-    paths = [p for label in image_set.labels for p in training[label]]
     say(f"Augmentation: {recipe.describe()}")
     variants = bottlenecks.extract_variants(extraction, paths, recipe, count, spec, loaded, cache,
                                             cfg.bottleneck_batch_size, warn=warn)

@@ -261,7 +261,7 @@ def _fit_fold(features: np.ndarray, rows: np.ndarray, labels: np.ndarray, classe
     100,000 photos a fold's standardised copy, and TensorFlow's copy of that, were the
     peak of a cold run), and the held-out fold is scored a chunk at a time.
     """
-    from tensorguess.head.train import train_final_layer
+    from tensorguess.head.train import Rows, Schedule, train_head
     from tensorguess.metrics import softmax
 
     train = ~test
@@ -276,9 +276,9 @@ def _fit_fold(features: np.ndarray, rows: np.ndarray, labels: np.ndarray, classe
     # No validation set: nothing would use its figures, and at 100k photos it and its copy
     # cost 160 MB at the check's peak.
     nothing = np.zeros((0, features.shape[1]), np.float32)
-    layer, _ = train_final_layer(features, labels[train], nothing, labels[:0], classes, steps,
-                                 learning_rate, batch_size, -1, steps, seed, train_rows=train_rows,
-                                 standardise=(mean, scale))
+    schedule = Schedule(steps, learning_rate, batch_size, -1, steps, seed)
+    layer, _ = train_head(Rows(features, labels[train], train_rows, standardise=(mean, scale)),
+                          Rows(nothing, labels[:0]), classes, schedule)
     for start in range(0, len(test_at), CHUNK):
         at = test_at[start:start + CHUNK]
         standardised = ((features[rows[at]] - mean) / scale).astype(np.float32)

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from tensorguess.data.images import is_hidden, list_files
 from tensorguess.errors import TensorGuessError
 
@@ -57,6 +59,10 @@ class ImageSet:
     files: dict[str, list[Path]]  # label -> files, in a stable order
     given: dict[Path, str] | None = None  # file -> split, when the data set comes split
     origin: str = ""  # how the labels and the split were found, for the console
+
+    def all_files(self) -> list[Path]:
+        """Every file, label by label (a file under two labels, twice)."""
+        return [path for label in self.labels for path in self.files[label]]
 
     def name(self, path: Path) -> str:
         """The name a file is split and reported by: relative to the root when inside it."""
@@ -195,6 +201,18 @@ class Split:
         default_factory=lambda: {name: {} for name in SPLITS}
     )
     notes: list[str] = field(default_factory=list)  # groups too big to place, classes left out...
+    labels: list[str] = field(default_factory=list)  # the image set's, in its order
+
+    def files(self, name: str) -> tuple[list[Path], np.ndarray]:
+        """The files of split `name` in label order, and each one's label index (int64)."""
+        paths = [p for label in self.labels for p in self.parts[name][label]]
+        truth = [index for index, label in enumerate(self.labels) for _ in self.parts[name][label]]
+        return paths, np.array(truth, dtype=np.int64)
+
+    def arrays(self, name: str, matrix: Callable[[list[Path]], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """`matrix` of split `name`'s files (one row per file, in files' order), and their truth."""
+        paths, truth = self.files(name)
+        return matrix(paths), truth
 
     def sizes(self) -> dict[str, int]:
         return {name: sum(len(f) for f in part.values()) for name, part in self.parts.items()}
@@ -230,7 +248,7 @@ def split(
     entries: list[Entry] = [(label, path) for label in image_set.labels
                             for path in readable.get(label, [])]
     units = _units(image_set, entries, groups)
-    result = Split()
+    result = Split(labels=list(image_set.labels))
     for name in SPLITS:
         for label in image_set.labels:
             result.parts[name][label] = []

@@ -34,6 +34,7 @@ import numpy as np
 
 from tensorguess import strict_json
 from tensorguess.atomic_write import write_atomically
+from tensorguess.data.dataset import Split
 from tensorguess.errors import TensorGuessError
 from tensorguess.features import augment
 from tensorguess.features.modules import ModuleSpec, feature_function, to_value_range
@@ -362,21 +363,15 @@ def _remove_checkpoint_files(folder: Path, keep: str | None = None) -> None:
             folder.rmdir()
 
 
-def run(cfg, spec: ModuleSpec, loaded, layer: FinalLayer, labels: list[str], parts: dict, digests: dict,
+def run(cfg, spec: ModuleSpec, loaded, layer: FinalLayer, parts: Split, digests: dict,
         seed: int, say: Callable[[str], None], warn: Callable[[str], None]):
     """retrain.py's step: fine-tune as `cfg` says; returns (the head, the fine-tuned network's
     validation and test features, in retrain.py's order of the splits, and the log entry)."""
-
-    def split(name: str) -> tuple[list[Path], np.ndarray]:
-        paths = [p for label in labels for p in parts[name][label]]
-        truth = [index for index, label in enumerate(labels) for _ in parts[name][label]]
-        return paths, np.array(truth, dtype=np.int64)
-
     settings = FineTuneSettings(cfg.fine_tune_layers, cfg.fine_tune_epochs, cfg.fine_tune_learning_rate,
                                 cfg.fine_tune_batch_size)
-    validation = split("validation")
-    network, log = fine_tune(spec, loaded, layer, split("training"), validation, digests, cfg.recipe(),
+    validation = parts.files("validation")
+    network, log = fine_tune(spec, loaded, layer, parts.files("training"), validation, digests, cfg.recipe(),
                              settings, seed, Path(cfg.train_log).parent, say, warn)
     val_x = network_features(network, validation[0], settings.batch_size)
-    test_x = network_features(network, split("testing")[0], settings.batch_size)
+    test_x = network_features(network, parts.files("testing")[0], settings.batch_size)
     return network.final_layer(), val_x, test_x, log

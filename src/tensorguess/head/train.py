@@ -89,6 +89,35 @@ def grouped(labels: np.ndarray, classes: int):
     return order, offsets, counts
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How long and how fast the head learns, and how often it is evaluated (retrain.py's flags)."""
+
+    steps: int
+    learning_rate: float
+    train_batch_size: int
+    validation_batch_size: int  # a class-uniform sample of validation; -1 (or more than there are): all
+    eval_step_interval: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Labelled feature rows: image k's features are `matrix[index[k]]` (index None: `matrix[k]`).
+
+    Through `index`, a caller's one matrix serves without a copy of its rows; `matrix` is
+    read in place where features.shared_matrix allows (allocate it with aligned_empty).
+    With `standardise` = (mean, scale) (the label checks' folds), every row is read as
+    (row - mean) / scale; a head trained on such rows expects rows standardised so, and
+    reads its validation rows so too.
+    """
+
+    matrix: np.ndarray
+    truth: np.ndarray
+    index: np.ndarray | None = None
+    standardise: tuple[np.ndarray, float] | None = None
+
+
 def train_final_layer(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -105,152 +134,196 @@ def train_final_layer(
     class_weights: np.ndarray | None = None,
     head: HeadSpec = HeadSpec(),
     train_rows: np.ndarray | None = None,
-    standardise: tuple[np.ndarray, float] | None = None,
 ) -> tuple[FinalLayer, list[EvalPoint]]:
+    """retrain.py's argument list for `train_head` (the tests' and benchmarks' calls)."""
+    schedule = Schedule(steps, learning_rate, train_batch_size, validation_batch_size, eval_step_interval,
+                        seed)
+    return train_head(Rows(train_x, train_y, train_rows), Rows(val_x, val_y), classes, schedule, head,
+                      on_eval, class_weights)
+
+
+def train_head(training: Rows, validation: Rows, classes: int, schedule: Schedule,
+               head: HeadSpec = HeadSpec(), on_eval: Callable[[EvalPoint], None] = lambda point: None,
+               class_weights: np.ndarray | None = None) -> tuple[FinalLayer, list[EvalPoint]]:
     """Train softmax(x W + b) (or with `head`'s hidden layer) on cross-entropy; evaluate
-    every eval_step_interval.
+    every schedule.eval_step_interval steps, telling `on_eval`.
 
     With `class_weights` (one per class), batches are drawn uniformly over the training
     images instead of class-uniformly, and each image's loss is multiplied by its class's
     weight: the other remedy for imbalance, not one stacked on the other.
-
-    Training image k's features are `train_x[train_rows[k]]` (None: `train_x[k]`), so a
-    caller's one matrix serves without a copy of its training rows; `train_x` is read in
-    place where features.shared_matrix allows (allocate it with aligned_empty). With `standardise`
-    = (mean, scale), every row is read as (row - mean) / scale, and the layer returned
-    expects rows standardised so.
     """
-    import tensorflow as tf
+    return Learner(training, validation, classes, schedule, head, class_weights).train(on_eval)
 
-    generator = tf.random.Generator.from_seed(seed)
-    order, offsets, counts = grouped(train_y, classes)
-    x, y = as_tensor(train_x, np.float32), tf.constant(train_y, tf.int64)
-    rows = tf.constant(np.arange(len(train_y)) if train_rows is None else train_rows, tf.int64)
-    mean, scale = standardise if standardise is not None else (np.zeros(train_x.shape[1]), 1.0)
-    # Subtracting 0 and dividing by 1 are exact: without `standardise` the steps are unchanged.
-    mean, scale = tf.constant(mean, tf.float32), tf.constant(scale, tf.float32)
-    order = tf.constant(order, tf.int64)
-    offsets, counts = tf.constant(offsets, tf.int64), tf.constant(counts, tf.int64)
-    present = tf.constant(np.flatnonzero(counts.numpy()), tf.int64)
-    val_order, val_offsets, val_counts = grouped(val_y, classes)
 
-    width = train_x.shape[1]
-    hidden = []
-    if head.hidden_units:
-        limit = float(np.sqrt(6 / (width + head.hidden_units)))  # Glorot's uniform
-        hidden = [tf.Variable(generator.uniform([width, head.hidden_units], -limit, limit),
-                              name="hidden_weights"),
-                  tf.Variable(tf.zeros([head.hidden_units]), name="hidden_biases")]
-        width = head.hidden_units
-    weights = tf.Variable(generator.truncated_normal([width, classes], stddev=0.001), name="final_weights")
-    biases = tf.Variable(tf.zeros([classes]), name="final_biases")
-    variables = [*hidden, weights, biases]
-    optimizer = _optimizer(head, learning_rate)
+class Learner:
+    """One training of the head: its variables, its random draws and its traced steps."""
 
-    def draw(class_order, total_offsets, total_counts, present_classes, size):
-        pick = generator.uniform([size], 0, tf.size(present_classes, tf.int64), tf.int64)
+    def __init__(self, training: Rows, validation: Rows, classes: int, schedule: Schedule,
+                 head: HeadSpec, class_weights: np.ndarray | None):
+        import tensorflow as tf
+
+        self.classes, self.schedule, self.head = classes, schedule, head
+        self.generator = tf.random.Generator.from_seed(schedule.seed)
+        train_x, train_y = training.matrix, training.truth
+        order, offsets, counts = grouped(train_y, classes)
+        self.x, self.y = as_tensor(train_x, np.float32), tf.constant(train_y, tf.int64)
+        index = np.arange(len(train_y)) if training.index is None else training.index
+        self.rows = tf.constant(index, tf.int64)
+        mean, scale = training.standardise or (np.zeros(train_x.shape[1]), 1.0)
+        # Subtracting 0 and dividing by 1 are exact: without `standardise` the steps are unchanged.
+        self.mean, self.scale = tf.constant(mean, tf.float32), tf.constant(scale, tf.float32)
+        self.order = tf.constant(order, tf.int64)
+        self.offsets, self.counts = tf.constant(offsets, tf.int64), tf.constant(counts, tf.int64)
+        self.present = tf.constant(np.flatnonzero(counts), tf.int64)
+        val_order, val_offsets, val_counts = grouped(validation.truth, classes)
+
+        width = train_x.shape[1]
+        self.hidden = []
+        if head.hidden_units:
+            limit = float(np.sqrt(6 / (width + head.hidden_units)))  # Glorot's uniform
+            self.hidden = [tf.Variable(self.generator.uniform([width, head.hidden_units], -limit, limit),
+                                       name="hidden_weights"),
+                           tf.Variable(tf.zeros([head.hidden_units]), name="hidden_biases")]
+            width = head.hidden_units
+        self.weights = tf.Variable(self.generator.truncated_normal([width, classes], stddev=0.001),
+                                   name="final_weights")
+        self.biases = tf.Variable(tf.zeros([classes]), name="final_biases")
+        self.variables = [*self.hidden, self.weights, self.biases]
+        self.optimizer = _optimizer(head, schedule.learning_rate)
+        self.loss_weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
+        self.total = tf.constant(len(train_y), tf.int64)
+
+        self.vx, self.vy = as_tensor(validation.matrix, np.float32), tf.constant(validation.truth, tf.int64)
+        self.v_order, self.v_offsets, self.v_counts = (tf.constant(a, tf.int64)
+                                                       for a in (val_order, val_offsets, val_counts))
+        self.v_present = tf.constant(np.flatnonzero(val_counts), tf.int64)
+        # A sample larger than the set would repeat images and overstate N: use them all.
+        size = schedule.validation_batch_size
+        self.validate_all = size < 0 or size >= len(validation.truth)
+        self.val_n = len(validation.truth) if self.validate_all else size
+        # One traced call per evaluation: running validation eagerly cost as much as the steps.
+        # The features come in as arguments, not as captures: a traced function keeps what it
+        # captures for as long as TensorFlow keeps the function, which outlives this training, so
+        # every training in a process (the label check's five folds) would keep its own copy.
+        self.steps_then_validate = tf.function(self._steps_then_validate)
+
+    def draw(self, class_order, total_offsets, total_counts, present_classes, size):
+        """`size` rows, class-uniformly: a present class at random, then one of its rows."""
+        import tensorflow as tf
+
+        pick = self.generator.uniform([size], 0, tf.size(present_classes, tf.int64), tf.int64)
         chosen = tf.gather(present_classes, pick)
         within = tf.cast(
-            generator.uniform([size]) * tf.cast(tf.gather(total_counts, chosen), tf.float32),
+            self.generator.uniform([size]) * tf.cast(tf.gather(total_counts, chosen), tf.float32),
             tf.int64,
         )
         within = tf.minimum(within, tf.gather(total_counts, chosen) - 1)
         return tf.gather(class_order, tf.gather(total_offsets, chosen) + within)
 
-    loss_weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
-    total = tf.constant(len(train_y), tf.int64)
+    def sample(self, order, size):
+        import tensorflow as tf
 
-    def sample(order, size):
-        if loss_weights is None:
-            return draw(order, offsets, counts, present, size)
-        return tf.gather(order, generator.uniform([size], 0, total, tf.int64))
+        if self.loss_weights is None:
+            return self.draw(order, self.offsets, self.counts, self.present, size)
+        return tf.gather(order, self.generator.uniform([size], 0, self.total, tf.int64))
 
-    def dropped(values, training):
-        if not training or not head.dropout_rate:
+    def dropped(self, values, training):
+        import tensorflow as tf
+
+        rate = self.head.dropout_rate
+        if not training or not rate:
             return values
-        keep = tf.cast(generator.uniform(tf.shape(values)) >= head.dropout_rate, tf.float32)
-        return values * keep / (1 - head.dropout_rate)
+        keep = tf.cast(self.generator.uniform(tf.shape(values)) >= rate, tf.float32)
+        return values * keep / (1 - rate)
 
-    def forward(features, training=False):
-        if hidden:
-            features = tf.nn.relu(tf.matmul(dropped(features, training), hidden[0]) + hidden[1])
-        return tf.matmul(dropped(features, training), weights) + biases
+    def forward(self, features, training=False):
+        import tensorflow as tf
 
-    def metrics(features, truth, weighted=False, training=False):
-        logits = forward(features, training)
-        if training and head.label_smoothing:
-            smoothed = (tf.one_hot(truth, classes) * (1 - head.label_smoothing)
-                        + head.label_smoothing / classes)
+        if self.hidden:
+            weights, biases = self.hidden
+            features = tf.nn.relu(tf.matmul(self.dropped(features, training), weights) + biases)
+        return tf.matmul(self.dropped(features, training), self.weights) + self.biases
+
+    def metrics(self, features, truth, weighted=False, training=False):
+        """(accuracy, mean cross-entropy) of the head on `features`."""
+        import tensorflow as tf
+
+        logits = self.forward(features, training)
+        smoothing = self.head.label_smoothing
+        if training and smoothing:
+            smoothed = tf.one_hot(truth, self.classes) * (1 - smoothing) + smoothing / self.classes
             per_image = tf.nn.softmax_cross_entropy_with_logits(labels=smoothed, logits=logits)
         else:
             per_image = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=truth, logits=logits)
-        if weighted and loss_weights is not None:
-            per_image = per_image * tf.gather(loss_weights, truth)
+        if weighted and self.loss_weights is not None:
+            per_image = per_image * tf.gather(self.loss_weights, truth)
         entropy = tf.reduce_mean(per_image)
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), truth), tf.float32))
         return accuracy, entropy
 
-    def read(matrix, picked=None):
-        return ((matrix if picked is None else tf.gather(matrix, picked)) - mean) / scale
+    def read(self, matrix, picked=None):
+        import tensorflow as tf
 
-    def run_steps(count, x, y, order, rows):
-        batch = tf.zeros([train_batch_size], tf.int64)
+        return ((matrix if picked is None else tf.gather(matrix, picked)) - self.mean) / self.scale
+
+    def run_steps(self, count, x, y, order, rows):
+        import tensorflow as tf
+
+        size, rate = self.schedule.train_batch_size, self.schedule.learning_rate
+        batch = tf.zeros([size], tf.int64)
         for _ in tf.range(count):
-            batch = sample(order, train_batch_size)
+            batch = self.sample(order, size)
             with tf.GradientTape() as tape:
-                _, loss = metrics(read(x, tf.gather(rows, batch)), tf.gather(y, batch), weighted=True,
-                                  training=True)
-            gradients = tape.gradient(loss, variables)
-            if optimizer is None:  # retrain.py's plain SGD, exactly
-                for variable, gradient in zip(variables, gradients, strict=True):
-                    variable.assign_sub(learning_rate * gradient)
+                _, loss = self.metrics(self.read(x, tf.gather(rows, batch)), tf.gather(y, batch),
+                                       weighted=True, training=True)
+            gradients = tape.gradient(loss, self.variables)
+            if self.optimizer is None:  # retrain.py's plain SGD, exactly
+                for variable, gradient in zip(self.variables, gradients, strict=True):
+                    variable.assign_sub(rate * gradient)
             else:
-                optimizer.apply_gradients(zip(gradients, variables, strict=True))
+                self.optimizer.apply_gradients(zip(gradients, self.variables, strict=True))
         # Reported unweighted, like validation, so the two curves can be compared.
-        return metrics(read(x, tf.gather(rows, batch)), tf.gather(y, batch))
+        return self.metrics(self.read(x, tf.gather(rows, batch)), tf.gather(y, batch))
 
-    vx, vy = as_tensor(val_x, np.float32), tf.constant(val_y, tf.int64)
-    v_order, v_offsets, v_counts = (tf.constant(a, tf.int64) for a in (val_order, val_offsets, val_counts))
-    v_present = tf.constant(np.flatnonzero(val_counts), tf.int64)
+    def validate(self, vx, vy, v_order):
+        import tensorflow as tf
 
-    # A sample larger than the set would repeat images and overstate N: use them all.
-    validate_all = validation_batch_size < 0 or validation_batch_size >= len(val_y)
-    val_n = len(val_y) if validate_all else validation_batch_size
+        if self.validate_all:
+            return self.metrics(self.read(vx), vy)
+        chosen = self.draw(v_order, self.v_offsets, self.v_counts, self.v_present,
+                           self.schedule.validation_batch_size)
+        return self.metrics(self.read(vx, chosen), tf.gather(vy, chosen))
 
-    def validate(vx, vy, v_order):
-        if validate_all:
-            return metrics(read(vx), vy)
-        chosen = draw(v_order, v_offsets, v_counts, v_present, validation_batch_size)
-        return metrics(read(vx, chosen), tf.gather(vy, chosen))
+    def _steps_then_validate(self, count, x, y, order, rows, vx, vy, v_order):
+        return (*self.run_steps(count, x, y, order, rows), *self.validate(vx, vy, v_order))
 
-    # One traced call per evaluation: running validation eagerly cost as much as the steps.
-    # The features come in as arguments, not as captures: a traced function keeps what it
-    # captures for as long as TensorFlow keeps the function, which outlives this call, so
-    # every training in a process (the label check's five folds) would keep its own copy.
-    @tf.function
-    def steps_then_validate(count, x, y, order, rows, vx, vy, v_order):
-        return (*run_steps(count, x, y, order, rows), *validate(vx, vy, v_order))
+    def train(self, on_eval: Callable[[EvalPoint], None]) -> tuple[FinalLayer, list[EvalPoint]]:
+        """Run the schedule; the layer learned and the evaluation points, each told to `on_eval`."""
+        import tensorflow as tf
 
-    history: list[EvalPoint] = []
-    done = 0
-    for target in eval_steps(steps, eval_step_interval):
-        train_accuracy, entropy, val_accuracy, val_entropy = steps_then_validate(
-            tf.constant(target + 1 - done), x, y, order, rows, vx, vy, v_order)
-        done = target + 1
-        point = EvalPoint(target, float(train_accuracy), float(entropy), float(val_accuracy),
-                          float(val_entropy), int(val_n))
-        history.append(point)
-        on_eval(point)
-        if not np.isfinite(point.cross_entropy):
-            raise TrainingDiverged(f"training diverged at step {target} (cross entropy "
-                                   f"{point.cross_entropy})", target)
-    layer = FinalLayer(weights.numpy(), biases.numpy(),
-                       hidden_weights=hidden[0].numpy() if hidden else None,
-                       hidden_biases=hidden[1].numpy() if hidden else None)
-    if not all(np.all(np.isfinite(v.numpy())) for v in variables):
-        raise TrainingDiverged(f"training diverged by step {steps - 1} (weights are no longer "
-                               "finite numbers)", steps - 1)
-    return layer, history
+        steps = self.schedule.steps
+        history: list[EvalPoint] = []
+        done = 0
+        for target in eval_steps(steps, self.schedule.eval_step_interval):
+            train_accuracy, entropy, val_accuracy, val_entropy = self.steps_then_validate(
+                tf.constant(target + 1 - done), self.x, self.y, self.order, self.rows, self.vx, self.vy,
+                self.v_order)
+            done = target + 1
+            point = EvalPoint(target, float(train_accuracy), float(entropy), float(val_accuracy),
+                              float(val_entropy), int(self.val_n))
+            history.append(point)
+            on_eval(point)
+            if not np.isfinite(point.cross_entropy):
+                raise TrainingDiverged(f"training diverged at step {target} (cross entropy "
+                                       f"{point.cross_entropy})", target)
+        hidden = self.hidden
+        layer = FinalLayer(self.weights.numpy(), self.biases.numpy(),
+                           hidden_weights=hidden[0].numpy() if hidden else None,
+                           hidden_biases=hidden[1].numpy() if hidden else None)
+        if not all(np.all(np.isfinite(v.numpy())) for v in self.variables):
+            raise TrainingDiverged(f"training diverged by step {steps - 1} (weights are no longer "
+                                   "finite numbers)", steps - 1)
+        return layer, history
 
 
 def _optimizer(head: HeadSpec, learning_rate: float):
