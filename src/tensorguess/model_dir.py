@@ -27,6 +27,9 @@ TRAIN_INPUTS = ".train_inputs"
 # ---- what export writes beside the graph, by --format name
 EXPORTS = {"tflite": "retrained_graph.tflite", "tflite-int8": "retrained_graph_int8.tflite",
            "coreml": "retrained_graph.mlpackage"}
+# What guess, guessDir, evaluate and serve can score with (--model): the graph, the SavedModel
+# and the TFLite exports (Core ML runs only on macOS).
+SCORED_FORMATS = ("pb", "saved_model", "tflite", "tflite-int8")
 # ---- folders inside DIR (train's defaults)
 IMAGE_DIR = "data"  # category folders of photos
 BOTTLENECKS = "bottlenecks"  # the feature cache

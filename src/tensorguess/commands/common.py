@@ -9,9 +9,7 @@ from pathlib import Path
 from tensorguess import kinds
 from tensorguess.commands.settings import setting, setting_help
 from tensorguess.errors import UsageError
-from tensorguess.model_dir import FINAL_TENSOR, GRAPH, LABELS
-
-RUN_MODELS = ("pb", "saved_model", "tflite", "tflite-int8")  # score/models.py's MODELS
+from tensorguess.model_dir import FINAL_TENSOR, GRAPH, LABELS, SCORED_FORMATS
 
 
 def warn(line: str) -> None:
@@ -28,7 +26,7 @@ def dir_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def graph_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="pb", choices=RUN_MODELS,
+    parser.add_argument("--model", default="pb", choices=SCORED_FORMATS,
                         help="format to score with: pb (default), saved_model, or the TFLite "
                         "models export.sh writes (tflite, tflite-int8)")
     parser.add_argument("--output_graph", default=GRAPH,

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from tensorguess import publish
 from tensorguess.export.formats import FILES
-from tensorguess.model_dir import FINAL_TENSOR, GRAPH, LABELS, TRAIN_LOG, TrainLog
+from tensorguess.model_dir import FINAL_TENSOR, GRAPH, LABELS, SCORED_FORMATS, TRAIN_LOG, TrainLog
 from tensorguess.score.predict import Classifier, ClassifierError
 
-# What --model accepts: every format that runs here (Core ML needs macOS).
-MODELS = ("pb", "saved_model", "tflite", "tflite-int8")
+# What --model accepts (model_dir.SCORED_FORMATS).
+MODELS = SCORED_FORMATS
 
 
 def model_path(folder: Path, model: str, graph: str = GRAPH) -> Path:
