@@ -88,8 +88,9 @@ the_graph_is() {
 @test "train.sh killed at each rename in DIR: every format then gives the labels of one model, the graph's" {
   mapfile -t ordinals <"$BASE/train.renames"
   grep rename "$BASE/train.log"
-  # The journal, the graph, the labels, the SavedModel moved aside and swapped in, the log.
-  [ "${#ordinals[@]}" -eq 6 ]
+  # The journal, the graph, the labels, the SavedModel moved aside and swapped in, the log,
+  # the model's kind and the folders it read.
+  [ "${#ordinals[@]}" -eq 8 ]
   for n in "${ordinals[@]}"; do
     rm -rf "$DIR"
     cp -a "$BASE/S1" "$DIR"
@@ -125,7 +126,7 @@ the_graph_is() {
   [ "$(find "$DIR" -maxdepth 1 -type d -name '.saved_model.????????.tmp' | wc -l)" -eq 1 ]
   run train "$DIR" data_b
   [ "$status" -eq 0 ]
-  [[ $output =~ Removed\ 5\ partial\ outputs\ that\ killed\ runs\ left\ in\ $DIR: ]]
+  [[ $output =~ Removed\ 7\ partial\ outputs\ that\ killed\ runs\ left\ in\ $DIR: ]]
   ls -a "$DIR"
   [ "$(find "$DIR" -maxdepth 1 -name '.*.????????.tmp' | wc -l)" -eq 0 ]
   # Not ours: a link with our pattern's name, and names outside the pattern.
