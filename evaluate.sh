@@ -19,29 +19,16 @@ check_usage 2 - "$@"
 dir=$(abs_path "$1")
 labelled=$(abs_path "$2")
 shift 2
-# What the set is (a folder, or a CSV and its folder) and where the report goes are decided by
-# the CLI (commands/evaluate.py, places); the Docker runtime must mount both before it runs, and
-# creates OUT_DIR, so they are found here the same way, and an OUT_DIR it would refuse is refused first.
+# Where the set's photos are and where the report goes, decided as the CLI decides
+# (evaluate_places): the Docker runtime mounts them before the CLI runs.
 out_arg="" # OUT_DIR, when the third argument is not a flag
 if (($#)) && [[ $1 != --* ]]; then
   out_arg=$1
   shift
 fi
 require_dir "$dir" "DIR"
-if [[ -f $labelled ]]; then
-  photos=$(dirname "$labelled") # a labels CSV: its paths are relative to its folder
-  name=$(basename "$labelled" .csv)
-else
-  require_dir "$labelled" "LABELLED_DIR"
-  photos=$labelled name=$(basename "$labelled")
-fi
-out=$(abs_path "${out_arg:-$dir/report-$name}")
-real_out=$(realpath -m -- "$out")
-real_labelled=$(realpath -m -- "$photos")
-if [[ $real_out == "$real_labelled" || $real_out == "$real_labelled"/* ]]; then
-  die "the report folder $real_out is inside $real_labelled; choose one outside it" 2
-fi
+evaluate_places "$dir" "$labelled" "$out_arg"
 mount_guess "$dir" "$@" # DIR, and graph files that flags name elsewhere
-mount_input "$photos"
-mount_output "$out" "report folder"
-run_tensorguess evaluate "$dir" "$labelled" "$out" "$@"
+mount_input "$TG_PHOTOS"
+mount_output "$TG_OUT" "report folder"
+run_tensorguess evaluate "$dir" "$TG_LABELLED" "$TG_OUT" "$@"

@@ -241,13 +241,14 @@ def main() -> None:
     import tensorflow as tf
 
     from tensorguess.export import formats
+    from tensorguess.model_dir import TrainLog
     from tensorguess.score.lite import LiteClassifier
 
     folder = trained(options.work, options.seed, options.like_test, options.module, options.photos)
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString((folder / "retrained_graph.pb").read_bytes())
     size = 224
-    photos = formats.split_photos(json.loads((folder / "train_log.json").read_text()),
+    photos = formats.split_photos(TrainLog.read(folder / "train_log.json"),
                                   folder / "train_log.json", print)
     test = photos.parts["testing"]
     pixels = decoded([p for p, _ in test], size)

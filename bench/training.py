@@ -3,7 +3,7 @@
     python bench/training.py [--out bench/results/training.json] [--steps 4000] [--rounds 2]
 
 The bottlenecks are computed once, before any timing. Then, alternating, --rounds times:
-  ours   train.train_final_layer with retrain.py's defaults: 4000 steps, learning rate
+  ours   head.train.train_head with retrain.py's defaults: 4000 steps, learning rate
          0.01, batch 100, evaluate every 10 steps on a validation batch of 100.
   eager  the same steps, draws and evaluations (on the whole validation set when it is
          smaller than the batch, as ours), op for op, in a plain eager loop (no
@@ -90,10 +90,10 @@ def train_eager(train_x, train_y, val_x, val_y, classes: int, steps: int) -> flo
 
 
 def train_ours(train_x, train_y, val_x, val_y, classes: int, steps: int) -> float:
-    from tensorguess.head.train import train_final_layer
+    from tensorguess.head.train import Rows, Schedule, train_head
 
-    _, history = train_final_layer(train_x, train_y, val_x, val_y, classes, steps, LEARNING_RATE,
-                                   TRAIN_BATCH, VALIDATION_BATCH, EVAL_INTERVAL, SEED)
+    schedule = Schedule(steps, LEARNING_RATE, TRAIN_BATCH, VALIDATION_BATCH, EVAL_INTERVAL, SEED)
+    _, history = train_head(Rows(train_x, train_y), Rows(val_x, val_y), classes, schedule)
     return history[-1].validation_accuracy
 
 

@@ -86,6 +86,30 @@ mount_output() {
   [[ -z ${2:-} ]] || TG_MOUNT_WHAT[$path]=$2
 }
 
+# evaluate_places DIR LABELLED [OUT]: sets TG_LABELLED (the set: a folder of label
+# folders, or a labels CSV), TG_PHOTOS (the folder its photos are under) and
+# TG_OUT (the report folder: OUT, else DIR/report-<the set's name>), all absolute
+# with links followed, and refuses a report folder inside the photos' folder.
+# The CLI decides the same (commands/evaluate.py, places) once it runs; the
+# Docker runtime must mount these before, so tests/python/test_evaluate_places.py
+# checks that both decide alike.
+evaluate_places() {
+  local dir=$1 name
+  TG_LABELLED=$(realpath -m -- "$(abs_path "$2")")
+  if [[ -f $TG_LABELLED ]]; then
+    TG_PHOTOS=$(dirname "$TG_LABELLED") # a labels CSV: its paths are relative to its folder
+    name=$(basename "$TG_LABELLED")
+    [[ ${name#.} != *.* || ${name##*.} == "" ]] || name=${name%.*} # its stem, as Python's
+  else
+    require_dir "$TG_LABELLED" "LABELLED_DIR"
+    TG_PHOTOS=$TG_LABELLED name=$(basename "$TG_LABELLED")
+  fi
+  TG_OUT=$(realpath -m -- "$(abs_path "${3:-$dir/report-$name}")")
+  if [[ $TG_OUT == "$TG_PHOTOS" || $TG_OUT == "$TG_PHOTOS"/* ]]; then
+    die "the report folder $TG_OUT is inside $TG_PHOTOS; choose one outside it" 2
+  fi
+}
+
 # read_flag COMMANDS ARG [NEXT]: succeeds when ARG is a flag that one of COMMANDS
 # (space-separated) takes a value for, spelled in full as `--flag=VALUE` or followed
 # by NEXT, as the CLI's parser reads it (TG_CLI_FLAGS, generated from it): then

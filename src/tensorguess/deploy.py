@@ -73,7 +73,7 @@ def _export(folder: Path, chosen: list[str], graph: str, labels_name: str, final
     log = TrainLog.read(log_path)
     photos = None
     if log is not None:
-        photos = formats.split_photos(log.data, log_path, warn)
+        photos = formats.split_photos(log, log_path, warn)
     elif "tflite-int8" in chosen:
         raise ExportError(f"{log_path} is missing: int8 is calibrated on the training photos it "
                           "lists; train with train.sh first")
@@ -98,7 +98,7 @@ def _export(folder: Path, chosen: list[str], graph: str, labels_name: str, final
     report_dir = Path(report_dir or folder / REPORT)
     report = document.build(evaluation)
     report["formats"] = table
-    document.write(report_dir, evaluation, train_log=log.data, report=report)
+    document.write(report_dir, evaluation, train_log=log, report=report)
     say(f"Wrote the accuracy per format into {report_dir / 'report.html'}")
     return table
 

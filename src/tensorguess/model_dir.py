@@ -102,25 +102,78 @@ class TrainLog:
 
     @property
     def kind(self) -> str:
-        kind = self.data.get("kind")
-        return kind if isinstance(kind, str) else CLASSES
+        return self._field("kind", str, CLASSES)
 
     @property
     def flags(self) -> dict:
-        flags = self.data.get("flags")
-        return flags if isinstance(flags, dict) else {}
+        """The settings the training ran with, as TrainConfig's fields."""
+        return self._field("flags", dict, {})
+
+    @property
+    def labels_csv(self) -> Path | None:
+        """The labels CSV the training read (--labels_csv), None if it read the image folder."""
+        value = self.flags.get("labels_csv")
+        return Path(value) if value else None
+
+    @property
+    def image_dir(self) -> Path:
+        return Path(self.flags.get("image_dir") or IMAGE_DIR)
+
+    @property
+    def bottleneck_dir(self) -> Path | None:
+        """The feature cache the training filled, None if the log does not name one."""
+        value = self.flags.get("bottleneck_dir")
+        return Path(value) if value else None
 
     @property
     def inputs(self) -> list[str]:
         """The folders the training read photos from: the labels CSV's folder, else the image folder."""
-        if self.flags.get("labels_csv"):
-            return [os.path.dirname(str(self.flags["labels_csv"])) or "."]
-        return [str(self.flags.get("image_dir") or IMAGE_DIR)]
+        if self.labels_csv is not None:
+            return [os.path.dirname(str(self.labels_csv)) or "."]
+        return [str(self.image_dir)]
+
+    def _field(self, name: str, kind: type, empty):
+        """The field `name` if it holds a `kind`, else `empty` (an older log lacks it)."""
+        value = self.data.get(name)
+        return value if isinstance(value, kind) else empty
+
+    @property
+    def labels(self) -> list[str]:
+        """The classes in the graph's order ([] in a log that does not list them)."""
+        return self._field("labels", list, [])
+
+    @property
+    def module(self) -> dict:
+        """The module's settings (ModuleSpec's fields), {} if none were logged."""
+        return self._field("module", dict, {})
+
+    @property
+    def split_digests(self) -> dict[str, list[str]]:
+        """Split name -> the content hashes of its photos ({} in a log of an older tensor-guess)."""
+        return self._field("split_digests", dict, {})
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        return self._field("split_sizes", dict, {})
+
+    @property
+    def steps(self) -> list[dict]:
+        """The head's evaluation steps: step, train and validation accuracy and cross-entropy."""
+        return self._field("steps", list, [])
+
+    @property
+    def fine_tune(self) -> dict | None:
+        """What --fine_tune did (its history and the epoch kept), None if it did not run."""
+        return self._field("fine_tune", dict, None) or None
+
+    @property
+    def data_checks(self) -> dict:
+        """The data checks' findings (duplicates, near-duplicate groups, suspects, threshold)."""
+        return self._field("data_checks", dict, {})
 
     @property
     def calibration(self) -> dict | None:
-        calibration = self.data.get("calibration")
-        return calibration if isinstance(calibration, dict) else None
+        return self._field("calibration", dict, None)
 
     @property
     def temperature(self) -> float | None:

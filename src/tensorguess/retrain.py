@@ -78,7 +78,7 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
     written.stage(publication.write, Path(cfg.train_log), Path(cfg.output_graph).parent)
     publication.commit()
     say(f"Wrote {cfg.output_graph}, {cfg.output_labels}, {cfg.saved_model_dir} and {cfg.train_log}")
-    document.write(cfg.report_dir, tested.evaluation, train_log=written.data, report=tested.summary)
+    document.write(cfg.report_dir, tested.evaluation, train_log=written, report=tested.summary)
     say(f"Wrote the test report {Path(cfg.report_dir) / 'report.html'}")
     return written.data
 

@@ -2,8 +2,9 @@
 nothing about the user's run, kept off it; everything else passes through.
 
 Two kinds of noise, two means:
-- Python's own (warnings, loggers) and TensorFlow's C++ logging below ERROR: `quiet()`, once,
-  before TensorFlow is imported (TF_CPP_MIN_LOG_LEVEL is read when its library loads).
+- Python's own (warnings, loggers), TensorFlow's C++ logging below ERROR and coremltools'
+  progress bars: `quiet()`, once, before TensorFlow and tqdm are imported (TF_CPP_MIN_LOG_LEVEL
+  and TQDM_DISABLE are read when they load).
 - Lines the converter and LiteRT write on file descriptor 2 themselves, whatever the log
   level ("fully_quantize: ...", "INFO: Created TensorFlow Lite XNNPACK delegate..."):
   `filtered()` around those calls drops the lines in NOISE, and only those.
@@ -59,6 +60,10 @@ def quiet() -> None:
     """Once, at the start of a command, before TensorFlow is imported. A TF_CPP_MIN_LOG_LEVEL
     the user set stays theirs."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # coremltools draws a progress bar for each of its passes ("Running MIL ... pipeline"),
+    # which says nothing a user acts on. tqdm reads TQDM_* as its defaults when it is first
+    # imported; our own bars (features/pipeline.progress) pass `disable` themselves, so they stay.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("coremltools").addFilter(_CoremltoolsNotices())
     for message in WARNINGS:

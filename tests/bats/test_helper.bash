@@ -81,7 +81,7 @@ wait_until() {
 
 # TF_NOISE: TensorFlow's start-up lines and the TFLite converter's and LiteRT's notices
 # (src/tensorguess/stderr_noise.py keeps them off stderr); no_tf_noise: none on stdin.
-TF_NOISE='absl::InitializeLog|oneDNN custom operations|^To enable the following instructions|^[IW][0-9]{4} [0-9:.]+ +[0-9]+ [a-z_]+\.cc:[0-9]+\]|^fully_quantize: |XNNPACK delegate|experimental_preserve_all_tensors|Statistics for quantized inputs'
+TF_NOISE='absl::InitializeLog|oneDNN custom operations|^To enable the following instructions|^[IW][0-9]{4} [0-9:.]+ +[0-9]+ [a-z_]+\.cc:[0-9]+\]|^fully_quantize: |XNNPACK delegate|experimental_preserve_all_tensors|Statistics for quantized inputs|Running TensorFlow Graph Passes|Converting TF Frontend ==> MIL Ops|Running MIL .* pipeline'
 no_tf_noise() {
   ! grep -E "$TF_NOISE"
 }

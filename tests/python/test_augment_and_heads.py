@@ -18,7 +18,7 @@ from tensorguess.features import augment
 from tensorguess.features.modules import resolve
 from tensorguess.features.pipeline import network_batch, prepare_for_network
 from tensorguess.features.store import FILE
-from tensorguess.head.train import HeadSpec, train_final_layer
+from tensorguess.head.train import HeadSpec, Rows, Schedule, train_head
 from tensorguess.retrain import retrain
 
 
@@ -111,8 +111,8 @@ def test_the_head_choices_all_learn_a_separable_problem():
     for head in (HeadSpec(), HeadSpec(optimizer="momentum"), HeadSpec(optimizer="adam", weight_decay=1e-4),
                  HeadSpec(hidden_units=16, dropout_rate=0.3, label_smoothing=0.1, optimizer="adam")):
         rate = 0.01 if head.optimizer == "adam" else 0.1
-        layer, history = train_final_layer(x[:500], y[:500], x[500:], y[500:], 3, 300, rate, 50, -1, 100, 1,
-                                           head=head)
+        layer, history = train_head(Rows(x[:500], y[:500]), Rows(x[500:], y[500:]), 3,
+                                    Schedule(300, rate, 50, -1, 100, 1), head=head)
         assert history[-1].validation_accuracy > 0.95, head
         assert (layer.hidden_weights is not None) == bool(head.hidden_units)
         accuracy = np.mean(layer.probabilities(x[500:]).argmax(1) == y[500:])

@@ -3,12 +3,11 @@ the features to the float ones on photos it never saw, and changes nothing but t
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from tensorguess.export import bias_correction, formats, tflite
+from tensorguess.model_dir import TrainLog
 
 
 def _tree(model: bytes):
@@ -50,7 +49,7 @@ def models(trained):
     base, _, _ = trained
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString((base / "retrained_graph.pb").read_bytes())
-    photos = formats.split_photos(json.loads((base / "train_log.json").read_text()),
+    photos = formats.split_photos(TrainLog.read(base / "train_log.json"),
                                   base / "train_log.json", print)
     images = formats.calibration_images(formats.calibration_paths(photos), 224)
     before = tflite.int8_model(graph_def, images, correct_bias=False)

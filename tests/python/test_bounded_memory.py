@@ -161,15 +161,15 @@ def test_trainings_in_one_process_do_not_keep_each_others_features():
     """Five folds of the label check, then the head, train in one process: a traced function
     that captured its features would keep them all (TensorFlow keeps traced functions), 200 MB
     a fold at 40,000 photos. The features are passed to it instead, so memory stays flat."""
-    from tensorguess.head.train import train_final_layer
+    from tensorguess.head.train import Rows, Schedule, train_head
 
     rng = np.random.default_rng(0)
     features = rng.standard_normal((40000, D), dtype=np.float32)  # 164 MB
     labels = rng.integers(0, CLASSES, len(features))
     after = []
     for seed in range(4):
-        train_final_layer(features, labels, features[:8000], labels[:8000], CLASSES, 20, 0.01, 100, -1, 20,
-                          seed)
+        train_head(Rows(features, labels), Rows(features[:8000], labels[:8000]), CLASSES,
+                   Schedule(20, 0.01, 100, -1, 20, seed))
         after.append(resident_mb())
     # The first two differ by TensorFlow's own warm-up; from then on, nothing accumulates.
     assert after[3] - after[1] < 0.5 * features.nbytes / 2**20, after
@@ -207,7 +207,7 @@ PEAK_SCRIPT = """
 import json, numpy as np
 from tensorguess.checks import label_issues
 from tensorguess.features.shared_matrix import aligned_empty
-from tensorguess.head.train import train_final_layer
+from tensorguess.head.train import Rows, Schedule, train_head
 
 n, d, classes = 60000, 1024, 4
 labels = np.arange(n) % classes
@@ -223,7 +223,7 @@ held = int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
 label_issues.out_of_fold_probabilities(matrix, labels, classes, folds=2, steps=20)
 validation = aligned_empty((2000, d))
 validation[:] = matrix[:2000]
-train_final_layer(matrix, labels, validation, labels[:2000], classes, 20, 0.01, 100, -1, 10, 0)
+train_head(Rows(matrix, labels), Rows(validation, labels[:2000]), classes, Schedule(20, 0.01, 100, -1, 10, 0))
 # VmHWM, not getrusage's ru_maxrss: that one is kept across exec, so it would start at the
 # size of the pytest process this one was forked from.
 status = open("/proc/self/status").read()

@@ -28,24 +28,19 @@ def prepared(small_set, tmp_path_factory):
     """The splits, their digests and a head trained on bottlenecks: what retrain.py hands over."""
     from tensorguess.data import dataset
     from tensorguess.features import bottlenecks, modules
-    from tensorguess.head.train import train_final_layer
+    from tensorguess.head.train import Rows, Schedule, train_head
 
     spec, loaded = modules.resolve(str(MOBILENET_V1))
     cache = bottlenecks.BottleneckCache(tmp_path_factory.mktemp("bottlenecks"), spec)
     image_set = dataset.discover(small_set)
     paths = [p for label in image_set.labels for p in image_set.files[label]]
     extraction = bottlenecks.extract(paths, spec, loaded, cache, 16)
-    parts = dataset.split(image_set, image_set.files, 20, 20).parts
-
-    def split(name):
-        chosen = [p for label in image_set.labels for p in parts[name][label]]
-        truth = [k for k, label in enumerate(image_set.labels) for _ in parts[name][label]]
-        return chosen, np.array(truth, np.int64)
-
-    train, validation = split("training"), split("validation")
-    layer, _ = train_final_layer(extraction.matrix(train[0]), train[1], extraction.matrix(validation[0]),
-                                 validation[1], len(image_set.labels), 100, 0.01, 100, -1, 50, seed=3)
-    return {"spec": spec, "train": train, "validation": validation, "testing": split("testing"),
+    split = dataset.split(image_set, image_set.files, 20, 20)
+    train, validation = split.files("training"), split.files("validation")
+    layer, _ = train_head(Rows(extraction.matrix(train[0]), train[1]),
+                          Rows(extraction.matrix(validation[0]), validation[1]), len(image_set.labels),
+                          Schedule(100, 0.01, 100, -1, 50, seed=3))
+    return {"spec": spec, "train": train, "validation": validation, "testing": split.files("testing"),
             "digests": extraction.digests, "layer": layer, "labels": image_set.labels}
 
 

@@ -46,3 +46,22 @@ def test_what_is_not_a_log_reads_as_none(tmp_path):
     assert TrainLog.read(tmp_path / "broken.json") is None
     os.mkfifo(tmp_path / "fifo.json")
     assert TrainLog.read(tmp_path / "fifo.json") is None  # refused, never waited on
+
+
+def test_the_fields_commands_read_have_the_value_an_older_or_odd_log_stands_for():
+    empty = TrainLog({})
+    assert (empty.labels, empty.module, empty.split_digests, empty.split_sizes, empty.steps) == (
+        [], {}, {}, {}, [])
+    assert empty.fine_tune is None and empty.data_checks == {} and empty.bottleneck_dir is None
+    assert empty.labels_csv is None and str(empty.image_dir) == model_dir.IMAGE_DIR
+    odd = TrainLog({"labels": "elsa", "module": [1], "split_digests": None, "steps": {}, "fine_tune": {},
+                    "data_checks": "x", "flags": {"bottleneck_dir": "/cache", "image_dir": "/photos"}})
+    assert (odd.labels, odd.module, odd.split_digests, odd.steps, odd.fine_tune, odd.data_checks) == (
+        [], {}, {}, [], None, {})
+    assert str(odd.bottleneck_dir) == "/cache" and str(odd.image_dir) == "/photos"
+    assert odd.inputs == ["/photos"]
+    full = TrainLog({"labels": ["a", "b"], "split_digests": {"testing": ["d1"]}, "fine_tune": {"epochs": 2},
+                     "steps": [{"step": 0}], "data_checks": {"near_duplicate_threshold": 0.95}})
+    assert full.labels == ["a", "b"] and full.split_digests == {"testing": ["d1"]}
+    assert full.fine_tune == {"epochs": 2} and full.steps == [{"step": 0}]
+    assert full.data_checks["near_duplicate_threshold"] == 0.95

@@ -16,6 +16,7 @@ from PIL import Image
 from test_metrics import assert_matches_scikit_learn
 
 from tensorguess import cli
+from tensorguess.model_dir import TrainLog
 from tensorguess.report.document import REPORT_FILES, ReportError, build, check_out_dir
 from tensorguess.report.evaluate import EvaluationError, evaluate_folder, graph_temperature, labelled_files
 from tensorguess.score.predict import Classifier
@@ -315,7 +316,7 @@ def test_report_html_shows_the_data_checks_with_photos_and_survives_moved_ones(t
                       "validation_cross_entropy": 0.4} for s in (0, 10)],
            "split_sizes": {"training": 300}, "data_checks": checks}
     out = tmp_path / "report"
-    write(out, evaluation, train_log=log)
+    write(out, evaluation, train_log=TrainLog(log))
     page = (out / "report.html").read_text()
     section = page[page.index('<h2 id="data_checks">Data checks</h2>'):page.index("<h2>What the numbers")]
     assert "<tr><td>identical photos under different labels</td><td>2</td></tr>" in section
@@ -338,5 +339,5 @@ def test_report_html_shows_the_data_checks_with_photos_and_survives_moved_ones(t
     render_in_chromium(out, tmp_path)
 
     del log["data_checks"]
-    write(out, evaluation, train_log=log)
+    write(out, evaluation, train_log=TrainLog(log))
     assert "Data checks" not in (out / "report.html").read_text()

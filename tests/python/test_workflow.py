@@ -185,14 +185,14 @@ def test_changed_module_recomputes_and_damaged_entries_are_not_read(tmp_path):
 
 
 def test_training_is_deterministic_for_a_seed():
-    from tensorguess.head.train import train_final_layer
+    from tensorguess.head.train import Rows, Schedule, train_head
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 16)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
 
     def run(seed):
-        layer, history = train_final_layer(x, y, x[:10], y[:10], 2, 50, 0.1, 20, 10, 10, seed)
+        layer, history = train_head(Rows(x, y), Rows(x[:10], y[:10]), 2, Schedule(50, 0.1, 20, 10, 10, seed))
         return layer, history
 
     a, history_a = run(3)

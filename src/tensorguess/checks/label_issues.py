@@ -32,7 +32,7 @@ import numpy as np
 
 from tensorguess.atomic_write import write_atomically
 
-# The head of each fold: train.train_final_layer (class-uniform batches, softmax by SGD)
+# The head of each fold: head.train.train_head (class-uniform batches, softmax by SGD)
 # on features centred and scaled to a mean squared norm of 1, so that one learning rate
 # suits any extractor. Each photo of a batch then moves its own logits by about
 # LEARNING_RATE / BATCH = 3 per step: a short, sharp fit, which ranks wrong labels better
@@ -43,7 +43,8 @@ STEPS = 500
 LEARNING_RATE = 300.0
 BATCH = 100
 FOLDS = 5
-# In the cache key: scores are read back only for the head that made them.
+# In the cache key: scores are read back only for the head that made them (the name is a key,
+# kept so that scores cached before stay found).
 HEAD = f"train_final_layer/centred-unit-rms-as-read/steps={STEPS}/lr={LEARNING_RATE:g}/batch={BATCH}"
 
 # cleanlab's constants (cleanlab/internal/constants.py), so that comparisons agree exactly.
@@ -234,7 +235,7 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, classes:
         raise ValueError(f"out-of-fold scores need at least 2 folds, not {folds}")
     fold = stratified_folds(labels, folds, seed)
     probabilities = np.zeros((len(labels), classes), dtype=np.float64)
-    # Each fold traces train_final_layer's function anew, by design; TensorFlow's warning
+    # Each fold traces the head's training step anew, by design; TensorFlow's warning
     # about retracing would only alarm whoever reads the console.
     tf_logger = logging.getLogger("tensorflow")
     level = tf_logger.level

@@ -64,7 +64,7 @@ def run(args) -> int:
         evaluation = kind.function("evaluate")(classifier, labelled,
                                                str(model_path(args.dir, args.model, args.output_graph)),
                                                args.batch_size, warn=warn,
-                                               train_log=log and log.data, train_log_path=log_path)
+                                               train_log=log, train_log_path=log_path)
     report = write(out, evaluation)
     accuracy = "n/a" if report["accuracy"] is None else f"{report['accuracy'] * 100:.1f}%"
     print(f"Evaluation accuracy = {accuracy} (N={report['n']})")

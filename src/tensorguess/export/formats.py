@@ -17,7 +17,7 @@ from tensorguess.data import dataset
 from tensorguess.data.images import content_hash
 from tensorguess.data.labels_csv import read_labels_csv
 from tensorguess.errors import TensorGuessError
-from tensorguess.model_dir import EXPORTS, SAVED_MODEL
+from tensorguess.model_dir import EXPORTS, SAVED_MODEL, TrainLog
 
 FILES = {"saved_model": SAVED_MODEL, **EXPORTS}
 FORMATS = ("tflite", "tflite-int8", "coreml")  # what export.sh writes
@@ -47,18 +47,17 @@ class SplitPhotos:
     parts: dict[str, list[tuple[Path, int]]] = field(default_factory=dict)
 
 
-def split_photos(train_log: dict, log_path: Path, warn: Callable[[str], None]) -> SplitPhotos:
+def split_photos(train_log: TrainLog, log_path: Path, warn: Callable[[str], None]) -> SplitPhotos:
     """The photos train_log.json's split digests name, in the image folder (or CSV) it trained on."""
-    flags = train_log.get("flags") or {}
-    digests = train_log.get("split_digests") or {}
+    digests = train_log.split_digests
     if not digests:
         raise ExportError(f"{log_path} lists no split (written by an older tensor-guess); train "
                           "again to export int8 and the accuracy table")
-    if flags.get("labels_csv"):
-        image_set = read_labels_csv(Path(flags["labels_csv"]), warn)
+    if train_log.labels_csv is not None:
+        image_set = read_labels_csv(train_log.labels_csv, warn)
     else:
-        image_set = dataset.discover(Path(flags.get("image_dir") or "data"), warn)
-    labels = train_log.get("labels") or image_set.labels
+        image_set = dataset.discover(train_log.image_dir, warn)
+    labels = train_log.labels or image_set.labels
     index = {label: i for i, label in enumerate(labels)}
     where = {name: set(values) for name, values in digests.items()}
     found = SplitPhotos(labels=list(labels), root=image_set.root,

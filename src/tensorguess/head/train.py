@@ -118,30 +118,6 @@ class Rows:
     standardise: tuple[np.ndarray, float] | None = None
 
 
-def train_final_layer(
-    train_x: np.ndarray,
-    train_y: np.ndarray,
-    val_x: np.ndarray,
-    val_y: np.ndarray,
-    classes: int,
-    steps: int,
-    learning_rate: float,
-    train_batch_size: int,
-    validation_batch_size: int,
-    eval_step_interval: int,
-    seed: int,
-    on_eval: Callable[[EvalPoint], None] = lambda point: None,
-    class_weights: np.ndarray | None = None,
-    head: HeadSpec = HeadSpec(),
-    train_rows: np.ndarray | None = None,
-) -> tuple[FinalLayer, list[EvalPoint]]:
-    """retrain.py's argument list for `train_head` (the tests' and benchmarks' calls)."""
-    schedule = Schedule(steps, learning_rate, train_batch_size, validation_batch_size, eval_step_interval,
-                        seed)
-    return train_head(Rows(train_x, train_y, train_rows), Rows(val_x, val_y), classes, schedule, head,
-                      on_eval, class_weights)
-
-
 def train_head(training: Rows, validation: Rows, classes: int, schedule: Schedule,
                head: HeadSpec = HeadSpec(), on_eval: Callable[[EvalPoint], None] = lambda point: None,
                class_weights: np.ndarray | None = None) -> tuple[FinalLayer, list[EvalPoint]]:

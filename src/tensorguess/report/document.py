@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tensorguess import strict_json
 from tensorguess.atomic_write import write_atomically
+from tensorguess.model_dir import TrainLog
 from tensorguess.report import plots
 from tensorguess.report.console import console_lines, leak_lines, table_order
 from tensorguess.report.content import build
@@ -71,7 +72,7 @@ def check_out_dir(out_dir: Path) -> None:
         )
 
 
-def write(out_dir: Path, evaluation: Evaluation, train_log: dict | None = None,
+def write(out_dir: Path, evaluation: Evaluation, train_log: TrainLog | None = None,
           report: dict | None = None) -> dict:
     """Write every report file into out_dir (`report`: build(evaluation), if already made)."""
     out_dir = Path(out_dir)
@@ -90,7 +91,7 @@ def write(out_dir: Path, evaluation: Evaluation, train_log: dict | None = None,
     for name, data in figures.items():
         write_atomically(out_dir / name, data)
     shown = [item["file"] for item in report["misclassified"][:WORST_SHOWN]]
-    checks = (train_log or {}).get("data_checks")
+    checks = train_log.data_checks if train_log is not None else None
     if checks:
         shown += data_check_photos(checks)
     thumbnails = _thumbnails(evaluation, shown)

@@ -17,7 +17,7 @@ from tensorguess.data.images import Skipped, content_hash, is_hidden
 from tensorguess.data.labels_csv import read_labels_csv
 from tensorguess.errors import TensorGuessError
 from tensorguess.metrics import softmax
-from tensorguess.model_dir import TEMPERATURE, TRAIN_LOG
+from tensorguess.model_dir import TEMPERATURE, TRAIN_LOG, TrainLog
 from tensorguess.report.document import Evaluation
 from tensorguess.report.leaks import Leaks, find_leaks, reference_features
 from tensorguess.score.predict import Classifier
@@ -89,7 +89,7 @@ def labelled_files(folder: Path, labels: list[str], warn: Callable[[str], None] 
     return files, truth, stray
 
 
-def check_leaks(paths: list[Path], features: list, train_log: dict, log_path: Path | None) -> Leaks:
+def check_leaks(paths: list[Path], features: list, train_log: TrainLog, log_path: Path | None) -> Leaks:
     """Which scored photos are, or nearly are, photos the classifier trained on."""
     seen, seen_features, why = reference_features(train_log, log_path or Path(TRAIN_LOG))
     digests = []
@@ -99,7 +99,7 @@ def check_leaks(paths: list[Path], features: list, train_log: dict, log_path: Pa
         except OSError:
             digests.append(None)
     usable = features and all(f is not None for f in features)
-    threshold = (train_log.get("data_checks") or {}).get("near_duplicate_threshold")
+    threshold = train_log.data_checks.get("near_duplicate_threshold")
     found = find_leaks(digests, np.stack(features) if usable else None, seen, seen_features, threshold)
     if not seen:
         found.note = f"{log_path} lists no training photos (written by an older tensor-guess)"
@@ -138,7 +138,7 @@ def undo_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarra
 
 def evaluate_folder(classifier: Classifier, folder: Path, classifier_name: str, batch_size: int = 32,
                     warn: Callable[[str], None] = print, show_progress: bool = True,
-                    train_log: dict | None = None, train_log_path: Path | None = None) -> Evaluation:
+                    train_log: TrainLog | None = None, train_log_path: Path | None = None) -> Evaluation:
     """Score the labelled photos; with the classifier's `train_log`, also find those it has seen."""
     folder = Path(folder).resolve()
     files, truth, stray = labelled_files(folder, classifier.labels, warn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape as e
 
+from tensorguess.model_dir import TrainLog
 from tensorguess.report.console import leak_lines, number, percent, quoted, table_order
 from tensorguess.report.model import GENERATOR, NEAR_GROUPS_SHOWN, NEAR_PHOTOS_SHOWN, WORST_SHOWN, Page
 
@@ -29,7 +30,7 @@ dl { font-size: .9em; } dt { font-weight: bold; } dd { margin: 0 0 .5em 1.2em; }
 
 
 def render_html(report: dict, figures: list[str], thumbnails: dict[str, str],
-                train_log: dict | None = None) -> str:
+                train_log: TrainLog | None = None) -> str:
     return page_html(Page.of(report, figures, thumbnails, train_log))
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tensorguess.model_dir import TrainLog
+
 SEEN_SPLITS = ("training", "validation")  # both shaped the model: weights, and the temperature
 BLOCK = 4096  # rows of seen features per product: bounds memory whatever the training set
 
@@ -31,19 +33,19 @@ class Leaks:
         return sum(1 for k in self.kinds if k == kind)
 
 
-def reference_features(train_log: dict, log_path: Path) -> tuple[set[str], np.ndarray | None, str]:
+def reference_features(train_log: TrainLog, log_path: Path) -> tuple[set[str], np.ndarray | None, str]:
     """(seen content hashes, their bottlenecks [M,D] or None, why features are missing)."""
     from tensorguess.features.bottlenecks import BottleneckCache
     from tensorguess.features.modules import ModuleSpec
 
-    seen = {digest for name in SEEN_SPLITS for digest in train_log.get("split_digests", {}).get(name, [])}
-    module = dict(train_log.get("module") or {})
-    cache_dir = (train_log.get("flags") or {}).get("bottleneck_dir")
+    seen = {digest for name in SEEN_SPLITS for digest in train_log.split_digests.get(name, [])}
+    module = dict(train_log.module)
+    cache_dir = train_log.bottleneck_dir
     if not module or not cache_dir:
         return seen, None, f"{log_path} names no module or cache"
     module["value_range"] = tuple(module.get("value_range", (0, 1)))
     try:
-        cache = BottleneckCache(Path(cache_dir), ModuleSpec(**module), warn=lambda line: None)
+        cache = BottleneckCache(cache_dir, ModuleSpec(**module), warn=lambda line: None)
     except TypeError:
         return seen, None, f"{log_path} was written by another version"
     dim = cache.store.dim()

@@ -10,6 +10,7 @@ import numpy as np
 from tensorguess import __version__
 from tensorguess.data.images import Skipped
 from tensorguess.errors import TensorGuessError
+from tensorguess.model_dir import TrainLog
 
 GENERATOR = f"tensor-guess {__version__}"
 REPORT_FILES = ("report.json", "report.html", "confusion_matrix.png", "reliability.png",
@@ -79,9 +80,9 @@ class Training:
     fine_tuning: FineTuning | None
 
     @classmethod
-    def of(cls, train_log: dict) -> Training:
-        fine = train_log.get("fine_tune")
-        return cls(evaluations=len(train_log.get("steps", [])), split_sizes=train_log.get("split_sizes", {}),
+    def of(cls, train_log: TrainLog) -> Training:
+        fine = train_log.fine_tune
+        return cls(evaluations=len(train_log.steps), split_sizes=train_log.split_sizes,
                    fine_tuning=FineTuning.of(fine) if fine else None)
 
 
@@ -97,6 +98,6 @@ class Page:
 
     @classmethod
     def of(cls, report: dict, figures: list[str], thumbnails: dict[str, str],
-           train_log: dict | None = None) -> Page:
+           train_log: TrainLog | None = None) -> Page:
         return cls(report, figures, thumbnails, Training.of(train_log) if train_log else None,
-                   (train_log or {}).get("data_checks") or None)
+                   (train_log.data_checks or None) if train_log else None)

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from tensorguess.metrics import ECE_BINS, reliability_table
+from tensorguess.model_dir import TrainLog
 
 # A label in a script the bundled font lacks (`猫`) is drawn as boxes in the PNG, and is
 # text in report.html; matplotlib's warning for each such glyph would only add noise lines.
@@ -111,9 +112,9 @@ def reliability_png(probabilities: np.ndarray, truth: np.ndarray,
     return _png(figure)
 
 
-def training_curves_png(train_log: dict) -> bytes:
+def training_curves_png(train_log: TrainLog) -> bytes:
     """Accuracy and cross-entropy of training batches and validation at every evaluation step."""
-    steps = train_log.get("steps", [])
+    steps = train_log.steps
     x = [point["step"] for point in steps]
     figure = _figure(8, 3.6)
     accuracy, entropy = figure.subplots(1, 2)
