@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -308,6 +308,52 @@ def read_rgb(path: Path, target: int | None = None, max_pixels: int | None = Non
             return _decode(handle, sniff_format(head), target, max_pixels, hold)
     except OSError as error:  # decoding errors are UnreadableImage already: this is open or read
         raise UnreadableImage(f"cannot read the file ({error.strerror or error})") from error
+
+
+# EXIF orientations 5 to 8 turn a photo a quarter turn (with or without a mirror): its sides swap.
+SIDE_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+EXIF_ORIENTATION = 0x0112
+
+
+class PhotoSize(NamedTuple):
+    """A photo's size as read_image decodes it (EXIF orientation applied); whether that swapped its sides."""
+
+    width: int
+    height: int
+    sides_swapped: bool
+
+
+def upright_size(path: Path) -> PhotoSize:
+    """The size read_image gives `path`, from the file's header alone: no pixel is decoded.
+
+    Orientation is read as exif_transpose reads it (EXIF, else XMP's tiff:Orientation), except
+    that a PNG's EXIF counts only when it stands before the pixels, where PNG 3 puts it:
+    Pillow would decode the whole PNG to look for one after them. UnreadableImage says why not.
+    """
+    try:
+        with open_regular(path) as handle:
+            fmt = sniff_format(handle.read(16))
+            if fmt is None:
+                raise UnreadableImage("not an image tensor-guess can read (expected JPEG, PNG, GIF, BMP or "
+                                      "WebP content)")
+            handle.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(handle, formats=[fmt]) as image:
+                    _refuse_bomb(image)
+                    # The base class's getexif reads what the header gave; PNG's own would load() first.
+                    orientation = Image.Image.getexif(image).get(EXIF_ORIENTATION, 1)
+                    swapped = orientation in SIDE_SWAPPING_ORIENTATIONS
+                    width, height = (image.height, image.width) if swapped else image.size
+                    return PhotoSize(width, height, swapped)
+    except UnreadableImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UnreadableImage(f"too large to decode safely ({_short(error)})") from error
+    except (SyntaxError, ValueError, UnidentifiedImageError, EOFError) as error:
+        raise UnreadableImage(f"broken image header ({_short(error)}); re-export or remove it") from error
+    except OSError as error:
+        raise UnreadableImage(f"cannot read the file ({error.strerror or _short(error)})") from error
 
 
 def content_hash(path: Path) -> str:
