@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -83,14 +84,23 @@ def test_a_point_not_labelled_teaches_nothing(kind):
 SIZE = 160
 PHOTOS = 300
 VALIDATION, HELD_OUT = 40, 60  # validation picks the epoch; the held-out photos judge it
+THROUGH_TRUNK = 24
 DOT_RADIUS = 0.03  # of the side: about 5 px at 160
 DOT_COLOURS = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)  # point 0 red, point 1 green
 
 
+class Dots(NamedTuple):
+    maps: np.ndarray
+    points: np.ndarray
+    visible: np.ndarray
+    images: np.ndarray  # the first few photos only, for training through the trunk
+    trunk: SpatialTrunk
+
+
 @pytest.fixture(scope="module")
-def dots():
+def dots() -> Dots:
     """Real sign-digit photos at 160 px with a red dot, and in half of them a green one (unlabelled
-    where absent), at random places; their v1 stride-16 maps, computed once: (maps, points, visible)."""
+    where absent), at random places; their v1 stride-16 maps, computed once."""
     rng = np.random.default_rng(11)
     paths = sorted(SIGN_DIGITS.glob("*/*.JPG"))
     chosen = [paths[i] for i in rng.choice(len(paths), PHOTOS, replace=False)]
@@ -105,16 +115,17 @@ def dots():
             disc = (centres[None, :] - x) ** 2 + (centres[:, None] - y) ** 2 <= DOT_RADIUS ** 2
             images[n][disc] = DOT_COLOURS[k]
     spec, loaded = resolve(str(MOBILENET_V1))
-    maps = SpatialTrunk(spec, loaded, SIZE).maps(images)
+    trunk = SpatialTrunk(spec, loaded, SIZE)
+    maps = trunk.maps(images)
     assert maps.shape == (PHOTOS, 10, 10, 512)
-    return maps, points, visible
+    return Dots(maps, points, visible, images[:THROUGH_TRUNK].copy(), trunk)
 
 
 held_out = slice(PHOTOS - HELD_OUT, PHOTOS)
 
 
-def splits(dots) -> tuple[PointSet, PointSet]:
-    maps, points, visible = dots
+def splits(dots: Dots) -> tuple[PointSet, PointSet]:
+    maps, points, visible = dots.maps, dots.points, dots.visible
     train, validation = slice(0, PHOTOS - HELD_OUT - VALIDATION), slice(PHOTOS - HELD_OUT - VALIDATION,
                                                                          PHOTOS - HELD_OUT)
     return (PointSet(maps[train], points[train], visible[train]),
@@ -122,7 +133,7 @@ def splits(dots) -> tuple[PointSet, PointSet]:
 
 
 def test_the_heatmap_head_learns_dots_on_real_photos(dots):
-    maps, points, visible = dots
+    maps, points, visible = dots.maps, dots.points, dots.visible
     head = make_head(PointsHeadSpec(HEATMAP), maps.shape[-1], 2, seed=1)
     started = time.perf_counter()
     history = train_points_head(head, *splits(dots), PointsSchedule(epochs=12, patience=4, seed=3))
@@ -139,6 +150,23 @@ def test_the_heatmap_head_learns_dots_on_real_photos(dots):
     # A labelled dot is a sharp peak; an absent green dot leaves its map with nothing to peak on.
     present, absent = confidence[visible[held_out]], confidence[:, 1][~visible[held_out][:, 1]]
     assert present.mean() > absent.mean()
+
+
+def test_training_through_the_trunk_is_training_on_its_maps(dots):
+    """Images through the frozen trunk each batch, or the trunk's maps computed once: one training."""
+    rows = slice(0, THROUGH_TRUNK)
+    schedule = PointsSchedule(epochs=2, batch_size=8, seed=4)
+    heads = [make_head(PointsHeadSpec(HEATMAP), 512, 2, seed=6) for _ in range(2)]
+    on_maps = train_points_head(heads[0], PointSet(dots.maps[rows], dots.points[rows], dots.visible[rows]),
+                                PointSet(dots.maps[:8], dots.points[:8], dots.visible[:8]), schedule)
+    on_images = train_points_head(heads[1], PointSet(dots.images, dots.points[rows], dots.visible[rows]),
+                                  PointSet(dots.images[:8], dots.points[:8], dots.visible[:8]), schedule,
+                                  trunk=dots.trunk)
+    for ours, theirs in zip(on_maps, on_images, strict=True):
+        assert ours.train_loss == pytest.approx(theirs.train_loss, rel=1e-4)
+        assert ours.validation_error == pytest.approx(theirs.validation_error, rel=1e-4)
+    for ours, theirs in zip(heads[0].variables, heads[1].variables, strict=True):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-3, atol=1e-5)
 
 
 def test_direct_regression_learns_what_the_pooled_map_holds():
