@@ -24,7 +24,7 @@ LAYOUT_DOC = ROOT / "docs" / "development.md"
 # independent of one another.
 STAGES: list[list[tuple[str, ...]]] = [
     [("__init__", "errors", "model_dir", "stderr_noise", "strict_json", "atomic_write", "pure_ops", "metrics",
-      "publish", "watchdog")],
+      "point_metrics", "publish", "watchdog")],
     [("data",)],
     [("features",)],
     [("head",)],
