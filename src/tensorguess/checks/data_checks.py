@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tensorguess.data.dataset import Components, ImageSet
+from tensorguess.data.dataset import ImageSet
+from tensorguess.data.grouped_split import Components
 from tensorguess.features.near_duplicates import STORE_NAME, find_pairs
 from tensorguess.head.train import TrainingDiverged
 

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+# The key and its constant are re-exported: the classes' split is read here (tests, callers).
+from tensorguess.data.grouped_split import MAX_NUM_IMAGES_PER_CLASS as MAX_NUM_IMAGES_PER_CLASS
+from tensorguess.data.grouped_split import SPLITS, Entry, ensure_each_split, place_by_keys
+from tensorguess.data.grouped_split import band as key_band
+from tensorguess.data.grouped_split import split_key as split_key
+from tensorguess.data.grouped_split import units as grouped_units
 from tensorguess.data.images import is_hidden, list_files
 from tensorguess.errors import TensorGuessError
-
-# retrain.py's constant: the split is the sha1 of a name modulo this, as a percentage.
-MAX_NUM_IMAGES_PER_CLASS = 2**27 - 1
-SPLITS = ("training", "validation", "testing")
 
 
 class DatasetError(TensorGuessError):
@@ -180,19 +180,6 @@ def require_trainable(image_set: ImageSet, files: dict[str, list[Path]], which: 
         )
 
 
-def split_key(relative_path: str) -> float:
-    """retrain.py's percentage hash, of the path relative to the image folder.
-
-    Anything after `_nohash_` is ignored, so `bob_nohash_1.jpg` and
-    `bob_nohash_2.jpg` always land in the same split.
-    """
-    name = re.sub(r"_nohash_.*$", "", relative_path)
-    # The name's own bytes: UTF-8 as retrain.py hashed it, and a name that is not UTF-8 (its
-    # bytes carried as lone surrogates) by the bytes the folder holds.
-    hashed = int(hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest(), 16)
-    return (hashed % (MAX_NUM_IMAGES_PER_CLASS + 1)) * (100.0 / MAX_NUM_IMAGES_PER_CLASS)
-
-
 @dataclass
 class Split:
     """Files of each split per label: split name -> label -> files; and what to tell the user."""
@@ -221,9 +208,6 @@ class Split:
         return {name: {lab: len(f) for lab, f in part.items()} for name, part in self.parts.items()}
 
 
-Entry = tuple[str, Path]  # (label, file): a file listed under two labels is two entries
-
-
 def split(
     image_set: ImageSet,
     readable: dict[str, list[Path]],
@@ -247,7 +231,7 @@ def split(
     require_trainable(image_set, readable, "readable ")
     entries: list[Entry] = [(label, path) for label in image_set.labels
                             for path in readable.get(label, [])]
-    units = _units(image_set, entries, groups)
+    units = grouped_units(entries, image_set.name, groups)
     result = Split(labels=list(image_set.labels))
     for name in SPLITS:
         for label in image_set.labels:
@@ -265,33 +249,20 @@ def split(
 def _follow_keys(image_set: ImageSet, units, testing_percentage: float, validation_percentage: float,
                  readable: dict[str, list[Path]], result: Split) -> None:
     """Each group in the band of its key, too big ones in training, then every split filled."""
-    place: dict[int, str] = {}
     counts = {label: len(readable.get(label, [])) for label in image_set.labels}
-    for index, (key, members) in enumerate(units):
-        name = _band(key, testing_percentage, validation_percentage)
-        if name != "training":
-            share = testing_percentage if name == "testing" else validation_percentage
-            # More than twice its split's share of a class (and more than a pair): placing it
-            # there would make that split a poor sample of the class.
-            too_big = [label for label, n in Counter(lab for lab, _ in members).items()
-                       if n > max(2.0, 2 * counts[label] * share / 100)]
-            if too_big:
-                result.notes.append(
-                    f"a group of {len(members)} near-duplicate or same-named photos "
-                    f"({image_set.name(members[0][1])}, ...) is more than twice the {name} split's share of "
-                    f"{', '.join(too_big)}: kept in training")
-                name = "training"
-        place[index] = name
-    _ensure_each_split(image_set, units, place, counts, result.notes)
+    place, held_back = place_by_keys(units, counts, testing_percentage, validation_percentage)
+    for held in held_back:
+        members = units[held.unit][1]
+        result.notes.append(
+            f"a group of {len(members)} near-duplicate or same-named photos "
+            f"({image_set.name(members[0][1])}, ...) is more than twice the {held.band} split's share of "
+            f"{', '.join(held.strata)}: kept in training")
+    for label, name in ensure_each_split(image_set.labels, units, place, counts):
+        result.notes.append(f"{label!r} has no {name} photo: its photos form too few groups of "
+                            "near-duplicate or same-named photos to be in every split")
     for index, (_, members) in enumerate(units):
         for label, path in members:
             result.parts[place[index]][label].append(path)
-
-
-def _band(key: float, testing_percentage: float, validation_percentage: float) -> str:
-    if key < validation_percentage:
-        return "validation"
-    return "testing" if key < validation_percentage + testing_percentage else "training"
 
 
 def _follow_given(image_set: ImageSet, units, testing_percentage: float, validation_percentage: float,
@@ -310,7 +281,7 @@ def _follow_given(image_set: ImageSet, units, testing_percentage: float, validat
     leaks = []
     for key, members in units:
         own = {given[path] for _, path in members if path in given}
-        band = _band(key, testing_percentage, validation_percentage)
+        band = key_band(key, testing_percentage, validation_percentage)
         if len(own) > 1:
             leaks.append(members)
         for label, path in members:
@@ -332,97 +303,3 @@ def _follow_given(image_set: ImageSet, units, testing_percentage: float, validat
         missing = [label for label in image_set.labels if not result.parts[name][label]]
         if missing and name not in carved:
             result.notes.append(f"the given {name} split has no photo of {', '.join(missing)}")
-
-
-class Components:
-    """Union-find over 0..count-1: which items end up joined, through any chain of joins."""
-
-    def __init__(self, count: int):
-        self.parent = list(range(count))
-
-    def find(self, i: int) -> int:
-        """The smallest-index-rooted representative of i's component (paths halved on the way)."""
-        parent = self.parent
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def join(self, indices: Iterable[int]) -> None:
-        indices = list(indices)
-        for other in indices[1:]:
-            a, b = self.find(indices[0]), self.find(other)
-            if a != b:
-                self.parent[max(a, b)] = min(a, b)
-
-    def members(self) -> list[list[int]]:
-        """Each component's items, in index order, components by their first item."""
-        found: dict[int, list[int]] = {}
-        for i in range(len(self.parent)):
-            found.setdefault(self.find(i), []).append(i)
-        return list(found.values())
-
-
-def _units(image_set: ImageSet, entries: list[Entry], groups) -> list[tuple[float, list[Entry]]]:
-    """The entries joined into groups (union-find): (the group's split key, members), by key."""
-    components = Components(len(entries))
-    keys = [split_key(image_set.name(path)) for _, path in entries]
-    by_key: dict[float, list[int]] = {}
-    by_path: dict[Path, list[int]] = {}
-    for i, (_, path) in enumerate(entries):
-        by_key.setdefault(keys[i], []).append(i)  # _nohash_ families share a key
-        by_path.setdefault(path, []).append(i)  # one file under two labels
-    for same in [*by_key.values(), *by_path.values()]:
-        components.join(same)
-    for group in groups:
-        components.join(i for path in group for i in by_path.get(Path(path), []))
-    # A group's key is its first member's by path: as uniform as one photo's key (the lowest
-    # of several keys would favour the small splits), and the same wherever the folder is.
-    units = []
-    for found in components.members():
-        found.sort(key=lambda i: _entry_order(entries[i]))
-        units.append((keys[found[0]], [entries[i] for i in found]))
-    units.sort(key=lambda unit: (unit[0], _entry_order(unit[1][0])))
-    return units
-
-
-def _entry_order(entry: Entry) -> tuple[str, str]:
-    return entry[1].as_posix(), entry[0]
-
-
-def _ensure_each_split(image_set: ImageSet, units, place: dict[int, str], counts: dict[str, int],
-                       notes: list[str]) -> None:
-    """Move the fewest whole groups needed so classes of 3 or more are in every split.
-
-    A group moves from the split that holds most of the class, smallest first (then
-    lowest key), and
-    only if that split keeps some of the class and of every other class it takes
-    from there; so the result is as near the hash split as it can be. Linear in the
-    number of photos: the counts are kept up to date rather than recounted.
-    """
-    held = {name: dict.fromkeys(image_set.labels, 0) for name in SPLITS}
-    units_of: dict[str, list[int]] = {label: [] for label in image_set.labels}
-    taken = [Counter(label for label, _ in members) for _, members in units]
-    for index, per_label in enumerate(taken):
-        for label, n in per_label.items():
-            held[place[index]][label] += n
-            units_of[label].append(index)
-    for indices in units_of.values():
-        indices.sort(key=lambda index: len(units[index][1]))  # stable: lowest key among equals
-    for label in image_set.labels:
-        wanted = ("validation", "testing", "training") if counts[label] >= 3 else ("training",)
-        for name in wanted:
-            if held[name][label]:
-                continue
-            donors = sorted((n for n in SPLITS if n != name), key=lambda n: -held[n][label])
-            chosen = next((index for donor in donors for index in units_of[label]
-                           if place[index] == donor
-                           and all(held[donor][lab] > n for lab, n in taken[index].items())), None)
-            if chosen is None:
-                notes.append(f"{label!r} has no {name} photo: its photos form too few groups of "
-                             "near-duplicate or same-named photos to be in every split")
-                continue
-            for lab, n in taken[chosen].items():
-                held[place[chosen]][lab] -= n
-                held[name][lab] += n
-            place[chosen] = name
