@@ -1,25 +1,31 @@
 """A points model exported as one graph (bytes -> box and points in photo pixels) computes what the
-Python path computes, on real hand photos and mouse frames; its crop is the numpy reference's."""
+Python path computes, on real hand photos and mouse frames; its crop is the numpy reference's;
+the SavedModel equals the .pb; guess prints it."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import MOBILENET_V1, SHARED, SIGN_DIGITS
+from conftest import MOBILENET_V1, REPO, SHARED, SIGN_DIGITS
 
 from tensorguess import model_dir
-from tensorguess.data.images import read_image
+from tensorguess.data.images import Skipped, read_image
 from tensorguess.data.keypoints import read_keypoints
-from tensorguess.export.points_graph import crop_boxes, points_graph
+from tensorguess.export.points_graph import crop_boxes, export_points_model, points_graph
 from tensorguess.features.modules import resize_image, resolve
 from tensorguess.features.spatial import SpatialTrunk
 from tensorguess.head.points_model import PointsModel, PointsStage, crop_box, crop_squares
 from tensorguess.head.points_net import DirectHead, HeatmapHead
 from tensorguess.head.points_train import PointSet, PointsSchedule, train_points_head
 from tensorguess.score.graph_check import refusal
+from tensorguess.score.points import PointsResult, document, lines, open_points_model
 
 HANDS = SHARED / "datasets" / "keypoints" / "sign-digits-hands.json"
 MOUSE = SHARED / "datasets" / "keypoints" / "openfield-mouse"
@@ -197,3 +203,94 @@ def test_a_drawn_dot_lands_at_its_crop_pixel():
     centroid = [box[0] + (crop.sum(0) * centres).sum() / crop.sum(),
                 box[1] + (crop.sum(1) * centres).sum() / crop.sum()]
     np.testing.assert_allclose(centroid, point, atol=0.01)
+
+
+@pytest.fixture(scope="module")
+def exported(v1, models, tmp_path_factory):
+    """The two-stage model written as train would write it into DIR (graph, names, skeleton,
+    SavedModel, and the kind)."""
+    spec, loaded = v1
+    folder = tmp_path_factory.mktemp("points_model")
+    export_points_model(spec, loaded, models["two-stage"], folder / model_dir.GRAPH,
+                        folder / model_dir.POINT_NAMES, folder / model_dir.SAVED_MODEL)
+    (folder / model_dir.MODEL_KIND).write_text(f"{model_dir.POINTS}\n")
+    return folder
+
+
+def test_the_files_and_the_saved_model_equal_the_graph(exported, models, tmp_path):
+    names = models["two-stage"].names
+    assert (exported / model_dir.POINT_NAMES).read_text().splitlines() == names
+    skeleton = json.loads((exported / model_dir.POINTS_SKELETON).read_text())
+    assert skeleton["names"] == names and skeleton["skeleton"][0] == list(models["two-stage"].skeleton[0])
+    not_a_photo = tmp_path / "notes.jpg"
+    not_a_photo.write_text("not a photo\n")
+    paths = [HAND_PHOTO, not_a_photo, MOUSE_FRAME, MOUSE / "img0001.png"]
+    results = {}
+    for model in ("pb", "saved_model"):
+        with open_points_model(exported, model) as scorer:
+            assert scorer.names == names
+            results[model] = list(scorer.score_files(paths, batch_size=4))
+    for pb, saved in zip(results["pb"], results["saved_model"], strict=True):
+        if isinstance(pb, Skipped):  # the file that is not a photo: one Skipped, not a crash
+            assert isinstance(saved, Skipped) and pb.path == not_a_photo and "not an image" in pb.reason
+            continue
+        assert isinstance(pb, PointsResult) and isinstance(saved, PointsResult)
+        np.testing.assert_allclose(saved.points, pb.points, atol=1e-3)
+        np.testing.assert_allclose(saved.box, pb.box, atol=1e-3)
+    # The two mouse frames ran as one batch of one size: each equals the graph fed its bytes alone
+    # (a batch's convolutions sum in another order: a few thousandths of a pixel).
+    expected, _, box = run_graph(points_graph_of(exported), MOUSE / "img0001.png")
+    np.testing.assert_allclose(results["pb"][3].points, expected, atol=0.01)
+    np.testing.assert_allclose(results["pb"][3].box, box, atol=0.01)
+    # The serving signature takes the bytes, as the .pb's INPUT_BYTES does.
+    serving = tf.saved_model.load(str(exported / model_dir.SAVED_MODEL)).signatures["serving_default"]
+    out = serving(image_bytes=tf.constant(HAND_PHOTO.read_bytes()))
+    np.testing.assert_allclose(out["points"].numpy()[0], results["pb"][0].points, atol=1e-3)
+    assert [name.decode() for name in out["names"].numpy()] == names
+
+
+def test_the_lines_of_a_result():
+    result = PointsResult(Path("hand.jpg"), np.array([[52.14, 80.26], [10.0, 20.0]]),
+                          np.array([0.934, np.nan]), np.array([-5.0, 0.0, 95.0, 100.0]))
+    assert lines(result, ["wrist", "thumb_tip"]) == [
+        "box (x0 = -5.0, y0 = 0.0, x1 = 95.0, y1 = 100.0)",
+        "wrist (x = 52.1, y = 80.3, score = 0.93)", "thumb_tip (x = 10.0, y = 20.0)"]
+    second = document(result, ["wrist", "thumb_tip"])["points"][1]
+    assert second == {"name": "thumb_tip", "x": 10.0, "y": 20.0, "score": None}
+
+
+def points_graph_of(folder: Path):
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString((folder / model_dir.GRAPH).read_bytes())
+    return graph_def
+
+
+def guess(*arguments: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(REPO / "src"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "tensorguess", "guess", *arguments], capture_output=True,
+                          text=True, env=environment, timeout=300, check=False)
+
+
+def test_guess_prints_the_box_and_one_line_a_point(exported, models, tmp_path):
+    with open_points_model(exported) as scorer:
+        (expected,) = scorer.score_files([MOUSE_FRAME])
+    done = guess(str(exported), str(MOUSE_FRAME))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    x0, y0, x1, y1 = expected.box
+    assert lines[0] == f"box (x0 = {x0:.1f}, y0 = {y0:.1f}, x1 = {x1:.1f}, y1 = {y1:.1f})"
+    (x, y) = expected.points[0]
+    assert len(lines) == 22 and lines[1] == f"wrist (x = {x:.1f}, y = {y:.1f})"
+    assert lines[21].startswith("pinky_tip (x = ")  # no score: the direct head gives none
+    # --json, with the SavedModel, two photos and a file that is not one: one line on stderr, status 1.
+    not_a_photo = tmp_path / "notes.png"
+    not_a_photo.write_text("not a photo\n")
+    done = guess(str(exported), str(MOUSE_FRAME), str(not_a_photo), "--json", "--model", "saved_model")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "notes.png" in done.stderr
+    first, second = json.loads(done.stdout)
+    assert first["image"] == str(MOUSE_FRAME) and second == {"image": str(not_a_photo),
+                                                              "error": second["error"]}
+    assert [p["name"] for p in first["points"]] == models["two-stage"].names
+    assert first["points"][0]["score"] is None
+    np.testing.assert_allclose([[p["x"], p["y"]] for p in first["points"]], expected.points, atol=1e-3)
+    np.testing.assert_allclose(first["box"], expected.box, atol=1e-3)
