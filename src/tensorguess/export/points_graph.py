@@ -43,6 +43,12 @@ OUTPUTS = {"points": POINTS_TENSOR, "confidence": CONFIDENCE_TENSOR, "box": BOX_
            "names": POINT_NAMES_TENSOR}
 
 
+# One graph function a tap, called by every stage that reads it: the module's weights stored once.
+# False imports the pruned module into the graph at each call, once a stage (bench/points_export.py's
+# baseline).
+share_trunk = True
+
+
 class PointsExportError(TensorGuessError):
     """The model cannot be written as a graph (its tap is not in the module's frozen graph)."""
 
@@ -118,9 +124,11 @@ def trunk_functions(graph_def, input_name: str, stages: list[PointsStage]) -> di
 
     functions = {}
     for tap in dict.fromkeys(stage.tap for stage in stages):
-        node = frozen_node(graph_def, tap)
-        functions[tap] = tf.function(pruned_at(graph_def, input_name, node), input_signature=[
-            tf.TensorSpec([None, None, None, 3], tf.float32)], autograph=False)
+        spatial_map = pruned_at(graph_def, input_name, frozen_node(graph_def, tap))
+        if share_trunk:
+            spatial_map = tf.function(spatial_map, autograph=False,
+                                      input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        functions[tap] = spatial_map
     return functions
 
 
