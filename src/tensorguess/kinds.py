@@ -1,6 +1,6 @@
 """The kinds of model, each with the functions that train, open, sort, evaluate and export it.
 
-A model's kind ("classes" today; points next) says what its scores mean, so every command
+A model's kind ("classes" or "points") says what its scores mean, so every command
 asks this registry for the functions of the model it was given, in one place, and refuses a
 kind it does not know. The functions are named, not imported: a command imports only what
 the chosen kind and job need (TensorFlow, for instance, only once it runs).
@@ -31,6 +31,8 @@ class Kind:
     sort: str  # (scorer, source, dest, batch_size, warn) -> a summary
     evaluate: str  # (scorer, labelled, model path, batch_size, warn, train_log, train_log_path)
     export: str  # (folder, formats, graph, labels, final_tensor_name, ...) -> the table
+    guess_lines: str  # (scorer, result) -> the lines guess prints for one photo
+    guess_document: str  # (scorer, result) -> guess --json's fields for one photo
 
     def function(self, job: str) -> Callable:
         module, name = getattr(self, job).split(":")
@@ -42,7 +44,18 @@ KINDS = {
                             open_model="tensorguess.score.models:open_classifier",
                             sort="tensorguess.sort.folder:sort",
                             evaluate="tensorguess.report.evaluate:evaluate_folder",
-                            export="tensorguess.deploy:export"),
+                            export="tensorguess.deploy:export",
+                            guess_lines="tensorguess.score.predict:guess_lines",
+                            guess_document="tensorguess.score.predict:guess_document"),
+    # sort, evaluate and export are placeholders that refuse in one line (score/points_pending.py);
+    # train names the points training, which imports once it is written.
+    model_dir.POINTS: Kind(model_dir.POINTS, train="tensorguess.train_points:train",
+                           open_model="tensorguess.score.points:open_points_model",
+                           sort="tensorguess.score.points_pending:sort",
+                           evaluate="tensorguess.score.points_pending:evaluate",
+                           export="tensorguess.score.points_pending:export",
+                           guess_lines="tensorguess.score.points:guess_lines",
+                           guess_document="tensorguess.score.points:guess_document"),
 }
 
 

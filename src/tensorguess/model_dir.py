@@ -24,6 +24,10 @@ MODEL_KIND = "model_kind"  # one line: the model's kind (kinds.py); absent: "cla
 # The folders the training read photos from, each path ended by a NUL byte (any path can be
 # written, newlines included): what the wrappers let export read again, without parsing JSON.
 TRAIN_INPUTS = ".train_inputs"
+# A points model's files beside its graph (GRAPH) and SavedModel (SAVED_MODEL), which it names as
+# the classes' do: the kind (MODEL_KIND) tells which model DIR holds.
+POINT_NAMES = "point_names.txt"  # one point's name a line, in the graph's point order
+POINTS_SKELETON = "points_skeleton.json"  # {"names", "skeleton", "flip_pairs"}: 0-based pairs of points
 # ---- what export writes beside the graph, by --format name
 EXPORTS = {"tflite": "retrained_graph.tflite", "tflite-int8": "retrained_graph_int8.tflite",
            "coreml": "retrained_graph.mlpackage"}
@@ -36,7 +40,8 @@ BOTTLENECKS = "bottlenecks"  # the feature cache
 REPORT = "report"  # the test split's report (and export's accuracy per format)
 FINE_TUNE_CHECKPOINT = "fine_tune_checkpoint"  # an interrupted --fine_tune resumes from it
 # Every name train and export publish into DIR (their leftovers are found by these names).
-PUBLISHED = (GRAPH, LABELS, SAVED_MODEL, TRAIN_LOG, MODEL_KIND, TRAIN_INPUTS, *EXPORTS.values())
+PUBLISHED = (GRAPH, LABELS, SAVED_MODEL, TRAIN_LOG, MODEL_KIND, TRAIN_INPUTS, POINT_NAMES, POINTS_SKELETON,
+             *EXPORTS.values())
 
 # ---- the frozen graph's tensors (export/frozen.py builds them; guess, export and serve feed them)
 INPUT_BYTES = "DecodeJpeg/contents"  # encoded photo bytes: label_image.py's input
@@ -44,9 +49,18 @@ IMAGE_BATCH = "image_batch"  # [N,S,S,3] floats in [0,1]: what tensor-guess feed
 BOTTLENECK = "bottleneck"  # the module's features
 TEMPERATURE = "final_training_ops/temperature"  # the calibration the softmax divides by
 FINAL_TENSOR = "final_result"  # the scores (retrained_graph.pb's output, retrain.py's name)
+# A points graph (export/points_graph.py) reads INPUT_BYTES too; coordinates are the photo's
+# continuous pixels, x right and y down, (0, 0) the top-left pixel's top-left corner.
+PHOTOS = "photos"  # uint8 [N,H,W,3], photos of one size: what tensor-guess feeds (defaults to the bytes')
+POINTS_TENSOR = "points"  # [N,K,2] (x, y) in the photo's pixels
+CONFIDENCE_TENSOR = "confidence"  # [N,K] in [0,1]; nan for a head that gives none (direct regression)
+BOX_TENSOR = "box"  # [N,4] x0, y0, x1, y1: the square the points stage read (the photo's own square
+# for a one-stage model); it may reach past the photo, whose outside reads as black
+POINT_NAMES_TENSOR = "point_names"  # [K] strings, a constant: the points' names in the graph's order
 
 # ---- the kind a model of an older tensor-guess, or a graph of retrain.py, is (kinds.py has them all)
 CLASSES = "classes"  # one score per label (a softmax)
+POINTS = "points"  # named points (keypoints) on one object a photo, and the box they were read in
 
 LOG_LIMIT = 1 << 30  # bytes: a log lists each photo's hash, some 50 bytes a photo
 

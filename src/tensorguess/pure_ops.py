@@ -8,7 +8,8 @@ One allowlist for every graph tensor-guess runs: the graphs it writes and reads 
 from __future__ import annotations
 
 # What our exported graphs hold (decode, resize, MobileNet/Inception/EfficientNet
-# modules frozen, the final layer), what retrain.py's graphs hold (classic Inception's
+# modules frozen, the final layer; the points graph's crop, an image resampled by an affine
+# map), what retrain.py's graphs hold (classic Inception's
 # BatchNormWithGlobalNormalization, quantized MobileNets' FakeQuant ops), and the
 # neighbours of those ops that frozen TF Hub image modules use. None of them touches
 # a file, the network, a variable or the Python interpreter.
@@ -18,7 +19,7 @@ PURE_OPS = frozenset("""
     DecodeJpeg DecodeAndCropJpeg DecodePng DecodeGif DecodeBmp DecodeWebP DecodeImage
     DecodeRaw ExtractJpegShape Substr StringLength
     ResizeBilinear ResizeArea ResizeBicubic ResizeNearestNeighbor ScaleAndTranslate
-    CropAndResize AdjustContrastv2 AdjustHue AdjustSaturation RGBToHSV HSVToRGB
+    CropAndResize ImageProjectiveTransformV3 AdjustContrastv2 AdjustHue AdjustSaturation RGBToHSV HSVToRGB
     Add AddV2 AddN Sub Mul MulNoNan Div RealDiv DivNoNan FloorDiv FloorMod TruncateDiv Mod
     Maximum Minimum Neg Abs Sqrt Rsqrt Square SquaredDifference Exp Expm1 Log Log1p Pow
     Tanh Sigmoid Erf Round Rint Floor Ceil Sign Reciprocal Inv Cast Bitcast

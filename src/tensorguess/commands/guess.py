@@ -1,4 +1,5 @@
-"""guess: print the scores of every label for each photo given."""
+"""guess: print what the model finds in each photo given (every label's score, or the points),
+as its kind (kinds.py) words it."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def run(args) -> int:
     from tensorguess.data.images import Skipped, printable
 
     kind = model_of(args)
+    describe, fields = kind.function("guess_lines"), kind.function("guess_document")
     failed = 0
     documents = []
     with open_scorer(args, kind) as classifier:
@@ -32,15 +34,13 @@ def run(args) -> int:
                 print(result.warning(), file=sys.stderr)
                 documents.append({"image": str(result.path), "error": result.reason})
                 continue
-            ranked = classifier.ranked(result.scores)
             if args.json:
-                documents.append({"image": str(result.path), "label": ranked[0][0],
-                                  "score": ranked[0][1], "scores": dict(ranked)})
+                documents.append({"image": str(result.path), **fields(classifier, result)})
                 continue
             if len(args.images) > 1:
                 print(f"{'' if index == 0 else chr(10)}==> {printable(result.path)} <==")
-            for label, score in ranked:
-                print(f"{label} (score = {score:.5f})")
+            for line in describe(classifier, result):
+                print(line)
             sys.stdout.flush()
     if args.json:
         print(strict_json.dumps(documents, indent=1))

@@ -46,12 +46,18 @@ def decode_to_rgb(contents):
     """Graph ops: encoded bytes of any supported format -> uint8 [H,W,3] RGB.
 
     JPEGs (CMYK ones too) and BMPs decode straight to RGB; other formats keep their channels
-    so grey becomes RGB and alpha is laid over white, as images.decode_bytes does.
+    so grey becomes RGB and alpha is laid over white, as images.decode_bytes does. No EXIF
+    turn: a photo's bytes decode as stored (images.decode_bytes turns it upright).
     """
     import tensorflow as tf
 
+    def jpeg():
+        # The accurate integer DCT is libjpeg's default, which Pillow (images.decode_bytes) uses: the
+        # same pixels as training's; TensorFlow's own default, the fast one, is up to 12 levels off.
+        return tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE")
+
     def three_channels():
-        # JPEG has no alpha; a 32-bit BMP's 4th byte is padding, not alpha.
+        # A 32-bit BMP's 4th byte is padding, not alpha.
         return tf.io.decode_image(contents, channels=3, expand_animations=False)
 
     def other():
@@ -67,9 +73,8 @@ def decode_to_rgb(contents):
         composed = color * alpha + 255.0 * (1.0 - alpha)
         return tf.cast(tf.round(composed), tf.uint8)
 
-    head = tf.strings.substr(contents, 0, 3)
-    no_alpha = tf.logical_or(tf.equal(head, b"\xff\xd8\xff"),
-                             tf.equal(tf.strings.substr(contents, 0, 2), b"BM"))
+    is_jpeg = tf.equal(tf.strings.substr(contents, 0, 3), b"\xff\xd8\xff")
+    is_bmp = tf.equal(tf.strings.substr(contents, 0, 2), b"BM")
     # TF 2.21's WebP decoder aborts the whole process on some animated WebPs: refuse them.
     is_extended_webp = tf.logical_and(tf.equal(tf.strings.substr(contents, 8, 4), b"WEBP"),
                                       tf.equal(tf.strings.substr(contents, 12, 4), b"VP8X"))
@@ -80,7 +85,7 @@ def decode_to_rgb(contents):
     check = tf.debugging.Assert(tf.logical_not(animated), ["animated WebP is not supported"])
     with tf.control_dependencies([check]):
         contents = tf.identity(contents)
-    image = tf.cond(no_alpha, three_channels, other)
+    image = tf.cond(is_jpeg, jpeg, lambda: tf.cond(is_bmp, three_channels, other))
     image.set_shape([None, None, 3])
     return image
 
@@ -127,29 +132,33 @@ def write_saved_model(graph_def, directory: Path, final_tensor_name: str) -> Non
     Signatures: `serving_default` takes `image_bytes` (a scalar string), `images`
     takes `images` (float [N,S,S,3] in [0,1]); both return `scores`.
     """
+    scores = {"scores": final_tensor_name}
+    write_signatures(graph_def, directory, {"serving_default": ({"image_bytes": INPUT_BYTES}, scores),
+                                            "images": ({"images": IMAGE_BATCH}, scores)})
+
+
+def write_signatures(graph_def, directory: Path, signatures: dict[str, tuple[dict, dict]]) -> None:
+    """A TF1-style SavedModel of the frozen `graph_def` (no variables) into `directory`, with one
+    signature a name: (inputs, outputs), each a dict of the signature's key -> the graph's tensor
+    name (output 0 of that node)."""
     import tensorflow as tf
 
     graph = tf.Graph()
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
         tf.compat.v1.import_graph_def(graph_def, name="")
-        scores = graph.get_tensor_by_name(f"{final_tensor_name}:0")
         info = tf.compat.v1.saved_model.utils.build_tensor_info
-        signature = tf.compat.v1.saved_model.signature_def_utils.build_signature_def
+
+        def tensors(names: dict) -> dict:
+            return {key: info(graph.get_tensor_by_name(f"{name}:0")) for key, name in names.items()}
+
         builder = tf.compat.v1.saved_model.Builder(str(directory))
         builder.add_meta_graph_and_variables(
             session,
             [tf.compat.v1.saved_model.tag_constants.SERVING],
             signature_def_map={
-                "serving_default": signature(
-                    {"image_bytes": info(graph.get_tensor_by_name(f"{INPUT_BYTES}:0"))},
-                    {"scores": info(scores)},
-                    "tensorflow/serving/predict",
-                ),
-                "images": signature(
-                    {"images": info(graph.get_tensor_by_name(f"{IMAGE_BATCH}:0"))},
-                    {"scores": info(scores)},
-                    "tensorflow/serving/predict",
-                ),
+                name: tf.compat.v1.saved_model.signature_def_utils.build_signature_def(
+                    tensors(inputs), tensors(outputs), "tensorflow/serving/predict")
+                for name, (inputs, outputs) in signatures.items()
             },
         )
         builder.save()

@@ -58,3 +58,30 @@ def crop_box(points: np.ndarray, labelled: np.ndarray, width: float, height: flo
     side = max(float((high - low).max()) * (1 + 2 * margin), min_side * longer, 1.0)
     centre_x, centre_y = (low + high) / 2
     return centre_x - side / 2, centre_y - side / 2, centre_x + side / 2, centre_y + side / 2
+
+
+def crop_transforms(boxes, size: int):
+    """ImageProjectiveTransformV3's transforms [N,8] that resample each square box [N,4] to size x size.
+
+    The crop's pixel i has its centre at i + 0.5 of the crop and reads the photo at
+    x0 + (i + 0.5) * side / size (continuous coordinates, both ways), so a point at x in the
+    crop's normalised coordinates is at x0 + x * side in the photo. The op reads pixel indices
+    (a pixel's centre is its index), hence the half-pixel terms: index = x0 + (i + 0.5) s - 0.5.
+    """
+    import tensorflow as tf
+
+    boxes = tf.convert_to_tensor(boxes, tf.float32)
+    scale = (boxes[:, 2] - boxes[:, 0]) / size
+    zero = tf.zeros_like(scale)
+    return tf.stack([scale, zero, boxes[:, 0] + 0.5 * scale - 0.5,
+                     zero, scale, boxes[:, 1] + 0.5 * scale - 0.5, zero, zero], axis=1)
+
+
+def crop_squares(images, boxes, size: int):
+    """float images [N,H,W,C] -> each one's square box [N,4] resampled to [N,size,size,C]: bilinear,
+    0 outside the photo (a crop past the border sees black, never a reflected ghost of the object)."""
+    import tensorflow as tf
+
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=crop_transforms(boxes, size), output_shape=tf.constant([size, size]),
+        fill_value=tf.constant(0.0, images.dtype), interpolation="BILINEAR", fill_mode="CONSTANT")

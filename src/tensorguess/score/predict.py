@@ -193,6 +193,17 @@ def ranked(labels: list[str], scores: np.ndarray) -> list[tuple[str, float]]:
     return [(labels[i], float(scores[i])) for i in order]
 
 
+def guess_lines(classifier, result: Scored) -> list[str]:
+    """guess's lines for one photo: every label and its score, best first."""
+    return [f"{label} (score = {score:.5f})" for label, score in classifier.ranked(result.scores)]
+
+
+def guess_document(classifier, result: Scored) -> dict:
+    """guess --json's fields for one photo: the best label, its score, and every label's."""
+    ranked = classifier.ranked(result.scores)
+    return {"label": ranked[0][0], "score": ranked[0][1], "scores": dict(ranked)}
+
+
 def _checked(path: Path, scores: np.ndarray, features: np.ndarray | None = None) -> Scored | Skipped:
     """Scores that are probabilities; NaN or infinite ones (a broken graph) are no answer."""
     if not np.all(np.isfinite(scores)):

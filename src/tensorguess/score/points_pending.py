@@ -1,0 +1,29 @@
+"""The jobs a points model cannot do yet: each refuses in one line, which the command prints.
+
+Placeholders in kinds.KINDS["points"]; each is replaced there by the real function when it is
+written (evaluate: a points evaluation with its report, being written; sort: guessDir for points
+is issue 24; export: the TFLite and Core ML formats of a points model).
+"""
+
+from __future__ import annotations
+
+from tensorguess.errors import TensorGuessError
+
+
+class NotForPoints(TensorGuessError):
+    """A job this tensor-guess does for classes models only, so far."""
+
+
+def sort(*_args, **_kwargs):
+    raise NotForPoints("guessDir (sort) is not available for points models yet; score photos with "
+                       "guess.sh DIR PHOTO...")
+
+
+def evaluate(*_args, **_kwargs):
+    # Placeholder: the points evaluation (errors in px, PCK, the report) replaces this in kinds.py.
+    raise NotForPoints("evaluate is not available for points models yet")
+
+
+def export(*_args, **_kwargs):
+    raise NotForPoints("export is not available for points models yet: train.sh already wrote "
+                       "the graph and the SavedModel into DIR")

@@ -1,0 +1,296 @@
+"""A points model exported as one graph (bytes -> box and points in photo pixels) computes what the
+Python path computes, on real hand photos and mouse frames; its crop is the numpy reference's;
+the SavedModel equals the .pb; guess prints it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import MOBILENET_V1, REPO, SHARED, SIGN_DIGITS
+
+from tensorguess import model_dir
+from tensorguess.data.images import Skipped, read_image
+from tensorguess.data.keypoints import read_keypoints
+from tensorguess.export.points_graph import crop_boxes, export_points_model, points_graph
+from tensorguess.features.modules import resize_image, resolve
+from tensorguess.features.spatial import SpatialTrunk
+from tensorguess.head.points_model import PointsModel, PointsStage, crop_box, crop_squares
+from tensorguess.head.points_net import DirectHead, HeatmapHead
+from tensorguess.head.points_train import PointSet, PointsSchedule, train_points_head
+from tensorguess.score.graph_check import refusal
+from tensorguess.score.points import PointsResult, document, lines, open_points_model
+
+HANDS = SHARED / "datasets" / "keypoints" / "sign-digits-hands.json"
+MOUSE = SHARED / "datasets" / "keypoints" / "openfield-mouse"
+HAND_PHOTO = SIGN_DIGITS / "0" / "IMG_1118.JPG"
+MOUSE_FRAME = MOUSE / "img0000.png"  # 640x480: the mouse fills about 1% of it
+TOLERANCE_PX = 0.02  # the budget was 0.5 px; the graph and the Python path differ by ~0.002
+
+
+@pytest.fixture(scope="module")
+def v1():
+    return resolve(str(MOBILENET_V1))
+
+
+@pytest.fixture(scope="module")
+def trunks(v1):
+    spec, loaded = v1
+    return {size: SpatialTrunk(spec, loaded, size) for size in (160, 224)}
+
+
+@pytest.fixture(scope="module")
+def hands():
+    points = read_keypoints(HANDS, SIGN_DIGITS, warn=lambda line: None, say=lambda line: None)
+    return points, [i for i in points.instances if i.path != HAND_PHOTO][:48]
+
+
+@pytest.fixture(scope="module")
+def hand_head(trunks, hands):
+    """A heatmap head on 160 px maps, trained 3 epochs on 40 hand photos (its points spread over
+    the hand, so the crop it leads to is a real one), validated on 8."""
+    _, instances = hands
+    images = np.stack([resize_image(read_image(i.path), 160).numpy() for i in instances])
+    maps = trunks[160].maps(images)
+    points = np.stack([i.points / [i.width, i.height] for i in instances]).astype(np.float32)
+    labelled = np.stack([i.labelled for i in instances])
+    head = HeatmapHead(maps.shape[-1], points.shape[1], seed=3)
+    train_points_head(head, PointSet(maps[:40], points[:40], labelled[:40]),
+                      PointSet(maps[40:], points[40:], labelled[40:]),
+                      PointsSchedule(epochs=3, batch_size=8, patience=0))
+    return head
+
+
+@pytest.fixture(scope="module")
+def models(trunks, hands, hand_head):
+    """One stage (the hand head on the whole photo) and two: it locates, then an untrained direct
+    head (no confidence: nan) reads a 224 px crop."""
+    keypoints, _ = hands
+    names, tap = list(keypoints.names), trunks[160].tap.node
+    whole = PointsStage(hand_head, 160, tap)
+    crop_head = DirectHead(trunks[224].shape[-1], len(names), seed=5)
+    common = {"names": names, "skeleton": list(keypoints.skeleton), "flip_pairs": []}
+    return {"one-stage": PointsModel(**common, points=whole),
+            "two-stage": PointsModel(**common, points=PointsStage(crop_head, 224, tap), locate=whole,
+                                     min_side=0.15)}
+
+
+@pytest.fixture(scope="module")
+def graphs(v1, models):
+    spec, loaded = v1
+    return {name: points_graph(spec, loaded, model) for name, model in models.items()}
+
+
+def python_path(trunks, model: PointsModel, photo: np.ndarray):
+    """(points [K,2], confidence [K], box [4]) in photo pixels, as training's code computes them."""
+    height, width = photo.shape[:2]
+    whole = model.locate or model.points
+    prediction = whole.head.predict(trunks[whole.size](resize_image(photo, whole.size)[None]))
+    found = prediction.points.numpy()[0] * [width, height]
+    if model.locate is None:
+        box = crop_box(found, np.zeros(len(found), bool), width, height)  # the photo's square
+        return found, prediction.confidence.numpy()[0], np.array(box)
+    box = crop_box(found, np.ones(len(found), bool), width, height, model.margin, model.min_side)
+    pixels = tf.image.convert_image_dtype(photo, tf.float32)[None]
+    crop = crop_squares(pixels, tf.constant([box], tf.float32), model.points.size)
+    prediction = model.points.head.predict(trunks[model.points.size](crop))
+    side = box[2] - box[0]
+    points = np.array(box[:2]) + prediction.points.numpy()[0] * side
+    return points, prediction.confidence.numpy()[0], np.array(box)
+
+
+def run_graph(graph_def, photo_path: Path):
+    """The graph fed the photo's bytes: (points [K,2], confidence [K], box [4])."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+        out = session.run([f"{name}:0" for name in (model_dir.POINTS_TENSOR, model_dir.CONFIDENCE_TENSOR,
+                                                    model_dir.BOX_TENSOR)],
+                          {f"{model_dir.INPUT_BYTES}:0": photo_path.read_bytes()})
+    return tuple(value[0] for value in out)
+
+
+@pytest.mark.parametrize("photo", [HAND_PHOTO, MOUSE_FRAME], ids=["hand", "mouse"])
+@pytest.mark.parametrize("name", ["one-stage", "two-stage"])
+def test_the_graph_equals_the_python_path(trunks, models, graphs, name, photo):
+    assert refusal(graphs[name], "graph") is None  # runs untrusted: every op is pure computation
+    points, confidence, box = run_graph(graphs[name], photo)
+    expected_points, expected_confidence, expected_box = python_path(trunks, models[name], read_image(photo))
+    height, width = read_image(photo).shape[:2]
+    assert points.shape == (21, 2) and box.shape == (4,)
+    np.testing.assert_allclose(box, expected_box, atol=0.01)
+    assert np.abs(points - expected_points).max() < TOLERANCE_PX
+    np.testing.assert_allclose(confidence, expected_confidence, atol=1e-3)  # nan where both are
+    if name == "one-stage":
+        longer = max(width, height)
+        np.testing.assert_allclose(box, [(width - longer) / 2, (height - longer) / 2,
+                                         (width + longer) / 2, (height + longer) / 2])
+    else:  # the crop is a real one: a square inside the frame's square, past min_side
+        side = box[2] - box[0]
+        assert side == pytest.approx(box[3] - box[1], abs=1e-3) and 0.15 * width - 1e-3 <= side < width
+
+
+def test_the_graph_crop_box_is_crop_box():
+    rng = np.random.default_rng(4)
+    points = rng.uniform(-20, 660, (5, 4, 2)).astype(np.float32)
+    points[1, 2] = np.nan  # a point the box leaves out
+    points[2] = np.nan  # no point: the photo's square
+    points[3] = points[3, :1]  # one point, four times: min_side's and the 1 px floor's
+    for margin, min_side in ((0.25, 0.0), (0.1, 0.3)):
+        got = crop_boxes(tf.constant(points), tf.constant(640.0), tf.constant(480.0), margin, min_side)
+        got = got.numpy()
+        for row in range(len(points)):
+            expected = crop_box(points[row], np.ones(4, bool), 640, 480, margin, min_side)
+            np.testing.assert_allclose(got[row], expected, atol=1e-3)
+
+
+def bilinear_reference(image: np.ndarray, box, size: int) -> np.ndarray:
+    """The crop by its definition: crop pixel (i, j)'s centre reads the photo at the continuous
+    point x0 + (j + 0.5) side / size, y0 + (i + 0.5) side / size, bilinear over pixel centres,
+    0 outside the photo."""
+    x0, y0, x1, _ = box
+    scale = (x1 - x0) / size
+    height, width = image.shape[:2]
+    out = np.zeros((size, size, image.shape[2]))
+    for i in range(size):
+        for j in range(size):
+            u, v = x0 + (j + 0.5) * scale - 0.5, y0 + (i + 0.5) * scale - 0.5  # in pixel-centre units
+            left, top = int(np.floor(u)), int(np.floor(v))
+            for row, wy in ((top, 1 - (v - top)), (top + 1, v - top)):
+                for column, wx in ((left, 1 - (u - left)), (left + 1, u - left)):
+                    if 0 <= row < height and 0 <= column < width:
+                        out[i, j] += wy * wx * image[row, column]
+    return out
+
+
+@pytest.mark.parametrize("box", [(5.3, -4.2, 35.3, 25.8), (-10.0, -10.0, 50.0, 50.0),
+                                 (12.5, 7.25, 20.5, 15.25)],
+                         ids=["past-the-top", "around-the-photo", "inside-upsampled"])
+def test_the_crop_is_the_numpy_reference(box):
+    image = np.random.default_rng(1).uniform(0, 1, (30, 40, 3)).astype(np.float32)
+    got = crop_squares(tf.constant(image[None]), tf.constant([box], tf.float32), 16).numpy()[0]
+    np.testing.assert_allclose(got, bilinear_reference(image, box, 16), atol=1e-5)
+
+
+def test_a_drawn_dot_lands_at_its_crop_pixel():
+    """A one-pixel dot at photo pixel (412, 250), its centre (412.5, 250.5), in a 640x480 frame; a crop
+    of side 112 from (380.25, 210.75) at 224 px (2 crop pixels a photo pixel): crop pixel j's centre
+    reads the photo at 380.25 + (j + 0.5) / 2, so the dot is crop pixel (x 64, y 79), whole, and
+    half of each neighbour. Then a smooth blob at a continuous point: its centroid in the crop maps
+    back onto the point."""
+    frame = np.zeros((480, 640, 1), np.float32)
+    frame[250, 412] = 1.0
+    crop = crop_squares(tf.constant(frame[None]), tf.constant([[380.25, 210.75, 492.25, 322.75]]), 224)
+    crop = crop.numpy()[0, :, :, 0]
+    assert crop[79, 64] == pytest.approx(1.0) and np.argwhere(crop > 0.75).tolist() == [[79, 64]]
+    np.testing.assert_allclose([crop[78, 64], crop[80, 64], crop[79, 63], crop[79, 65]], 0.5, atol=1e-6)
+    assert crop.sum() == pytest.approx(4.0)  # 2 x 2 crop pixels a photo pixel: nothing lost, nothing added
+    # A smooth blob at a continuous point: its centroid in the crop maps back onto the point.
+    point = np.array([300.3, 200.7])
+    columns, rows = np.meshgrid(np.arange(640) + 0.5, np.arange(480) + 0.5)
+    blob = np.exp(-((columns - point[0]) ** 2 + (rows - point[1]) ** 2) / (2 * 3.0 ** 2))
+    box = crop_box(point[None], np.ones(1, bool), 640, 480, min_side=0.2)  # side 128 around the point
+    crop = crop_squares(tf.constant(blob[None, ..., None], tf.float32), tf.constant([box], tf.float32), 224)
+    crop = crop.numpy()[0, :, :, 0]
+    centres = (np.arange(224) + 0.5) * (box[2] - box[0]) / 224
+    centroid = [box[0] + (crop.sum(0) * centres).sum() / crop.sum(),
+                box[1] + (crop.sum(1) * centres).sum() / crop.sum()]
+    np.testing.assert_allclose(centroid, point, atol=0.01)
+
+
+@pytest.fixture(scope="module")
+def exported(v1, models, tmp_path_factory):
+    """The two-stage model written as train would write it into DIR (graph, names, skeleton,
+    SavedModel, and the kind)."""
+    spec, loaded = v1
+    folder = tmp_path_factory.mktemp("points_model")
+    export_points_model(spec, loaded, models["two-stage"], folder / model_dir.GRAPH,
+                        folder / model_dir.POINT_NAMES, folder / model_dir.SAVED_MODEL)
+    (folder / model_dir.MODEL_KIND).write_text(f"{model_dir.POINTS}\n")
+    return folder
+
+
+def test_the_files_and_the_saved_model_equal_the_graph(exported, models, tmp_path):
+    names = models["two-stage"].names
+    assert (exported / model_dir.POINT_NAMES).read_text().splitlines() == names
+    skeleton = json.loads((exported / model_dir.POINTS_SKELETON).read_text())
+    assert skeleton["names"] == names and skeleton["skeleton"][0] == list(models["two-stage"].skeleton[0])
+    not_a_photo = tmp_path / "notes.jpg"
+    not_a_photo.write_text("not a photo\n")
+    paths = [HAND_PHOTO, not_a_photo, MOUSE_FRAME, MOUSE / "img0001.png"]
+    results = {}
+    for model in ("pb", "saved_model"):
+        with open_points_model(exported, model) as scorer:
+            assert scorer.names == names
+            results[model] = list(scorer.score_files(paths, batch_size=4))
+    for pb, saved in zip(results["pb"], results["saved_model"], strict=True):
+        if isinstance(pb, Skipped):  # the file that is not a photo: one Skipped, not a crash
+            assert isinstance(saved, Skipped) and pb.path == not_a_photo and "not an image" in pb.reason
+            continue
+        assert isinstance(pb, PointsResult) and isinstance(saved, PointsResult)
+        np.testing.assert_allclose(saved.points, pb.points, atol=1e-3)
+        np.testing.assert_allclose(saved.box, pb.box, atol=1e-3)
+    # The two mouse frames ran as one batch of one size: each equals the graph fed its bytes alone
+    # (a batch's convolutions sum in another order: a few thousandths of a pixel).
+    expected, _, box = run_graph(points_graph_of(exported), MOUSE / "img0001.png")
+    np.testing.assert_allclose(results["pb"][3].points, expected, atol=0.01)
+    np.testing.assert_allclose(results["pb"][3].box, box, atol=0.01)
+    # The serving signature takes the bytes, as the .pb's INPUT_BYTES does.
+    serving = tf.saved_model.load(str(exported / model_dir.SAVED_MODEL)).signatures["serving_default"]
+    out = serving(image_bytes=tf.constant(HAND_PHOTO.read_bytes()))
+    np.testing.assert_allclose(out["points"].numpy()[0], results["pb"][0].points, atol=1e-3)
+    assert [name.decode() for name in out["names"].numpy()] == names
+
+
+def test_the_lines_of_a_result():
+    result = PointsResult(Path("hand.jpg"), np.array([[52.14, 80.26], [10.0, 20.0]]),
+                          np.array([0.934, np.nan]), np.array([-5.0, 0.0, 95.0, 100.0]))
+    assert lines(result, ["wrist", "thumb_tip"]) == [
+        "box (x0 = -5.0, y0 = 0.0, x1 = 95.0, y1 = 100.0)",
+        "wrist (x = 52.1, y = 80.3, score = 0.93)", "thumb_tip (x = 10.0, y = 20.0)"]
+    second = document(result, ["wrist", "thumb_tip"])["points"][1]
+    assert second == {"name": "thumb_tip", "x": 10.0, "y": 20.0, "score": None}
+
+
+def points_graph_of(folder: Path):
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString((folder / model_dir.GRAPH).read_bytes())
+    return graph_def
+
+
+def guess(*arguments: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(REPO / "src"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "tensorguess", "guess", *arguments], capture_output=True,
+                          text=True, env=environment, timeout=300, check=False)
+
+
+def test_guess_prints_the_box_and_one_line_a_point(exported, models, tmp_path):
+    with open_points_model(exported) as scorer:
+        (expected,) = scorer.score_files([MOUSE_FRAME])
+    done = guess(str(exported), str(MOUSE_FRAME))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    x0, y0, x1, y1 = expected.box
+    assert lines[0] == f"box (x0 = {x0:.1f}, y0 = {y0:.1f}, x1 = {x1:.1f}, y1 = {y1:.1f})"
+    (x, y) = expected.points[0]
+    assert len(lines) == 22 and lines[1] == f"wrist (x = {x:.1f}, y = {y:.1f})"
+    assert lines[21].startswith("pinky_tip (x = ")  # no score: the direct head gives none
+    # --json, with the SavedModel, two photos and a file that is not one: one line on stderr, status 1.
+    not_a_photo = tmp_path / "notes.png"
+    not_a_photo.write_text("not a photo\n")
+    done = guess(str(exported), str(MOUSE_FRAME), str(not_a_photo), "--json", "--model", "saved_model")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "notes.png" in done.stderr
+    first, second = json.loads(done.stdout)
+    assert first["image"] == str(MOUSE_FRAME) and second == {"image": str(not_a_photo),
+                                                              "error": second["error"]}
+    assert [p["name"] for p in first["points"]] == models["two-stage"].names
+    assert first["points"][0]["score"] is None
+    np.testing.assert_allclose([[p["x"], p["y"]] for p in first["points"]], expected.points, atol=1e-3)
+    np.testing.assert_allclose(first["box"], expected.box, atol=1e-3)
