@@ -43,7 +43,7 @@ PATH_FLAGS = {
     "train": {"image_dir": "read", "labels_csv": "read-folder-of", "tfhub_module": "module",
               "bottleneck_dir": "write", "summaries_dir": "write", "report_dir": "write-report",
               "output_graph": "write-folder-of", "output_labels": "write-folder-of",
-              "train_log": "write-folder-of", "saved_model_dir": "write-folder-of"},
+              "train_log": "write-folder-of", "saved_model_dir": "write-folder-of", "keypoints": "read"},
     "guess": {"output_graph": "read", "output_labels": "read"},
     "sort": {"output_graph": "read", "output_labels": "read"},
     "evaluate": {"output_graph": "read", "output_labels": "read"},

@@ -120,6 +120,30 @@ class TrainConfig:
     calibrate: str = setting("auto",
         "temperature scaling fitted on the validation split: auto applies it when it lowers the "
         "validation NLL, on always (the bare flag), off never", choices=("auto", "on", "off"), bare="on")
+    # points (a points model: trained instead of classes when DIR/keypoints.json exists or
+    # --keypoints names a file; train_points.py)
+    keypoints: Path | None = setting(None,
+        "labelled points to train a points model on: COCO keypoints JSON, DeepLabCut's CollectedData "
+        "CSV, or a CSV of image,NAME_x,NAME_y,...; photo paths relative to --image_dir",
+        in_dir=True, shown="DIR/keypoints.json when it exists (else classes are trained)")
+    keypoint_origin: str | None = setting(None,
+        "where the file's coordinates start: corner (0,0 is the top-left pixel's corner) or "
+        "pixel-centre (its centre: a COCO file converted from DeepLabCut without +0.5)",
+        choices=("corner", "pixel-centre"), shown="the format's: pixel-centre for DeepLabCut, else corner")
+    flip_pairs: str | None = setting(None,
+        "points a horizontal flip swaps, as left:right name pairs, comma-separated (left_ear:right_ear)",
+        shown="the file's, else those the names give (left_/right_, l_/r_...)")
+    skeleton: str | None = setting(None,
+        "bones drawn between points, as a-b name pairs, comma-separated", shown="the file's")
+    group_by: str | None = setting(None,
+        "photos whose path relative to --image_dir gives the same match of this regular expression "
+        "(its first group, if it has one) stay in one split: labeled-data/([^/]+)/ keeps each video "
+        "together")
+    locate: str = setting("auto",
+        "points: find the object's box first and regress its points on the crop: on, off, or auto "
+        "(on when the labelled points span a small part of the photos)", choices=("auto", "on", "off"))
+    point_epochs: int = setting(40, "points: passes over the training photos")
+    point_learning_rate: float = setting(1e-3, "points: Adam's learning rate of the points head")
     # outputs
     summaries_dir: Path | None = setting(None,
         "write TensorBoard scalars into a new run-<time> folder inside this folder (never deleted)",
@@ -141,8 +165,10 @@ class TrainConfig:
             if not ok:
                 raise SettingError(message)
 
-        require(math.isfinite(self.learning_rate) and self.learning_rate > 0,
-                f"--learning_rate must be a finite number above 0, not {self.learning_rate:g}")
+        for name in ("learning_rate", "point_learning_rate"):
+            value = getattr(self, name)
+            require(math.isfinite(value) and value > 0,
+                    f"--{name} must be a finite number above 0, not {value:g}")
         for name in ("testing_percentage", "validation_percentage"):
             value = getattr(self, name)
             require(math.isfinite(value) and 0 <= value <= 100,
@@ -155,7 +181,7 @@ class TrainConfig:
         require(threshold is None or (math.isfinite(threshold) and 0 < threshold <= 1),
                 f"--near_duplicate_threshold must be a cosine above 0 and at most 1, not {threshold}")
         for name in ("how_many_training_steps", "train_batch_size", "eval_step_interval",
-                     "bottleneck_batch_size"):
+                     "bottleneck_batch_size", "point_epochs"):
             require(getattr(self, name) >= 1, f"--{name} must be at least 1, not {getattr(self, name)}")
         for name in ("validation_batch_size", "test_batch_size"):
             value = getattr(self, name)

@@ -36,6 +36,7 @@ EXPORTS = {"tflite": "retrained_graph.tflite", "tflite-int8": "retrained_graph_i
 SCORED_FORMATS = ("pb", "saved_model", "tflite", "tflite-int8")
 # ---- folders inside DIR (train's defaults)
 IMAGE_DIR = "data"  # category folders of photos
+KEYPOINTS = "keypoints.json"  # labelled points: when DIR holds it, train learns points, not classes
 BOTTLENECKS = "bottlenecks"  # the feature cache
 REPORT = "report"  # the test split's report (and export's accuracy per format)
 FINE_TUNE_CHECKPOINT = "fine_tune_checkpoint"  # an interrupted --fine_tune resumes from it

@@ -33,7 +33,7 @@ STAGES: list[list[tuple[str, ...]]] = [
     [("score",)],
     [("engine",), ("sort",), ("report",), ("serve",)],
     [("config",)],
-    [("retrain", "deploy")],
+    [("retrain", "train_points", "deploy")],
     [("kinds",)],
     [("commands",)],
     [("cli", "__main__")],

@@ -12,9 +12,10 @@ from tensorguess.commands.common import require_dir, warn
 from tensorguess.commands.settings import READ_AS, setting_help
 from tensorguess.config import SettingError, TrainConfig
 from tensorguess.errors import UsageError
-from tensorguess.model_dir import CLASSES
+from tensorguess.model_dir import CLASSES, KEYPOINTS, POINTS
 
-DESCRIPTION = ("Retrain a classifier on DIR/data/<category>/ images. Relative paths given "
+DESCRIPTION = ("Retrain a classifier on DIR/data/<category>/ images, or, when DIR/keypoints.json exists "
+               "or --keypoints names a file, a points model on the photos it labels. Relative paths given "
                "to flags are taken inside DIR.")
 
 def add_arguments(train: argparse.ArgumentParser) -> None:
@@ -59,9 +60,16 @@ def run(args) -> int:
     from tensorguess.commands.export import export_formats
 
     require_dir(args.dir)
-    kind = kinds.named(CLASSES)
-    chosen = export_formats(args.export) if args.export else None  # checked before training
     cfg = train_config(args)
+    if cfg.keypoints is None and (args.dir / KEYPOINTS).is_file():
+        cfg.keypoints = args.dir / KEYPOINTS
+    kind = kinds.named(POINTS if cfg.keypoints is not None else CLASSES)
+    if kind.name == POINTS:
+        print(f"Training a points model on the points labelled in {cfg.keypoints}", flush=True)
+        if args.export:
+            raise UsageError("--export: exporting a points model to TFLite or Core ML is not available yet; "
+                             "its SavedModel and .pb are written by train")
+    chosen = export_formats(args.export) if args.export else None  # checked before training
     if cfg.engine == "ray":
         from tensorguess.engine.choice import require_ray
 

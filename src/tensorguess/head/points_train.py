@@ -9,7 +9,7 @@ once `patience` epochs in a row have not beaten it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -107,14 +107,17 @@ def validation_error(head, validation: PointSet, trunk: Callable | None = None, 
     return float(np.linalg.norm(points - validation.points, axis=-1)[visible].mean())
 
 
-def train_points_head(head, training: PointSet, validation: PointSet, schedule: PointsSchedule,
-                      trunk: Callable | None = None,
+def train_points_head(head, training: PointSet | Sequence[PointSet], validation: PointSet,
+                      schedule: PointsSchedule, trunk: Callable | None = None,
                       on_epoch: Callable[[PointsEpoch], None] = lambda epoch: None) -> list[PointsEpoch]:
     """Train `head` in place and leave it at its best epoch; returns every epoch's figures.
 
     With `trunk` (features/spatial.SpatialTrunk), the sets hold images and the trunk runs on
-    every batch, frozen; without it they hold the trunk's maps, computed once.
+    every batch, frozen; without it they hold the trunk's maps, computed once. `training` may
+    be several sets, the same photos each distorted another way: epoch e reads set e mod their
+    number, so each epoch sees every photo once and the distortions vary from epoch to epoch.
     """
+    sets = [training] if isinstance(training, PointSet) else list(training)
     import keras
     import tensorflow as tf
 
@@ -132,10 +135,11 @@ def train_points_head(head, training: PointSet, validation: PointSet, schedule: 
     call = _predictor(head, trunk)  # one traced prediction for every epoch's validation
     best_values = [v.numpy() for v in head.variables]
     history: list[PointsEpoch] = []
-    points = np.asarray(training.points, np.float32)
-    visible = np.asarray(training.visible, bool)
     for epoch in range(1, schedule.epochs + 1):
         started = time.perf_counter()
+        training = sets[(epoch - 1) % len(sets)]
+        points = np.asarray(training.points, np.float32)
+        visible = np.asarray(training.visible, bool)
         order = np.random.default_rng([schedule.seed, epoch]).permutation(len(training))
         losses, counts = [], []
         for rows in batches(len(training), schedule.batch_size, order):
