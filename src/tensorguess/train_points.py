@@ -22,7 +22,7 @@ from tensorguess import point_metrics, publish
 from tensorguess.checks.point_groups import point_groups
 from tensorguess.config import TrainConfig
 from tensorguess.data.keypoint_rows import KeypointsError
-from tensorguess.data.keypoints import Keypoints, read_keypoints, summary
+from tensorguess.data.keypoints import Keypoints, read_keypoints
 from tensorguess.data.photo_groups import compile_group_by
 from tensorguess.data.point_names import parse_pairs, parse_skeleton
 from tensorguess.data.point_split import PointSplit, split_points
@@ -74,8 +74,7 @@ def read_points(cfg: TrainConfig, say, warn) -> Keypoints:
     bones = parse_skeleton(cfg.skeleton) if cfg.skeleton else None
     keypoints = read_keypoints(cfg.keypoints, cfg.image_dir, pairs=pairs, skeleton=bones,
                                origin=cfg.keypoint_origin, warn=warn, say=say)
-    say(summary(keypoints))
-    return keypoints
+    return keypoints  # read_keypoints has said what it read, in one line
 
 
 def box_share(keypoints: Keypoints) -> float:
