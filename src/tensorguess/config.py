@@ -142,7 +142,8 @@ class TrainConfig:
     locate: str = setting("auto",
         "points: find the object's box first and regress its points on the crop: on, off, or auto "
         "(on when the labelled points span a small part of the photos)", choices=("auto", "on", "off"))
-    point_epochs: int = setting(40, "points: passes over the training photos")
+    point_epochs: int | None = setting(None, "points: passes over the training photos",
+                                       shown="60, or more for a small set: at least 2,000 steps")
     point_learning_rate: float = setting(1e-3, "points: Adam's learning rate of the points head")
     # outputs
     summaries_dir: Path | None = setting(None,
@@ -181,8 +182,10 @@ class TrainConfig:
         require(threshold is None or (math.isfinite(threshold) and 0 < threshold <= 1),
                 f"--near_duplicate_threshold must be a cosine above 0 and at most 1, not {threshold}")
         for name in ("how_many_training_steps", "train_batch_size", "eval_step_interval",
-                     "bottleneck_batch_size", "point_epochs"):
+                     "bottleneck_batch_size"):
             require(getattr(self, name) >= 1, f"--{name} must be at least 1, not {getattr(self, name)}")
+        require(self.point_epochs is None or self.point_epochs >= 1,
+                f"--point_epochs must be at least 1, not {self.point_epochs}")
         for name in ("validation_batch_size", "test_batch_size"):
             value = getattr(self, name)
             require(value == -1 or value >= 1, f"--{name} must be -1 (all) or at least 1, not {value}")

@@ -9,6 +9,7 @@ once, at the end, through the same path the exported model takes (locate, crop, 
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import time
@@ -34,12 +35,17 @@ from tensorguess.features.spatial import SpatialTrunk
 from tensorguess.head.points_model import PointsModel, PointsStage, crop_box
 from tensorguess.head.points_net import PointsHeadSpec, make_head
 from tensorguess.head.points_train import PointsEpoch, PointSet, PointsSchedule, predict, train_points_head
-from tensorguess.model_dir import POINTS, TrainLog
+from tensorguess.model_dir import POINT_NAMES, POINTS, POINTS_SKELETON, TrainLog
 
 # --locate auto: the locate stage is on when the labelled points' box is, in the median photo,
 # at most this share of the photo's longer side (hands 0.76: off; the mouse in its arena 0.18: on).
 LOCATE_BELOW = 0.45
 VARIANTS = 4  # distorted copies of each training photo, one read an epoch in turn with the photo itself
+# Epochs when --point_epochs is not given: EPOCHS, or as many as MIN_STEPS steps of BATCH photos
+# take (a set of 70 photos learns in steps, not in passes).
+EPOCHS = 60
+MIN_STEPS = 2000
+BATCH = 32
 MIN_SIDE_SHARE = 0.9  # the crop's side: at least this share of the median training box (of the photo)
 
 
@@ -62,8 +68,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = _say, warn: Callable[[s
     if cfg.group_by is not None:
         compile_group_by(cfg.group_by)  # a pattern that does not compile: one line, before any work
     folder = Path(cfg.output_graph).parent
-    outputs = [Path(path).name for path in (cfg.output_graph, cfg.output_labels, cfg.saved_model_dir,
-                                             cfg.train_log) if path]
+    outputs = [Path(path).name for path in (cfg.output_graph, folder / POINT_NAMES, folder / POINTS_SKELETON,
+                                             cfg.saved_model_dir, cfg.train_log) if path]
     folder.mkdir(parents=True, exist_ok=True)
     with publish.writing(folder, say, outputs), publish.Publication(folder) as publication:
         return _train(cfg, keypoints, publication, say, warn)
@@ -151,14 +157,16 @@ def _train(cfg: TrainConfig, keypoints: Keypoints, publication: publish.Publicat
                         stage.model, located.model if located else None, min_side=min_side)
     tested = test(model, spec, loaded, keypoints, split.instances("testing"), warn)
     say(points_report.console_line(tested.summary))
-    export_points_model(spec, loaded, model, Path(cfg.output_graph), Path(cfg.output_labels),
+    folder = Path(cfg.output_graph).parent
+    export_points_model(spec, loaded, model, Path(cfg.output_graph), folder / POINT_NAMES,
                         Path(cfg.saved_model_dir), publication)
     log = train_log(cfg, seed, spec, keypoints, split, digests, locate, why, model, located, stage, tested,
                     variants, recipe, time.perf_counter() - started)
     written = TrainLog.of_run(log, kind=POINTS)
     written.stage(publication.write, Path(cfg.train_log), Path(cfg.output_graph).parent)
     publication.commit()
-    say(f"Wrote {cfg.output_graph}, {cfg.output_labels}, {cfg.saved_model_dir} and {cfg.train_log}")
+    say(f"Wrote {cfg.output_graph}, {folder / POINT_NAMES}, {folder / POINTS_SKELETON}, "
+        f"{cfg.saved_model_dir} and {cfg.train_log}")
     points_report.write(cfg.report_dir, tested, keypoints)
     say(f"Wrote the test report {Path(cfg.report_dir) / 'report.html'}")
     return written.data
@@ -211,7 +219,10 @@ def _stage(name: str, cfg: TrainConfig, spec, loaded, keypoints: Keypoints, spli
                                keypoints.flip_pairs, size)
         sets.append(PointSet(_maps(trunk, crops), crops.normalised(), crops.visible))
     validation = _cut(split.instances("validation"), cropper, size, None, warn)
-    schedule = PointsSchedule(cfg.point_epochs, learning_rate=cfg.point_learning_rate, seed=seed)
+    epochs = cfg.point_epochs or max(EPOCHS, math.ceil(MIN_STEPS / math.ceil(len(training) / BATCH)))
+    # Patience in proportion: a small set's many short epochs are noisier one by one.
+    schedule = PointsSchedule(epochs, BATCH, cfg.point_learning_rate, patience=max(10, epochs // 6),
+                              seed=seed)
     head = make_head(PointsHeadSpec(), trunk.shape[2], len(keypoints.names), seed)
 
     def on_epoch(epoch: PointsEpoch) -> None:

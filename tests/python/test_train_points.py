@@ -54,6 +54,7 @@ def test_hands_train_the_points_stage_alone_and_publish_a_points_model(hands_mod
     assert log["kind"] == "points" and log["locate"]["on"] is False
     assert any(line.startswith("Locate: off: the labelled points span") for line in lines)
     assert model_dir.read_kind(folder / model_dir.MODEL_KIND) == "points"
+    assert not (folder / model_dir.LABELS).exists()  # a classes' file: points have their names file
     read = TrainLog.read(folder / model_dir.TRAIN_LOG)
     assert read.kind == "points" and read.data["names"][0] == "wrist" and len(read.data["names"]) == 21
     sizes = log["split_sizes"]
@@ -63,7 +64,7 @@ def test_hands_train_the_points_stage_alone_and_publish_a_points_model(hands_mod
     digests = log["split_digests"]
     assert not set(digests["training"]) & set(digests["testing"])
     assert log["test"]["n"] == sizes["testing"]
-    for name in (model_dir.GRAPH, model_dir.LABELS, model_dir.SAVED_MODEL):
+    for name in (model_dir.GRAPH, model_dir.POINT_NAMES, model_dir.POINTS_SKELETON, model_dir.SAVED_MODEL):
         assert (folder / name).exists(), name
 
 
