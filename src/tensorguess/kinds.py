@@ -33,6 +33,7 @@ class Kind:
     export: str  # (folder, formats, graph, labels, final_tensor_name, ...) -> the table
     guess_lines: str  # (scorer, result) -> the lines guess prints for one photo
     guess_document: str  # (scorer, result) -> guess --json's fields for one photo
+    serve_app: str  # (scorer, limits, access) -> the HTTP app serve runs
 
     def function(self, job: str) -> Callable:
         module, name = getattr(self, job).split(":")
@@ -46,7 +47,8 @@ KINDS = {
                             evaluate="tensorguess.report.evaluate:evaluate_folder",
                             export="tensorguess.deploy:export",
                             guess_lines="tensorguess.score.predict:guess_lines",
-                            guess_document="tensorguess.score.predict:guess_document"),
+                            guess_document="tensorguess.score.predict:guess_document",
+                            serve_app="tensorguess.serve.http_app:build_app"),
     # sort, evaluate and export are placeholders that refuse in one line (score/points_pending.py);
     # train names the points training, which imports once it is written.
     model_dir.POINTS: Kind(model_dir.POINTS, train="tensorguess.train_points:train",
@@ -55,7 +57,8 @@ KINDS = {
                            evaluate="tensorguess.score.points_pending:evaluate",
                            export="tensorguess.score.points_pending:export",
                            guess_lines="tensorguess.score.points:guess_lines",
-                           guess_document="tensorguess.score.points:guess_document"),
+                           guess_document="tensorguess.score.points:guess_document",
+                           serve_app="tensorguess.score.points_pending:serve_app"),
 }
 
 

@@ -15,7 +15,8 @@ def test_a_model_without_a_kind_file_is_of_kind_classes(tmp_path):
 
 def test_every_job_of_every_kind_names_a_function():
     for kind in kinds.KINDS.values():
-        for job in ("train", "open_model", "sort", "evaluate", "export", "guess_lines", "guess_document"):
+        for job in ("train", "open_model", "sort", "evaluate", "export", "guess_lines", "guess_document",
+                    "serve_app"):
             assert callable(kind.function(job)), (kind.name, job)
 
 

@@ -52,7 +52,6 @@ def run(args) -> int:
     import math
 
     from tensorguess.serve import server
-    from tensorguess.serve.http_app import build_app
     from tensorguess.serve.limits import Limits
 
     if not 0 <= args.port <= 65535:
@@ -69,6 +68,7 @@ def run(args) -> int:
                     header_timeout_s=args.header_timeout)
     access = access_of(args)
     kind = model_of(args)
+    build_app = kind.function("serve_app")
     with open_scorer(args, kind) as classifier:
         app = build_app(classifier, limits, access=access)
         server.run(app, args.host, args.port, str(args.dir / args.output_graph),

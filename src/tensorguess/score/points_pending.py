@@ -2,7 +2,8 @@
 
 Placeholders in kinds.KINDS["points"]; each is replaced there by the real function when it is
 written (evaluate: a points evaluation with its report, being written; sort: guessDir for points
-is issue 24; export: the TFLite and Core ML formats of a points model).
+is issue 24; export: the TFLite and Core ML formats of a points model; serve: the camera page for
+points is issue 24).
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ def sort(*_args, **_kwargs):
 def evaluate(*_args, **_kwargs):
     # Placeholder: the points evaluation (errors in px, PCK, the report) replaces this in kinds.py.
     raise NotForPoints("evaluate is not available for points models yet")
+
+
+def serve_app(*_args, **_kwargs):
+    raise NotForPoints("serve is not available for points models yet; score photos with guess.sh DIR "
+                       "PHOTO... --json, or run the SavedModel in DIR/saved_model")
 
 
 def export(*_args, **_kwargs):
