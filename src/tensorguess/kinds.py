@@ -54,8 +54,8 @@ KINDS = {
                            sort="tensorguess.score.points_pending:sort",
                            evaluate="tensorguess.score.points_pending:evaluate",
                            export="tensorguess.score.points_pending:export",
-                           guess_lines="tensorguess.score.points:guess_lines",
-                           guess_document="tensorguess.score.points:guess_document"),
+                           guess_lines="tensorguess.score.points_guess:guess_lines",
+                           guess_document="tensorguess.score.points_guess:guess_document"),
 }
 
 
