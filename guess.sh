@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Usage: bash guess.sh DIR IMAGE [IMAGE...] [--json] [--model M] [--tta]
+# Usage: bash guess.sh DIR IMAGE [IMAGE...] [--json] [--model M] [--tta] [--draw FOLDER]
 #
 # Print every label's score for each IMAGE, best first, as
 # `elsa (score = 0.99636)`, using DIR/retrained_graph.pb and
 # DIR/retrained_labels.txt (ours, or a graph made by the old retrain.py);
 # --model saved_model|tflite|tflite-int8 runs that format instead.
-# With several images, a `==> IMAGE <==` line heads each one.
+# With several images, a `==> IMAGE <==` line heads each one. A points model
+# prints `box X Y W H SCORE`, then `NAME X Y SCORE` a point, in the photo's
+# pixels; --draw FOLDER also writes FOLDER/<photo>.png with them drawn.
 # Exits 1 if an image could not be read (the others are still scored).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh

@@ -32,6 +32,8 @@ KINDS = {
     "read-folder-of": "a file the command reads with its folder (a labels CSV: its photos are "
                       "relative to it)",
     "write": "a folder the command writes into",
+    "write-here": "a folder the command writes into, a relative one from the working directory "
+                  "(not DIR)",
     "write-report": "a folder the command writes its report into",
     "write-folder-of": "a file, or a folder swapped in whole, the command writes: its folder is "
                        "writable",
@@ -44,7 +46,7 @@ PATH_FLAGS = {
               "bottleneck_dir": "write", "summaries_dir": "write", "report_dir": "write-report",
               "output_graph": "write-folder-of", "output_labels": "write-folder-of",
               "train_log": "write-folder-of", "saved_model_dir": "write-folder-of", "keypoints": "read"},
-    "guess": {"output_graph": "read", "output_labels": "read"},
+    "guess": {"output_graph": "read", "output_labels": "read", "draw": "write-here"},
     "sort": {"output_graph": "read", "output_labels": "read"},
     "evaluate": {"output_graph": "read", "output_labels": "read"},
     "serve": {"output_graph": "read", "output_labels": "read"},

@@ -12,6 +12,7 @@ TG_DEFAULT_MODULE=https://tfhub.dev/google/imagenet/inception_v3/feature_vector/
 #   read            a file or folder the command reads (read-only)
 #   read-folder-of  a file the command reads with its folder (a labels CSV: its photos are relative to it)
 #   write           a folder the command writes into
+#   write-here      a folder the command writes into, a relative one from the working directory (not DIR)
 #   write-report    a folder the command writes its report into
 #   write-folder-of a file, or a folder swapped in whole, the command writes: its folder is writable
 #   module          the feature extractor: a URL, a TF Hub handle or a local folder
@@ -77,6 +78,7 @@ declare -gA TG_CLI_FLAGS=(
   ['train --train_log']=write-folder-of
   ['train --final_tensor_name']=value
   ['train --export']=value
+  ['guess --draw']=write-here
   ['guess --model']=value
   ['guess --output_graph']=read
   ['guess --output_labels']=read

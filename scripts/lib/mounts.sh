@@ -136,10 +136,15 @@ read_flag() {
 }
 
 # mount_flag_path DIR: declare the path that the flag read_flag read names, when its
-# kind is a path's (relative paths are inside DIR, as the CLI takes them).
+# kind is a path's (relative paths are inside DIR, as the CLI takes them, except a
+# write-here folder's: from the working directory, as the CLI takes guess --draw's).
 mount_flag_path() {
   case $TG_FLAG_KIND in
     read | read-folder-of | write | write-report | write-folder-of) ;;
+    write-here)
+      mount_output "$(abs_path "$TG_FLAG_VALUE")" "drawings folder"
+      return 0
+      ;;
     *) return 0 ;;
   esac
   local path
@@ -189,9 +194,10 @@ mount_train() {
   fi
 }
 
-# mount_guess DIR ARGS...: declare what `guess DIR ARGS...` reads (all read-only):
-# DIR, the images among ARGS, and graph files that flags name elsewhere (the flags
-# of guess, sort and evaluate, which all three wrappers pass through it). An
+# mount_guess DIR ARGS...: declare what `guess DIR ARGS...` reads (read-only): DIR,
+# the images among ARGS, and graph files that flags name elsewhere (the flags of
+# guess, sort and evaluate, which all three wrappers pass through it); and what it
+# writes: guess --draw's folder (writable). An
 # image is given by its folder, mounted once however many images it holds (and
 # worked out without a subshell per image: `guess.sh DIR photos/*.jpg` may name
 # thousands); symlinked images add where they lead (mount_links).

@@ -56,8 +56,8 @@ KINDS = {
                            sort="tensorguess.score.points_pending:sort",
                            evaluate="tensorguess.score.points_pending:evaluate",
                            export="tensorguess.score.points_pending:export",
-                           guess_lines="tensorguess.score.points:guess_lines",
-                           guess_document="tensorguess.score.points:guess_document",
+                           guess_lines="tensorguess.score.points_guess:guess_lines",
+                           guess_document="tensorguess.score.points_guess:guess_document",
                            serve_app="tensorguess.score.points_pending:serve_app"),
 }
 

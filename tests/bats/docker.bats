@@ -8,70 +8,15 @@ bats_require_minimum_version 1.5.0
 
 setup_file() {
   load test_helper
-  if [[ ${TG_TEST_DOCKER:-1} == 0 ]]; then
-    skip "TG_TEST_DOCKER=0: Docker runtime tests opted out"
-  fi
-  # shellcheck source=scripts/lib.sh
-  source "$REPO/scripts/lib.sh"
-  # shellcheck source=scripts/lib/docker.sh
-  source "$REPO/scripts/lib/docker.sh"
-  if ! docker_answers; then
-    echo "# the Docker tests need a Docker engine: $TG_DOCKER_WHY (TG_TEST_DOCKER=0 opts out)" >&3
-    return 1
-  fi
-  # The image under test is the one the wrappers use, current with this checkout.
-  # A missing one is built here without a baked module (the tests mount theirs);
-  # a stale one is rebuilt by the wrappers' own rule, keeping its baked module.
-  SECONDS=0
-  # Given EXTRA_CA_CERTS (behind a TLS-intercepting proxy), or by default the host's
-  # own extra CAs when none are remembered yet, build.sh remembers them here, as
-  # the caller, for the test user's builds below.
-  ca_certs_to_stage "$REPO/docker/extra-ca/build" 2>/dev/null
-  if [[ $TG_CA_FROM == given ]] || { [[ $TG_CA_FROM == host ]] && ((${#TG_CA_CERTS[@]})); } ||
-    ! docker image inspect "$TG_IMAGE_NAME:$(tg_version)-cpu" >/dev/null 2>&1; then
-    BAKE_MODULE='' VARIANT=cpu bash "$REPO/build.sh" >&2
-  fi
-  (TG_GPU=0 ensure_image cpu)
-  echo "# image ready in ${SECONDS}s" >&3
-
-  # Under /tmp, not $TMPDIR: the test user must be able to reach it.
-  TOP=$(mktemp -d /tmp/tensor-guess-docker.XXXXXX)
-  chmod 755 "$TOP"
-  WORK="$TOP/my photos"
-  mkdir -p "$WORK/home"
+  load docker_helper
+  docker_image_ready || return 1
+  docker_workspace
   make_tf_files "$WORK/tf files" 8
   mkdir "$WORK/to sort"
   cp "$(first_photo elsa)" "$WORK/to sort/elsa one.jpg"
   cp "$(first_photo darth_vader)" "$WORK/to sort/vader.jpg"
   printf 'junk' >"$WORK/to sort/broken.png"
-  # The shared photos are read-only files: make the copies writable by their owner,
-  # so that only a read-only mount can stop the container writing them.
-  chmod -R u+w "$TOP"
-
-  # Root runs the tests as a throwaway user in the docker group (as CI does);
-  # anyone else runs them as themselves.
-  if ((EUID == 0)); then
-    if ! getent group docker >/dev/null; then
-      echo "# no docker group: the engine's socket must belong to group docker" >&3
-      return 1
-    fi
-    id tg-docker-test >/dev/null 2>&1 ||
-      useradd --system --user-group --no-create-home --shell /usr/sbin/nologin tg-docker-test
-    TEST_UID=$(id -u tg-docker-test)
-    TEST_GID=$(id -g tg-docker-test)
-    DOCKER_GID=$(getent group docker | cut -d: -f3)
-    chown -R "$TEST_UID:$TEST_GID" "$TOP"
-    if ! setpriv --reuid "$TEST_UID" --regid "$TEST_GID" --clear-groups \
-      test -r "$REPO/scripts/lib.sh" -a -r "$TFHUB_MODULE/saved_model.pb"; then
-      echo "# the test user cannot read $REPO or $TFHUB_MODULE: keep them where others may read" >&3
-      return 1
-    fi
-  else
-    TEST_UID=$(id -u)
-    TEST_GID=$(id -g)
-    DOCKER_GID=""
-  fi
-  export TOP WORK TEST_UID TEST_GID DOCKER_GID
+  docker_test_user || return 1
 }
 
 teardown_file() {
@@ -80,6 +25,7 @@ teardown_file() {
 
 setup() {
   load test_helper
+  load docker_helper
   # shellcheck source=scripts/lib.sh
   source "$REPO/scripts/lib.sh"
   # shellcheck source=scripts/lib/docker.sh
@@ -100,16 +46,6 @@ teardown() {
     pid=$(cat "$run_dir/pid" 2>/dev/null) && kill -9 "$pid" 2>/dev/null || true
     wait_until 15 run_is_gone ||
       docker ps --all --quiet --filter "volume=$run_dir/tf" | xargs -r docker rm --force >/dev/null 2>&1 || true
-  fi
-}
-
-# as_user CMD...: CMD as the test user (in the docker group), in $WORK.
-as_user() {
-  if [[ -n $DOCKER_GID ]]; then
-    (cd "$WORK" && setpriv --reuid "$TEST_UID" --regid "$TEST_GID" --groups "$DOCKER_GID" \
-      env HOME="$WORK/home" "$@")
-  else
-    (cd "$WORK" && "$@")
   fi
 }
 
@@ -168,11 +104,6 @@ killed_in_the_middle() {
 # labels_of DEST: guessDir's copies in DEST with the score left out of their names.
 labels_of() {
   find "$1" -type f -printf '%f\n' | sed 's/--[0-9]*\././' | sort
-}
-
-# not_owned PATH: files and folders under PATH that are not the test user's.
-not_owned() {
-  find "$1" \( ! -uid "$TEST_UID" -o ! -gid "$TEST_GID" \) -print
 }
 
 @test "docker: train.sh with a relative DIR holding a space, as a non-root user; every output is theirs" {

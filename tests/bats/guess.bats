@@ -61,3 +61,12 @@ assert doc["label"] == "elsa" and set(doc["scores"]) == {"elsa", "darth vader"},
   [ "$status" -eq 1 ]
   [[ $output == *"tensor-guess: cannot read"*"train first with train.sh"* ]]
 }
+
+@test "guess.sh --draw on a classes model says in one line that it is for points models" {
+  run --separate-stderr bash "$REPO/guess.sh" "$TF" "$(first_photo elsa)" --draw "$BATS_TEST_TMPDIR/drawn"
+  [ "$status" -eq 2 ]
+  [ -z "$output" ]
+  [ "$stderr" = "tensor-guess: --draw is for points models; $TF holds a classes model (guess prints its labels' scores)" ]
+  # The Docker runtime makes a writable folder before the container starts; locally nothing is made.
+  [[ $TG_RUNTIME != local ]] || [ ! -e "$BATS_TEST_TMPDIR/drawn" ]
+}

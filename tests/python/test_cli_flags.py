@@ -38,21 +38,23 @@ def toy_parser(**flags: dict) -> argparse.ArgumentParser:
 
 def test_every_flag_taking_a_value_is_listed_with_its_kind():
     make = make_flags()
-    text = make.generate(toy_parser(output_graph={}, output_labels={}, level={"nargs": "?", "const": "on"},
-                                    rate={"type": float}), "https://example.org/module")
+    text = make.generate(toy_parser(output_graph={}, output_labels={}, draw={},
+                                    level={"nargs": "?", "const": "on"}, rate={"type": float}),
+                         "https://example.org/module")
     assert "TG_DEFAULT_MODULE=https://example.org/module\n" in text
     assert "  ['guess --output_graph']=read\n" in text
     assert "  ['guess --level']=optional\n" in text
     assert "  ['guess --rate']=value\n" in text
+    assert "  ['guess --draw']=write-here\n" in text
     assert "--json" not in text.split("declare -gA", 1)[1]
 
 
 def test_a_path_flag_the_mapping_does_not_place_stops_it():
     make = make_flags()
     with pytest.raises(SystemExit, match="guess --photo_dir looks like a path: say in PATH_FLAGS"):
-        make.generate(toy_parser(output_graph={}, output_labels={}, photo_dir={}), "m")
+        make.generate(toy_parser(output_graph={}, output_labels={}, draw={}, photo_dir={}), "m")
     with pytest.raises(SystemExit, match="names guess --output_labels, which the parser does not have"):
-        make.generate(toy_parser(output_graph={}), "m")
+        make.generate(toy_parser(output_graph={}, draw={}), "m")
 
 
 def test_no_flag_value_is_taken_for_a_photo(tmp_path):
@@ -77,4 +79,19 @@ def test_no_flag_value_is_taken_for_a_photo(tmp_path):
         expected = [f"ro:{tmp_path}/dir", f"ro:{tmp_path}/photos"]
         if kind == "read":
             expected.insert(1, f"ro:{tmp_path}/value/word")
+        if kind == "write-here":  # guess --draw: writable, and not inside DIR
+            expected.insert(1, f"rw:{tmp_path}/value/word")
         assert mounts == expected, (command, flag, kind)
+
+
+def test_a_relative_draw_folder_is_mounted_from_the_working_directory(tmp_path):
+    """guess --draw names a folder from where guess.sh runs, as the CLI opens it, not inside DIR."""
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_text("")
+    for spelling in (["--draw", "drawn"], ["--draw=drawn"]):
+        script = (f'source "{REPO}/scripts/lib.sh"; mount_guess dir "$@" photos/a.jpg; '
+                  'printf "%s\\n" "${TG_MOUNTS[@]}"')
+        mounts = subprocess.run(["bash", "-c", script, "_", *spelling], cwd=tmp_path, check=True,
+                                capture_output=True, text=True).stdout.split()
+        assert mounts == [f"ro:{tmp_path}/dir", f"rw:{tmp_path}/drawn", f"ro:{tmp_path}/photos"], spelling

@@ -25,7 +25,8 @@ from tensorguess.head.points_model import PointsModel, PointsStage, crop_box, cr
 from tensorguess.head.points_net import DirectHead, HeatmapHead
 from tensorguess.head.points_train import PointSet, PointsSchedule, train_points_head
 from tensorguess.score.graph_check import refusal
-from tensorguess.score.points import PointsResult, document, lines, open_points_model
+from tensorguess.score.points import PointsResult, open_points_model
+from tensorguess.score.points_guess import document, lines
 
 HANDS = SHARED / "datasets" / "keypoints" / "sign-digits-hands.json"
 MOUSE = SHARED / "datasets" / "keypoints" / "openfield-mouse"
@@ -252,11 +253,14 @@ def test_the_files_and_the_saved_model_equal_the_graph(exported, models, tmp_pat
 def test_the_lines_of_a_result():
     result = PointsResult(Path("hand.jpg"), np.array([[52.14, 80.26], [10.0, 20.0]]),
                           np.array([0.934, np.nan]), np.array([-5.0, 0.0, 95.0, 100.0]))
-    assert lines(result, ["wrist", "thumb_tip"]) == [
-        "box (x0 = -5.0, y0 = 0.0, x1 = 95.0, y1 = 100.0)",
-        "wrist (x = 52.1, y = 80.3, score = 0.93)", "thumb_tip (x = 10.0, y = 20.0)"]
-    second = document(result, ["wrist", "thumb_tip"])["points"][1]
-    assert second == {"name": "thumb_tip", "x": 10.0, "y": 20.0, "score": None}
+    assert lines(result, ["wrist", "thumb tip"]) == [
+        "box -5.0 0.0 100.0 100.0 0.93", "wrist 52.1 80.3 0.93", "thumb tip 10.0 20.0 -"]
+    found = document(result, ["wrist", "thumb tip"])
+    assert found["box"] == [-5.0, 0.0, 100.0, 100.0] and found["score"] == pytest.approx(0.934)
+    assert found["keypoints"][1] == {"name": "thumb tip", "x": 10.0, "y": 20.0, "score": None}
+    no_score = PointsResult(Path("m.png"), np.zeros((1, 2)), np.array([np.nan]), np.array([0, 0, 4.0, 4.0]))
+    assert lines(no_score, ["snout"])[0] == "box 0.0 0.0 4.0 4.0 -"
+    assert document(no_score, ["snout"])["score"] is None
 
 
 def points_graph_of(folder: Path):
@@ -278,10 +282,10 @@ def test_guess_prints_the_box_and_one_line_a_point(exported, models, tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     x0, y0, x1, y1 = expected.box
-    assert lines[0] == f"box (x0 = {x0:.1f}, y0 = {y0:.1f}, x1 = {x1:.1f}, y1 = {y1:.1f})"
+    assert lines[0] == f"box {x0:.1f} {y0:.1f} {x1 - x0:.1f} {y1 - y0:.1f} -"
     (x, y) = expected.points[0]
-    assert len(lines) == 22 and lines[1] == f"wrist (x = {x:.1f}, y = {y:.1f})"
-    assert lines[21].startswith("pinky_tip (x = ")  # no score: the direct head gives none
+    assert len(lines) == 22 and lines[1] == f"wrist {x:.1f} {y:.1f} -"
+    assert lines[21].startswith("pinky_tip ") and lines[21].endswith(" -")  # the direct head gives no score
     # --json, with the SavedModel, two photos and a file that is not one: one line on stderr, status 1.
     not_a_photo = tmp_path / "notes.png"
     not_a_photo.write_text("not a photo\n")
@@ -290,7 +294,7 @@ def test_guess_prints_the_box_and_one_line_a_point(exported, models, tmp_path):
     first, second = json.loads(done.stdout)
     assert first["image"] == str(MOUSE_FRAME) and second == {"image": str(not_a_photo),
                                                               "error": second["error"]}
-    assert [p["name"] for p in first["points"]] == models["two-stage"].names
-    assert first["points"][0]["score"] is None
-    np.testing.assert_allclose([[p["x"], p["y"]] for p in first["points"]], expected.points, atol=1e-3)
-    np.testing.assert_allclose(first["box"], expected.box, atol=1e-3)
+    assert [p["name"] for p in first["keypoints"]] == models["two-stage"].names
+    assert first["keypoints"][0]["score"] is None and first["score"] is None
+    np.testing.assert_allclose([[p["x"], p["y"]] for p in first["keypoints"]], expected.points, atol=1e-3)
+    np.testing.assert_allclose(first["box"], [x0, y0, x1 - x0, y1 - y0], atol=1e-3)

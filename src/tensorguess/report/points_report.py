@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from tensorguess import point_metrics, strict_json
 from tensorguess.atomic_write import write_atomically
-from tensorguess.report import plots
+from tensorguess.report import plots, point_drawing
 from tensorguess.report.document import is_ours
 from tensorguess.report.model import GENERATOR, ReportError
 
@@ -126,17 +125,10 @@ def drawn_photo(path: Path, truth: np.ndarray, predicted: np.ndarray, visible: n
     scale = DRAWN_SIDE / max(image.size)
     image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
     pen = ImageDraw.Draw(image)
-    for points, shown, colour in ((truth, visible, (40, 200, 60)), (predicted, np.isfinite(predicted).all(1),
-                                                                     (230, 40, 40))):
-        for a, b in skeleton:
-            if shown[a] and shown[b]:
-                pen.line([tuple(points[a] * scale), tuple(points[b] * scale)], fill=colour, width=1)
-        for k, (x, y) in enumerate(points * scale):
-            if shown[k]:
-                pen.ellipse([x - 2, y - 2, x + 2, y + 2], outline=colour, fill=colour)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    placed = np.isfinite(predicted).all(axis=1)
+    point_drawing.draw_points(pen, truth, visible, skeleton, point_drawing.LABELLED, scale)
+    point_drawing.draw_points(pen, predicted, placed, skeleton, point_drawing.PREDICTED, scale)
+    return "data:image/png;base64," + base64.b64encode(point_drawing.png_bytes(image)).decode()
 
 
 def page_html(report: dict, tested, skeleton: list[tuple[int, int]]) -> str:

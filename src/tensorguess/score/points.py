@@ -1,5 +1,6 @@
-"""Open a points model (its frozen graph, or its SavedModel) and score photo files: each photo's
-box and named points in its own pixels; and guess's lines and JSON for them.
+"""Open a points model (its frozen graph, or its SavedModel, and the skeleton beside them) and score
+photo files: each photo's box and named points in its own pixels (guess's words for them:
+points_guess.py).
 
 Photos are read as every other scorer reads them (data/images: EXIF-upright, alpha over white, an
 unreadable file a Skipped) but at full size, since the crop reads the photo's own pixels, and
@@ -9,7 +10,7 @@ fed to the graph's `photos` (model_dir.PHOTOS) in runs of photos of one size.
 from __future__ import annotations
 
 import hashlib
-import math
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from tensorguess.model_dir import (
     LABELS,
     PHOTOS,
     POINT_NAMES_TENSOR,
+    POINTS_SKELETON,
     POINTS_TENSOR,
     SAVED_MODEL,
 )
@@ -131,12 +133,46 @@ def saved_model_run(directory: Path, trusted: bool) -> tuple[Run, list[str], str
     return run, names, hashlib.sha1(data).hexdigest()
 
 
-class PointsScorer:
-    """A points model's graph run on photo files: `names`, `digest` (the sha1 of the file run),
-    `score_files` and `close`."""
+@dataclass(frozen=True)
+class Skeleton:
+    """The bones of the model's POINTS_SKELETON (0-based pairs of points), or why it cannot be read:
+    only drawing needs them, so a missing file stops a drawing, never the scoring."""
 
-    def __init__(self, run: Run, names: list[str], digest: str, close: Callable[[], None] = lambda: None):
+    bones: tuple[tuple[int, int], ...] = ()
+    problem: str | None = None
+
+    def checked(self) -> tuple[tuple[int, int], ...]:
+        if self.problem is not None:
+            raise ClassifierError(self.problem)
+        return self.bones
+
+
+def read_skeleton(path: Path, names: list[str]) -> Skeleton:
+    """The skeleton written beside the graph, checked against the graph's own point names."""
+    again = "; train again with train.sh to write it"
+    try:
+        document = json.loads(read_bytes(path))
+        bones = tuple((int(a), int(b)) for a, b in document["skeleton"])
+        named = list(document["names"])
+    except ClassifierError as error:  # its message names the file and says to train
+        return Skeleton(problem=str(error))
+    except (ValueError, KeyError, TypeError) as error:
+        return Skeleton(problem=f"{path} is not a skeleton tensor-guess wrote ({error!s:.80}){again}")
+    if named != names:
+        return Skeleton(problem=f"{path} names other points than the graph does{again}")
+    if any(not (0 <= k < len(names)) for bone in bones for k in bone):
+        return Skeleton(problem=f"{path} joins a point the model does not have{again}")
+    return Skeleton(bones)
+
+
+class PointsScorer:
+    """A points model's graph run on photo files: `names`, `skeleton` (its bones, for drawing),
+    `digest` (the sha1 of the file run), `score_files` and `close`."""
+
+    def __init__(self, run: Run, names: list[str], digest: str, close: Callable[[], None] = lambda: None,
+                 skeleton: Skeleton | None = None):
         self.run, self.names, self.digest, self._close = run, names, digest, close
+        self.skeleton = skeleton or Skeleton(problem="this points model was opened without its skeleton")
 
     def close(self) -> None:
         self._close()
@@ -213,7 +249,8 @@ def open_points_model(folder: Path, model: str = "pb", graph: str = GRAPH, label
                       final_tensor_name: str = FINAL_TENSOR, trust_graph: bool = False,
                       tta: bool = False) -> PointsScorer:
     """The points model of `folder` in the format `model` (kinds' open_model). The names come from
-    the graph itself; `labels` and `final_tensor_name` are the classes' and unused."""
+    the graph itself, the skeleton from POINTS_SKELETON beside the graph (read in the same steady
+    moment, so it is the graph's); `labels` and `final_tensor_name` are the classes' and unused."""
     if tta:
         raise UsageError("--tta is for classes models; a points model has no test-time augmentation yet")
     if model not in POINTS_FORMATS:
@@ -222,7 +259,8 @@ def open_points_model(folder: Path, model: str = "pb", graph: str = GRAPH, label
     with publish.steady(folder) as where:
         if model == "saved_model":
             run, names, digest = saved_model_run(where(folder / SAVED_MODEL), trust_graph)
-            return PointsScorer(run, names, digest)
+            return PointsScorer(run, names, digest, skeleton=read_skeleton(where(folder / POINTS_SKELETON),
+                                                                           names))
         import tensorflow as tf
 
         path = where(folder / graph)
@@ -234,34 +272,6 @@ def open_points_model(folder: Path, model: str = "pb", graph: str = GRAPH, label
             raise ClassifierError(f"{path} is not a TensorFlow GraphDef ({error})") from error
         checked(graph_def, path, trust_graph)
         names = point_names(graph_def, path)
+        skeleton = read_skeleton(where((folder / graph).parent / POINTS_SKELETON), names)
         run, close = graph_run(graph_def, path)
-        return PointsScorer(run, names, hashlib.sha1(data).hexdigest(), close)
-
-
-def score_text(value: float) -> str:
-    return "" if math.isnan(value) else f", score = {value:.2f}"
-
-
-def lines(result: PointsResult, names: list[str]) -> list[str]:
-    """guess's lines for one photo: its box, then one line a point in the model's order."""
-    x0, y0, x1, y1 = (float(v) for v in result.box)
-    head = f"box (x0 = {x0:.1f}, y0 = {y0:.1f}, x1 = {x1:.1f}, y1 = {y1:.1f})"
-    return [head, *(f"{name} (x = {x:.1f}, y = {y:.1f}{score_text(float(score))})"
-                    for name, (x, y), score in zip(names, result.points, result.confidence, strict=True))]
-
-
-def document(result: PointsResult, names: list[str]) -> dict:
-    """guess --json's fields for one photo: the box and the points in the model's order (score
-    null where the model gives none)."""
-    return {"box": [float(v) for v in result.box],
-            "points": [{"name": name, "x": float(x), "y": float(y),
-                        "score": None if math.isnan(score) else float(score)}
-                       for name, (x, y), score in zip(names, result.points, result.confidence, strict=True)]}
-
-
-def guess_lines(scorer: PointsScorer, result: PointsResult) -> list[str]:
-    return lines(result, scorer.names)
-
-
-def guess_document(scorer: PointsScorer, result: PointsResult) -> dict:
-    return document(result, scorer.names)
+        return PointsScorer(run, names, hashlib.sha1(data).hexdigest(), close, skeleton)

@@ -1,0 +1,87 @@
+#!/usr/bin/env bats
+# A points model through the Docker runtime, as a non-root user, as docker.bats runs
+# the classes: train.sh DIR with DIR/keypoints.json, train.sh with --keypoints and
+# --image_dir elsewhere (mounted read-only), then guess.sh's text, --json and --draw
+# (its folder mounted writable), against the local runtime's points. points.bats
+# runs the same checks locally. TG_TEST_DOCKER=0 skips them.
+
+bats_require_minimum_version 1.5.0
+
+setup_file() {
+  load test_helper
+  load docker_helper
+  load points_helper
+  docker_image_ready || return 1
+  docker_workspace
+  make_points_work
+  docker_test_user || return 1
+  export TG_RUNTIME=docker TG_GPU=0
+  train_points_model
+}
+
+teardown_file() {
+  [[ -z ${TOP:-} ]] || rm -rf "$TOP"
+}
+
+setup() {
+  load test_helper
+  load docker_helper
+  load points_helper
+  export TG_RUNTIME=docker TG_GPU=0
+}
+
+@test "docker: train.sh DIR trains a points model from DIR/keypoints.json; every output is the user's" {
+  check_points_trained
+  [ "$(not_owned "$WORK/hands model")" = "" ]
+}
+
+@test "docker: train.sh with --keypoints and --image_dir elsewhere reads them, mounted read-only" {
+  as_user mkdir "points elsewhere"
+  before=$(cd "$WORK/hands model/data" && find . -type f -exec sha1sum {} + | sort)
+  run as_user bash "$REPO/train.sh" "points elsewhere" --keypoints "$WORK/hands model/keypoints.json" \
+    --image_dir "$WORK/hands model/data" --point_epochs 1 --augment 0 --random_seed 1
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output == *"Training a points model on the points labelled in $WORK/hands model/keypoints.json"* ]]
+  [ "$(cat "$WORK/points elsewhere/model_kind")" = points ]
+  [ "$(not_owned "$WORK/points elsewhere")" = "" ]
+  [ "$(cd "$WORK/hands model/data" && find . -type f -exec sha1sum {} + | sort)" = "$before" ]
+  # What the wrapper mounts for them: the file and the photos, read-only.
+  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
+  run as_user bash -c 'source "$1/scripts/lib.sh"; source "$1/scripts/lib/docker.sh"; shift
+    mount_train "$@"; docker_mounts; printf "%s\n" "${TG_DOCKER_MOUNTS[@]}"' _ "$REPO" "points elsewhere" \
+    --keypoints "$WORK/hands model/keypoints.json" --image_dir "$WORK/hands model/data"
+  [[ $output == *"\"target=$WORK/hands model/keypoints.json\",readonly"* ]]
+  [[ $output == *"\"target=$WORK/hands model/data\",readonly"* ]]
+}
+
+@test "docker: guess.sh on a points model prints the box, then name x y score a point; --draw is the user's" {
+  check_points_text
+  [ "$(not_owned "$WORK/new drawings")" = "" ]
+}
+
+@test "docker: guess.sh --json gives image, box, score and keypoints; --draw keeps the user's file" {
+  check_points_json_and_drawings
+  [ "$(not_owned "$WORK/drawn before")" = "" ]
+}
+
+@test "docker: guess.sh --json on a points model gives the local runtime's points" {
+  cd "$WORK"
+  run --separate-stderr as_user bash "$REPO/guess.sh" "hands model" "to guess"/* --json
+  [ "$status" -eq 0 ]
+  in_docker=$output
+  run --separate-stderr env TG_RUNTIME=local bash "$REPO/guess.sh" "hands model" "to guess"/* --json
+  [ "$status" -eq 0 ]
+  "$REPO/.venv/bin/python" - "$in_docker" "$output" <<'EOF2'
+import json, sys
+
+import numpy as np
+
+docker, local = (json.loads(text) for text in sys.argv[1:3])
+assert [d["image"] for d in docker] == [l["image"] for l in local] and len(docker) == 3
+for d, l in zip(docker, local):
+    np.testing.assert_allclose(d["box"], l["box"], atol=1e-3)
+    np.testing.assert_allclose([[p["x"], p["y"], p["score"]] for p in d["keypoints"]],
+                               [[p["x"], p["y"], p["score"]] for p in l["keypoints"]], atol=1e-3)
+EOF2
+}
