@@ -11,6 +11,12 @@
 # path and label, optionally split; paths relative to it) may stand for it:
 # its test rows are scored, or all its rows when it has no split column.
 # --model saved_model|tflite|tflite-int8 scores with that format (export.sh).
+#
+# For a points model (train.sh with keypoints), LABELLED_DIR is a folder holding
+# keypoints.json, or the annotation file itself (COCO JSON, DeepLabCut or plain
+# CSV; photo paths relative to its folder); every labelled photo is scored and
+# OUT_DIR gets report.json (mean_error_px, mean_error_norm, pck, per_point, auc,
+# locate_iou), report.html (the worst photos drawn) and pck_curve.png.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"

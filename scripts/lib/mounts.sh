@@ -87,7 +87,8 @@ mount_output() {
 }
 
 # evaluate_places DIR LABELLED [OUT]: sets TG_LABELLED (the set: a folder of label
-# folders, or a labels CSV), TG_PHOTOS (the folder its photos are under) and
+# folders or a labels CSV; for a points model, a folder holding keypoints.json or
+# the annotation file), TG_PHOTOS (the folder its photos are under) and
 # TG_OUT (the report folder: OUT, else DIR/report-<the set's name>), all absolute
 # with links followed, and refuses a report folder inside the photos' folder.
 # The CLI decides the same (commands/evaluate.py, places) once it runs; the

@@ -29,7 +29,7 @@ class Kind:
     train: str  # (TrainConfig) -> the log's dict
     open_model: str  # (folder, model, graph, labels, final_tensor_name, trust_graph, tta) -> a scorer
     sort: str  # (scorer, source, dest, batch_size, warn) -> a summary
-    evaluate: str  # (scorer, labelled, model path, batch_size, warn, train_log, train_log_path)
+    evaluate: str  # (scorer, labelled, model path, batch_size, warn, train_log, train_log_path) -> a record
     export: str  # (folder, formats, graph, labels, final_tensor_name, ...) -> the table
     guess_lines: str  # (scorer, result) -> the lines guess prints for one photo
     guess_document: str  # (scorer, result) -> guess --json's fields for one photo
@@ -49,12 +49,11 @@ KINDS = {
                             guess_lines="tensorguess.score.predict:guess_lines",
                             guess_document="tensorguess.score.predict:guess_document",
                             serve_app="tensorguess.serve.http_app:build_app"),
-    # sort, evaluate and export are placeholders that refuse in one line (score/points_pending.py);
-    # train names the points training, which imports once it is written.
+    # sort, export and serve are placeholders that refuse in one line (score/points_pending.py).
     model_dir.POINTS: Kind(model_dir.POINTS, train="tensorguess.train_points:train",
                            open_model="tensorguess.score.points:open_points_model",
                            sort="tensorguess.score.points_pending:sort",
-                           evaluate="tensorguess.score.points_pending:evaluate",
+                           evaluate="tensorguess.report.points_evaluate:evaluate_points",
                            export="tensorguess.score.points_pending:export",
                            guess_lines="tensorguess.score.points_guess:guess_lines",
                            guess_document="tensorguess.score.points_guess:guess_document",

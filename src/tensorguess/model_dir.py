@@ -168,6 +168,21 @@ class TrainLog:
         return self._field("split_digests", dict, {})
 
     @property
+    def point_names(self) -> list[str]:
+        """A points model's names in its graph's order ([] for classes, or a log that lacks them)."""
+        return self._field("names", list, [])
+
+    @property
+    def skeleton(self) -> list[list[int]]:
+        """A points model's bones, 0-based pairs in its names' order ([] where none were logged)."""
+        return self._field("skeleton", list, [])
+
+    @property
+    def locate(self) -> dict:
+        """A points model's locate stage: `on`, and its crop's `margin` and `min_side` ({} if unlogged)."""
+        return self._field("locate", dict, {})
+
+    @property
     def split_sizes(self) -> dict[str, int]:
         return self._field("split_sizes", dict, {})
 

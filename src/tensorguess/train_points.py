@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tensorguess import point_metrics, publish
+from tensorguess import publish
 from tensorguess.checks.point_groups import point_groups
 from tensorguess.config import TrainConfig
 from tensorguess.data.keypoint_rows import KeypointsError
@@ -36,6 +36,7 @@ from tensorguess.head.points_model import PointsModel, PointsStage, crop_box
 from tensorguess.head.points_net import PointsHeadSpec, make_head
 from tensorguess.head.points_train import PointsEpoch, PointSet, PointsSchedule, predict, train_points_head
 from tensorguess.model_dir import POINT_NAMES, POINTS, POINTS_SKELETON, TrainLog
+from tensorguess.report.points_tested import Tested, record
 
 # --locate auto: the locate stage is on when the labelled points' box is, in the median photo,
 # at most this share of the photo's longer side (hands 0.76: off; the mouse in its arena 0.18: on).
@@ -167,7 +168,7 @@ def _train(cfg: TrainConfig, keypoints: Keypoints, publication: publish.Publicat
     publication.commit()
     say(f"Wrote {cfg.output_graph}, {folder / POINT_NAMES}, {folder / POINTS_SKELETON}, "
         f"{cfg.saved_model_dir} and {cfg.train_log}")
-    points_report.write(cfg.report_dir, tested, keypoints)
+    points_report.write(cfg.report_dir, tested, keypoints.skeleton)
     say(f"Wrote the test report {Path(cfg.report_dir) / 'report.html'}")
     return written.data
 
@@ -266,21 +267,6 @@ def _maps(trunk: SpatialTrunk, crops: Crops, batch: int = 32) -> np.ndarray:
     return out
 
 
-@dataclass
-class Tested:
-    """The test split read as the exported model reads it: predicted and labelled points, in photo pixels."""
-
-    predicted: np.ndarray  # [N, K, 2]
-    confidence: np.ndarray  # [N, K]
-    truth: np.ndarray  # [N, K, 2]
-    visible: np.ndarray  # [N, K]
-    boxes: np.ndarray  # [N, 4] the crop the points stage read
-    truth_boxes: np.ndarray  # [N, 4] the crop the labelled points give
-    paths: list[Path]
-    names: list[str]
-    summary: dict
-
-
 def test(model: PointsModel, spec, loaded, keypoints: Keypoints, instances, warn) -> Tested:
     """The model on `instances` (the test split, or an evaluation's photos), stage after stage."""
     boxes = np.array([[0.0, 0.0, i.width, i.height] for i in instances]).reshape(-1, 4)
@@ -299,13 +285,8 @@ def test(model: PointsModel, spec, loaded, keypoints: Keypoints, instances, warn
                else np.zeros((0, len(model.names)), bool))
     truth_boxes = np.array([crop_box(i.points, i.labelled, i.width, i.height, model.margin, model.min_side)
                             for i in instances]).reshape(-1, 4)
-    found = point_metrics.summary(predicted, truth, visible, model.names)
-    if model.locate is not None:
-        ious = [point_metrics.box_iou(a, b) for a, b in zip(boxes, truth_boxes, strict=True)]
-        found["locate_iou"] = float(np.mean(ious)) if ious else None
-    found["n"] = len(instances)
-    return Tested(predicted, confidence, truth, visible, boxes, truth_boxes, [i.path for i in instances],
-                  list(model.names), found)
+    return record(predicted, confidence, truth, visible, boxes, truth_boxes, [i.path for i in instances],
+                  list(model.names), located=model.locate is not None)
 
 
 def _run_stage(stage: PointsStage, spec, loaded, instances, cropper, warn) -> tuple[np.ndarray, np.ndarray]:

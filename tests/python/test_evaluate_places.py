@@ -39,6 +39,9 @@ def sets(tmp_path):
     (tmp_path / "photos" / "elsa").mkdir(parents=True)
     for name in ("labels.csv", "rows.CSV", "rows.v2.txt", ".hidden", "trailing."):
         (tmp_path / "photos" / name).write_text("path,label\n")
+    (tmp_path / "photos" / "hands.json").write_text('{"images": []}')  # a points model's annotation file
+    (tmp_path / "points" / "frames").mkdir(parents=True)  # a points model's set: keypoints.json beside photos
+    (tmp_path / "points" / "keypoints.json").write_text('{"images": []}')
     (tmp_path / "linked").symlink_to(tmp_path / "photos")
     return tmp_path
 
@@ -48,7 +51,9 @@ def sets(tmp_path):
     ("photos/rows.CSV", None), ("photos/rows.v2.txt", None), ("photos/.hidden", None),
     ("photos/trailing.", None), ("linked/labels.csv", None), ("photos", "reports/a"),
     ("photos", "photos/report"), ("linked", "photos/elsa/r"), ("photos/labels.csv", "photos/r"),
-    ("photos", "linked/../elsewhere"),
+    ("photos", "linked/../elsewhere"), ("points", None), ("points/", None), ("points/keypoints.json", None),
+    ("photos/hands.json", None), ("linked/hands.json", "reports/b"), ("points", "points/frames/report"),
+    ("points/keypoints.json", "points/report"), ("points/keypoints.json", "photos/report"),
 ])
 def test_the_wrapper_and_the_cli_place_the_set_and_the_report_alike(sets, labelled, out, monkeypatch):
     folder = sets / "model"

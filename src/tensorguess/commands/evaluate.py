@@ -1,4 +1,8 @@
-"""evaluate: score a labelled set (a folder per label, or a labels CSV) and write a report."""
+"""evaluate: score a labelled set with the model in DIR and write a report (the kind's: classes or points).
+
+A classes model reads a folder per label, or a labels CSV; a points model a folder holding
+keypoints.json, or the annotation file itself (report/points_evaluate.py).
+"""
 
 from __future__ import annotations
 
@@ -16,16 +20,20 @@ from tensorguess.commands.common import (
     warn,
 )
 from tensorguess.errors import UsageError
-from tensorguess.model_dir import TRAIN_LOG, TrainLog
+from tensorguess.model_dir import CLASSES, POINTS, TRAIN_LOG, TrainLog
 
 DESCRIPTION = ("Score LABELLED_DIR/<label>/ images with the classifier in DIR and write report.json, "
                "report.html and figures into OUT_DIR (default: DIR/report-<name of LABELLED_DIR>). "
-               "Our own report files in OUT_DIR are replaced; nothing else is touched.")
+               "For a points model, LABELLED_DIR holds keypoints.json (or is the annotation file: "
+               "COCO, DeepLabCut or CSV) and the report gives the errors in pixels, PCK and each "
+               "point's error. Our own report files in OUT_DIR are replaced; nothing else is touched.")
 
 
 def add_arguments(evaluate: argparse.ArgumentParser) -> None:
     dir_argument(evaluate)
-    evaluate.add_argument("labelled", type=Path, help="folder of label folders of images (only read)")
+    evaluate.add_argument("labelled", type=Path, help="folder of label folders of images, or a labels CSV; "
+                          "for a points model, a folder holding keypoints.json or the annotation file "
+                          "(only read)")
     evaluate.add_argument("out", type=Path, nargs="?", help="report folder (created if missing)")
     graph_flags(evaluate)
     tta_flag(evaluate)
@@ -35,7 +43,8 @@ def add_arguments(evaluate: argparse.ArgumentParser) -> None:
 def places(folder: Path, labelled: Path, out: Path | None) -> tuple[Path, Path, Path]:
     """(the labelled set, the folder of its photos, the report folder), all absolute.
 
-    The set is a folder of label folders, or a labels CSV whose paths are relative to its folder;
+    The set is a folder (of label folders, or holding a points model's keypoints.json), or a file
+    (a labels CSV, or a points model's annotation file) whose paths are relative to its folder;
     the report goes to OUT_DIR, else DIR/report-<name of the set>, never inside the photos' folder.
     """
     if not labelled.is_dir() and not labelled.is_file():
@@ -51,20 +60,32 @@ def places(folder: Path, labelled: Path, out: Path | None) -> tuple[Path, Path, 
 
 
 def run(args) -> int:
-    from tensorguess.report.document import check_out_dir, console_lines, write
-
     labelled, _, out = places(args.dir, args.labelled, args.out)
-    check_out_dir(out)
+    kind = model_of(args)
+    check, report = REPORTS[kind.name]
+    check(out)  # before any work: a report folder holding someone's files is refused
     log_path = args.dir / TRAIN_LOG
     log = TrainLog.read(log_path)  # what evaluate checks leaks against, if train.sh wrote one
-    kind = model_of(args)
-    with open_scorer(args, kind) as classifier:
+    with open_scorer(args, kind) as scorer:
         from tensorguess.score.models import model_path
 
-        evaluation = kind.function("evaluate")(classifier, labelled,
+        evaluation = kind.function("evaluate")(scorer, labelled,
                                                str(model_path(args.dir, args.model, args.output_graph)),
                                                args.batch_size, warn=warn,
                                                train_log=log, train_log_path=log_path)
+    return report(out, evaluation, labelled)
+
+
+def check_classes(out: Path) -> None:
+    from tensorguess.report.document import check_out_dir
+
+    check_out_dir(out)
+
+
+def report_classes(out: Path, evaluation, labelled: Path) -> int:
+    """Write the classes' report, print its summary; 1 when no photo could be scored."""
+    from tensorguess.report.document import console_lines, write
+
     report = write(out, evaluation)
     accuracy = "n/a" if report["accuracy"] is None else f"{report['accuracy'] * 100:.1f}%"
     print(f"Evaluation accuracy = {accuracy} (N={report['n']})")
@@ -78,3 +99,33 @@ def run(args) -> int:
               f"({len(report['unreadable_files'])} unreadable); nothing was evaluated", file=sys.stderr)
         return 1
     return 0
+
+
+def check_points(out: Path) -> None:
+    from tensorguess.report.points_report import check_out_dir
+
+    check_out_dir(out)
+
+
+def report_points(out: Path, evaluation, labelled: Path) -> int:
+    """Write the points' report (report/points_evaluate.PointsEvaluation), print its summary line."""
+    from tensorguess.report.points_report import REPORT_FILES, console_line, leak_line, write
+
+    report = write(out, evaluation.tested, evaluation.skeleton, evaluation.source, evaluation.extra)
+    print(console_line(report, "Evaluation"))
+    seen = leak_line(report)
+    if seen:
+        print(seen)
+    if report["unreadable_files"]:
+        print(f"{len(report['unreadable_files'])} unreadable file(s) skipped, listed in report.json")
+    print(f"Wrote the report into {out}: {', '.join(REPORT_FILES)}")
+    if report["n"] == 0:
+        print(f"tensor-guess: no photo of {labelled} could be scored "
+              f"({len(report['unreadable_files'])} unreadable); nothing was evaluated", file=sys.stderr)
+        return 1
+    return 0
+
+
+# The one place evaluate tells the kinds apart (kinds.py gives the scorer and the evaluate job): each
+# kind's (check of the report folder before any work, report written and printed -> exit status).
+REPORTS = {CLASSES: (check_classes, report_classes), POINTS: (check_points, report_points)}

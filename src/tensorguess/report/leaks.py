@@ -33,12 +33,17 @@ class Leaks:
         return sum(1 for k in self.kinds if k == kind)
 
 
+def seen_digests(train_log: TrainLog) -> set[str]:
+    """The content hashes of the photos the model trained on (SEEN_SPLITS), as train.sh logged them."""
+    return {digest for name in SEEN_SPLITS for digest in train_log.split_digests.get(name, [])}
+
+
 def reference_features(train_log: TrainLog, log_path: Path) -> tuple[set[str], np.ndarray | None, str]:
     """(seen content hashes, their bottlenecks [M,D] or None, why features are missing)."""
     from tensorguess.features.bottlenecks import BottleneckCache
     from tensorguess.features.modules import ModuleSpec
 
-    seen = {digest for name in SEEN_SPLITS for digest in train_log.split_digests.get(name, [])}
+    seen = seen_digests(train_log)
     module = dict(train_log.module)
     cache_dir = train_log.bottleneck_dir
     if not module or not cache_dir:

@@ -1,7 +1,7 @@
 """A points model's report: report.json (the numbers), pck_curve.png and report.html (photos drawn).
 
 Written by train.sh for its test split and by evaluate.sh for a labelled set, from points in
-the photos' pixels (train_points.Tested). The numbers are point_metrics.summary's, over the
+the photos' pixels (report/points_tested.Tested). The numbers are point_metrics.summary's, over the
 labelled points only; the photos are drawn worst first, the labelled points in green and the
 predicted ones in red, joined by the skeleton, so what the model gets wrong is seen at once.
 """
@@ -38,16 +38,30 @@ def check_out_dir(out_dir: Path) -> None:
                           "choose another report folder (nothing was changed)")
 
 
-def console_line(found: dict) -> str:
-    """The test's numbers in one line, the hardest points named."""
+def console_line(found: dict, what: str = "Test") -> str:
+    """The numbers in one line, the hardest points named; `what` opens it (Test, Evaluation)."""
     if found.get("mean_error_px") is None:
-        return f"Test: no labelled point to measure (N={found.get('n', 0)})"
+        return f"{what}: no labelled point to measure (N={found.get('n', 0)})"
     pck = found["pck"]
     hardest = ", ".join(point_metrics.hardest(found["per_point"])[:3])
     located = (f", locate IoU {found['locate_iou']:.2f}" if found.get("locate_iou") is not None else "")
-    return (f"Test: mean error {found['mean_error_px']:.2f} px ({found['mean_error_norm']:.3f} of the "
+    return (f"{what}: mean error {found['mean_error_px']:.2f} px ({found['mean_error_norm']:.3f} of the "
             f"points' box side), PCK@0.05 {pck['0.05']:.3f}, @0.1 {pck['0.1']:.3f}, @0.2 {pck['0.2']:.3f}, "
             f"AUC {found['auc']:.3f}{located} (N={found.get('n', 0)}); hardest: {hardest}")
+
+
+def leak_line(report: dict) -> str | None:
+    """One line on the photos the model trained on (an evaluation's `leaks`); None when unchecked."""
+    leaks = report.get("leaks")
+    if not leaks:
+        return None
+    if leaks["note"]:
+        return f"Leaks: {leaks['note']}: not checked"
+    if not leaks["identical"]:
+        return "Leaks: none of these photos is a photo the model trained on (identical content checked)"
+    return (f"Leaks: {leaks['identical']} of {report['n']} photos are photos the model trained on (identical "
+            f"content); without them: mean error {_cell(leaks['mean_error_norm_without'], 3)} of the box "
+            f"side, PCK@0.1 {_cell(leaks['pck_without']['0.1'], 3)} (N={leaks['n_without']})")
 
 
 def instance_errors(tested) -> np.ndarray:
@@ -60,8 +74,9 @@ def instance_errors(tested) -> np.ndarray:
     return np.where(counted.any(axis=1), total / np.maximum(counted.sum(axis=1), 1), np.nan)
 
 
-def build(tested, source: str) -> dict:
-    """report.json's content: the summary's numbers, and every photo's error, worst first."""
+def build(tested, source: str, extra: dict | None = None) -> dict:
+    """report.json's content: the summary's numbers, `extra`'s fields (an evaluation's model, leaks,
+    unreadable files and notes), and every photo's error, worst first."""
     per_photo = instance_errors(tested)
     order = np.argsort(np.where(np.isnan(per_photo), -1, per_photo))[::-1]
     return {
@@ -71,6 +86,7 @@ def build(tested, source: str) -> dict:
         "kind": "points",
         **tested.summary,
         "names": list(tested.names),
+        **(extra or {}),
         "photos": [{"file": str(tested.paths[i]), "mean_error_norm": _number(per_photo[i]),
                     "box": [float(v) for v in tested.boxes[i]]} for i in order],
     }
@@ -80,15 +96,16 @@ def _number(value: float) -> float | None:
     return None if value is None or np.isnan(value) else float(value)
 
 
-def write(out_dir: Path, tested, keypoints, source: str = "the test split") -> dict:
-    """report.json, pck_curve.png and report.html into `out_dir`; returns report.json's content."""
+def write(out_dir: Path, tested, skeleton, source: str = "the test split", extra: dict | None = None) -> dict:
+    """report.json, pck_curve.png and report.html into `out_dir`; returns report.json's content.
+    `skeleton`: the bones drawn, 0-based pairs in the model's point order (tested.names')."""
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
-    report = build(tested, source)
+    report = build(tested, source, extra)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(out_dir / "report.json", (strict_json.dumps(report, indent=1) + "\n").encode())
     write_atomically(out_dir / "pck_curve.png", pck_curve_png(tested))
-    page = page_html(report, tested, list(keypoints.skeleton))
+    page = page_html(report, tested, [tuple(bone) for bone in skeleton])
     write_atomically(out_dir / "report.html", page.encode("utf-8", "backslashreplace"))
     return report
 
@@ -160,6 +177,7 @@ def page_html(report: dict, tested, skeleton: list[tuple[int, int]]) -> str:
         "</head><body>", "<h1>Points report</h1>",
         f"<p>{e(report['source'])}: {report['n']} photos, {report['points_counted']} labelled points; "
         f"{e(report['created'])}, {e(GENERATOR)}</p>",
+        *(f"<p>{e(line)}</p>" for line in [*report.get("notes", []), leak_line(report)] if line),
         "<table>",
         f"<tr><td>mean error</td><td>{_cell(report['mean_error_px'], 2)} px</td></tr>",
         "<tr><td>mean error, as a share of the points' box side</td>"

@@ -1,9 +1,8 @@
 """The jobs a points model cannot do yet: each refuses in one line, which the command prints.
 
 Placeholders in kinds.KINDS["points"]; each is replaced there by the real function when it is
-written (evaluate: a points evaluation with its report, being written; sort: guessDir for points
-is issue 24; export: the TFLite and Core ML formats of a points model; serve: the camera page for
-points is issue 24).
+written (sort: guessDir for points is issue 24; export: the TFLite and Core ML formats of a points
+model; serve: the camera page for points is issue 24).
 """
 
 from __future__ import annotations
@@ -18,11 +17,6 @@ class NotForPoints(TensorGuessError):
 def sort(*_args, **_kwargs):
     raise NotForPoints("guessDir (sort) is not available for points models yet; score photos with "
                        "guess.sh DIR PHOTO...")
-
-
-def evaluate(*_args, **_kwargs):
-    # Placeholder: the points evaluation (errors in px, PCK, the report) replaces this in kinds.py.
-    raise NotForPoints("evaluate is not available for points models yet")
 
 
 def serve_app(*_args, **_kwargs):
