@@ -258,9 +258,10 @@ def _distorted(crops: Crops, digests: list[str], recipe: PointRecipe, variant: i
                  crops.source)
 
 
-def _maps(trunk: SpatialTrunk, crops: Crops, batch: int = 32) -> np.ndarray:
-    """The trunk's maps of the crops, as float16 (half the memory; the head reads float32)."""
-    out = np.empty((len(crops), *trunk.shape), np.float16)
+def _maps(trunk: SpatialTrunk, crops: Crops, batch: int = 32, dtype=np.float16) -> np.ndarray:
+    """The trunk's maps of the crops, as float16 for training (half the memory; the head reads
+    float32), as float32 for a test (the exported graph's own values)."""
+    out = np.empty((len(crops), *trunk.shape), dtype)
     for start in range(0, len(crops), batch):
         rows = slice(start, start + batch)
         out[rows] = trunk.maps(crops.floats(rows), batch)
@@ -294,11 +295,11 @@ def _run_stage(stage: PointsStage, spec, loaded, instances, cropper, warn) -> tu
     count = len(instances)
     points = np.full((count, stage.head.points, 2), np.nan)
     confidence = np.zeros((count, stage.head.points))
-    crops = cut(instances, cropper, stage.size, warn)
+    crops = cut(instances, cropper, stage.size, warn, exact=True)
     if not len(crops):
         return points, confidence
     trunk = SpatialTrunk(spec, loaded, stage.size)
-    normalised, scores = predict(stage.head, _maps(trunk, crops).astype(np.float32))
+    normalised, scores = predict(stage.head, _maps(trunk, crops, dtype=np.float32))
     for row, index in enumerate(crops.source):
         points[index] = back_to_photo(normalised[row] * stage.size, crops.matrices[row])
         confidence[index] = scores[row]

@@ -253,3 +253,24 @@ def test_a_two_stage_model_s_locate_iou_is_that_of_the_boxes_it_read(tmp_path, c
     assert 0 < report["locate_iou"] == pytest.approx(float(np.mean(ious)), rel=1e-9)
     seen = report["leaks"]
     assert seen["identical"] == log["split_sizes"]["training"] + log["split_sizes"]["validation"]
+
+
+def test_train_s_test_numbers_are_the_shipped_graph_s_on_the_same_photos(model, tmp_path, capsys):
+    """train reads its test split as the exported graph does (float pixels, float maps): evaluate of
+    those very photos, through the graph, gives train's numbers."""
+    folder, log = model
+    testing = set(log["split_digests"]["testing"])
+    coco = hands_coco(0, TRAINED)
+    def digest(image) -> str:
+        return hashlib.sha1((SIGN_DIGITS / image["file_name"].split("/", 1)[1]).read_bytes()).hexdigest()
+
+    coco["images"] = [image for image in coco["images"] if digest(image) in testing]
+    kept = {image["id"] for image in coco["images"]}
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in kept]
+    assert len(coco["images"]) == log["test"]["n"] > 0
+    labelled = labelled_set(tmp_path / "test split", coco)
+    code, _, err = evaluate(capsys, folder, labelled, tmp_path / "report")
+    assert code == 0, err
+    report = report_of(tmp_path / "report")
+    for key in ("mean_error_px", "mean_error_norm", "auc"):
+        assert report[key] == pytest.approx(log["test"][key], rel=1e-3, abs=1e-4), key

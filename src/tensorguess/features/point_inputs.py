@@ -23,7 +23,7 @@ from tensorguess.features.point_geometry import inside, move_points, warp
 class Crops:
     """Photos cut to a stage's input: one row per (photo, crop)."""
 
-    images: np.ndarray  # uint8 [N, S, S, 3]
+    images: np.ndarray  # uint8 [N, S, S, 3]; float32 in [0, 1] when cut `exact`
     points: np.ndarray  # float32 [N, K, 2] in the crop's pixels (continuous, corner at 0)
     visible: np.ndarray  # bool [N, K]: labelled, and inside the crop
     matrices: np.ndarray  # float64 [N, 3, 3]: photo pixels -> crop pixels
@@ -37,7 +37,8 @@ class Crops:
         return self.points / self.images.shape[1]
 
     def floats(self, rows=slice(None)) -> np.ndarray:
-        return self.images[rows].astype(np.float32) / 255.0
+        images = self.images[rows]
+        return images if images.dtype == np.float32 else images.astype(np.float32) / 255.0
 
 
 def whole_photo(width: float, height: float, size: int) -> np.ndarray:
@@ -46,12 +47,14 @@ def whole_photo(width: float, height: float, size: int) -> np.ndarray:
 
 
 def cut(instances: Sequence[Instance], matrices: Callable[[int, Instance], list[np.ndarray]] | None,
-        size: int, warn: Callable[[str], None]) -> Crops:
+        size: int, warn: Callable[[str], None], exact: bool = False) -> Crops:
     """Each instance's photo through each of `matrices(index, instance)` into size x size crops;
     with `matrices` None, each whole photo squashed by modules.resize_image (one crop each, the
     very pixels the exported graph and the classes give the network).
 
     A photo that cannot be decoded now (it changed since it was read) is one line and no crop.
+    `exact` keeps the pixels as floats, as the exported graph gives them to the network: what a
+    test of the model reads, so that its numbers are the shipped model's.
     """
     from tensorguess.features.modules import resize_image
 
@@ -72,7 +75,8 @@ def cut(instances: Sequence[Instance], matrices: Callable[[int, Instance], list[
         else:
             pixels = np.broadcast_to(photo.astype(np.float32) / 255.0, (len(stack), *photo.shape))
             warped = warp(pixels, stack, size).numpy()
-        images.append(np.clip(np.rint(warped * 255.0), 0, 255).astype(np.uint8))
+        images.append(warped.astype(np.float32) if exact
+                      else np.clip(np.rint(warped * 255.0), 0, 255).astype(np.uint8))
         moved = move_points(np.broadcast_to(instance.points, (len(stack), *instance.points.shape)), stack)
         visible.append(instance.labelled[None, :] & inside(moved, size, size))
         points.append(moved.astype(np.float32))
