@@ -9,7 +9,7 @@ joins the group of its closest photo at the threshold. A photo and its recompres
 or brightened copy stay together, burst shots and consecutive frames form small groups, and no
 chain of look-alikes becomes one group: a group is a core of mutual near-duplicates and photos
 each close to that core. Measured on the shared hands and mouse by bench/point_groups.py
-(docs/points-plan.md, "The points' split").
+(docs/points.md, "The points' split").
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Coordinates are (x, y) normalised to the input side: 0 and 1 are the image's edg
 centre in an S-pixel input is at (i + 0.5) / S, and a map cell's centre at (j + 0.5) / side.
 A point not labelled (`visible` false) adds nothing to any loss, whatever its coordinates.
 
-The heatmap head (the design of docs/points-plan.md): a 3x3 depthwise + 1x1 (to `width`, ReLU)
+The heatmap head (the design of docs/points.md): a 3x3 depthwise + 1x1 (to `width`, ReLU)
 block at stride 16, a x2 bilinear upsample, a second such block at stride 8, then a 1x1 to one
 logit map per point. The second block comes after the upsample, not before it: a 1x1 convolution
 commutes with bilinear upsampling, so with only the last 1x1 after it the finer grid would add
