@@ -32,7 +32,6 @@ import common
 KEYPOINTS = common.SHARED / "datasets" / "keypoints"
 HANDS = KEYPOINTS / "sign-digits-hands.json"
 MOUSE = KEYPOINTS / "openfield-mouse"
-RUN_GAP = 12
 MOUSE_BLOCK = 10
 HELD_OUT = 0.2
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -44,19 +43,10 @@ def say(line: str) -> None:
 
 
 def hand_groups(images: list[dict]) -> list[list[dict]]:
-    numbered = sorted((int(re.search(r"(\d+)", image["file_name"].split("/")[-1]).group(1)),
-                       image["file_name"].split("/")[0], image["file_name"], image) for image in images)
-    groups: list[list[dict]] = []
-    digits: set[str] = set()
-    last = None
-    for number, digit, _, image in numbered:
-        if last is None or number - last > RUN_GAP or digit in digits:
-            groups.append([])
-            digits = set()
-        groups[-1].append(image)
-        digits.add(digit)
-        last = number
-    return groups
+    """A signer's run of IMG numbers across the digit folders (points_heads.py's rule)."""
+    from points_heads import signer_groups
+
+    return [[images[index] for index in group] for group in signer_groups(images)]
 
 
 def mouse_groups(images: list[dict]) -> list[list[dict]]:

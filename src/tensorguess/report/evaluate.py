@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess.data.dataset import discover, label_for, legacy_label_for
-from tensorguess.data.images import Skipped, content_hash, is_hidden
+from tensorguess.data.images import Skipped, is_hidden
 from tensorguess.data.labels_csv import read_labels_csv
 from tensorguess.errors import TensorGuessError
 from tensorguess.metrics import softmax
 from tensorguess.model_dir import TEMPERATURE, TRAIN_LOG, TrainLog
 from tensorguess.report.document import Evaluation
-from tensorguess.report.leaks import Leaks, find_leaks, reference_features
+from tensorguess.report.leaks import Leaks, content_hashes, find_leaks, reference_features
 from tensorguess.score.predict import Classifier
 
 
@@ -92,12 +92,7 @@ def labelled_files(folder: Path, labels: list[str], warn: Callable[[str], None] 
 def check_leaks(paths: list[Path], features: list, train_log: TrainLog, log_path: Path | None) -> Leaks:
     """Which scored photos are, or nearly are, photos the classifier trained on."""
     seen, seen_features, why = reference_features(train_log, log_path or Path(TRAIN_LOG))
-    digests = []
-    for path in paths:
-        try:
-            digests.append(content_hash(path))
-        except OSError:
-            digests.append(None)
+    digests = content_hashes(paths)
     usable = features and all(f is not None for f in features)
     threshold = train_log.data_checks.get("near_duplicate_threshold")
     found = find_leaks(digests, np.stack(features) if usable else None, seen, seen_features, threshold)

@@ -62,6 +62,19 @@ def reference_features(train_log: TrainLog, log_path: Path) -> tuple[set[str], n
     return seen, features if found.all() else features[found], ""
 
 
+def content_hashes(paths: list[Path]) -> list[str | None]:
+    """Each photo's content hash, None for one that cannot be read now."""
+    from tensorguess.data.images import content_hash
+
+    digests = []
+    for path in paths:
+        try:
+            digests.append(content_hash(path))
+        except OSError:
+            digests.append(None)
+    return digests
+
+
 def find_leaks(digests: list[str | None], features: np.ndarray | None, seen: set[str],
                seen_features: np.ndarray | None, threshold: float | None) -> Leaks:
     """For each labelled photo (its content hash, its bottleneck row): identical, near-identical or None."""

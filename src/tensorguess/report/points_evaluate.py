@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess import point_metrics
-from tensorguess.data.images import Skipped, content_hash, printable
+from tensorguess.data.images import Skipped, printable
 from tensorguess.data.keypoints import Keypoints, read_keypoints
 from tensorguess.errors import TensorGuessError
 from tensorguess.head.points_model import MARGIN, crop_box
 from tensorguess.model_dir import KEYPOINTS, TRAIN_LOG, TrainLog
-from tensorguess.report.leaks import Leaks, find_leaks, seen_digests
+from tensorguess.report.leaks import Leaks, content_hashes, find_leaks, seen_digests
 from tensorguess.report.points_tested import Tested, record
 from tensorguess.score.points import PointsScorer
 
@@ -159,12 +159,7 @@ def seen_leaks(paths: list[Path], train_log: TrainLog, log_path: Path) -> Leaks:
     """Which photos are, byte for byte, photos the model trained on (identical content only: the
     points' scorer gives no pooled features to find near copies by)."""
     seen = seen_digests(train_log)
-    digests = []
-    for path in paths:
-        try:
-            digests.append(content_hash(path))
-        except OSError:
-            digests.append(None)
+    digests = content_hashes(paths)
     found = find_leaks(digests, None, seen, None, None)
     if not seen:
         found.note = f"{log_path} lists no training photos (written by an older tensor-guess)"
