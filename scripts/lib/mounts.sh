@@ -25,16 +25,13 @@ mount_input() {
   mount_links "$path" < <(find -H "$path" -type l -printf '%Y\0%p\0%l\0' 2>/dev/null)
 }
 
-# mount_links INSIDE: read, NUL-separated, each symlink's kind once followed
-# (find's %Y), path and text, and mount read-only what the container needs to
-# follow it: a linked folder, or the folder holding a linked file; never a place
-# inside INSIDE (mounted already, its own links are in the list) nor one that
-# would hide the image's own. The container looks for the link's first hop where
-# its text says (the link's folder is a real one there), so that is where the
-# mount goes; its source is where the host's kernel finds it (`realpath`: through
-# symlinked folders and `..`). A link to a link whose folder is outside is mounted
-# as the file itself, resolved to the end. Dangling links and loops are left as
-# they are: the CLI reports them unreadable, as it would locally.
+# mount_links INSIDE: read, NUL-separated, each symlink's kind once followed (find's
+# %Y), path and text, and mount read-only what the container needs to follow it: a
+# linked folder, or a linked file's folder; never a place inside INSIDE (mounted
+# already) nor one hiding the image's own. The mount goes where the link's text
+# points (the container follows its first hop there), from where the host's kernel
+# finds it (`realpath`). A link to a link whose folder is outside is mounted as the
+# file itself; dangling links and loops are left for the CLI to report unreadable.
 # shellcheck disable=SC2034  # TG_MOUNT_SOURCE read by scripts/lib/docker.sh
 mount_links() {
   local inside=$1 kind link text first folder i n
@@ -86,14 +83,11 @@ mount_output() {
   [[ -z ${2:-} ]] || TG_MOUNT_WHAT[$path]=$2
 }
 
-# evaluate_places DIR LABELLED [OUT]: sets TG_LABELLED (the set: a folder of label
-# folders or a labels CSV; for a points model, a folder holding keypoints.json or
-# the annotation file), TG_PHOTOS (the folder its photos are under) and
-# TG_OUT (the report folder: OUT, else DIR/report-<the set's name>), all absolute
-# with links followed, and refuses a report folder inside the photos' folder.
-# The CLI decides the same (commands/evaluate.py, places) once it runs; the
-# Docker runtime must mount these before, so tests/python/test_evaluate_places.py
-# checks that both decide alike.
+# evaluate_places DIR LABELLED [OUT]: sets TG_LABELLED (a folder, or a labels CSV or
+# annotation file), TG_PHOTOS (the folder its photos are under) and TG_OUT (OUT, else
+# DIR/report-<the set's name>), absolute, links followed; refuses a report folder
+# inside the photos' folder. The CLI decides alike (commands/evaluate.py, places),
+# too late for Docker's mounts: tests/python/test_evaluate_places.py checks both.
 evaluate_places() {
   local dir=$1 name
   TG_LABELLED=$(realpath -m -- "$(abs_path "$2")")
@@ -198,10 +192,9 @@ mount_train() {
 # mount_guess DIR ARGS...: declare what `guess DIR ARGS...` reads (read-only): DIR,
 # the images among ARGS, and graph files that flags name elsewhere (the flags of
 # guess, sort and evaluate, which all three wrappers pass through it); and what it
-# writes: guess --draw's folder (writable). An
-# image is given by its folder, mounted once however many images it holds (and
-# worked out without a subshell per image: `guess.sh DIR photos/*.jpg` may name
-# thousands); symlinked images add where they lead (mount_links).
+# writes: guess --draw's folder. An image is given by its folder, mounted once
+# however many images it holds (worked out without a subshell per image: `guess.sh
+# DIR photos/*.jpg` may name thousands); symlinked images add where they lead.
 mount_guess() {
   local dir=$1 arg images_only=0 links=() folder
   local -A seen=()
