@@ -73,8 +73,7 @@ mount_links() {
 }
 
 # mount_output FOLDER [WHAT]: the command writes into FOLDER (WHAT, for messages:
-# "report folder"; default "folder"). The Docker runtime creates it first, as the
-# caller, so that it belongs to them.
+# "report folder"). Docker's runtime creates it first, as the caller: it is theirs.
 # shellcheck disable=SC2034  # TG_MOUNT_WHAT read by scripts/lib/docker.sh
 mount_output() {
   local path
@@ -130,9 +129,8 @@ read_flag() {
   fi
 }
 
-# mount_flag_path DIR: declare the path that the flag read_flag read names, when its
-# kind is a path's (relative paths are inside DIR, as the CLI takes them, except a
-# write-here folder's: from the working directory, as the CLI takes guess --draw's).
+# mount_flag_path DIR: declare the path the flag read_flag read names, if a path's
+# (relative: inside DIR, as the CLI takes it; a write-here folder from the cwd).
 mount_flag_path() {
   case $TG_FLAG_KIND in
     read | read-folder-of | write | write-report | write-folder-of) ;;
@@ -235,12 +233,11 @@ mount_guess() {
   ((${#links[@]} == 0)) || mount_links "" < <(find "${links[@]}" -maxdepth 0 -printf '%Y\0%p\0%l\0' 2>/dev/null)
 }
 
-# mount_export DIR: declare what `export DIR` reads and writes: DIR (writable: the
-# exported files, the report) and the photo folders the training read (read-only:
-# int8 calibrates on its training photos, the accuracy table scores its test ones),
-# which train publishes in DIR/.train_inputs, each path ended by a NUL byte. A model
-# trained without that file, or a path that is not absolute, mounts no photos:
-# export then reports them missing, as it does for any path it cannot read.
+# mount_export DIR: declare what `export DIR` reads and writes: DIR (writable) and
+# the photo folders the training read (read-only: int8 calibrates on its training
+# photos, the accuracy table scores its test ones), listed in DIR/.train_inputs, each
+# path ended by a NUL byte. Without that file, or for a relative path, no photos are
+# mounted: export reports them missing, as any path it cannot read.
 mount_export() {
   local dir=$1 path paths=()
   mount_output "$dir"
