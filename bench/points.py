@@ -4,7 +4,7 @@
 
 For each set, the photos are cut into groups a model must not see across (hands: a signer's
 run of IMG numbers across the digit folders, cut where a digit repeats or the numbers jump by
-more than 12; mouse: blocks of 10 consecutive frames of its one video), and a fifth of the
+more than 12; mouse: blocks of 8 consecutive frame numbers of its one video), and a fifth of the
 groups is held out (the groups whose key, a hash of the group's first photo, falls in the
 band). The rest is written as a keypoint file and trained on by `train` itself, with its
 default settings (MobileNet v1 from ../shared): its own split, locate decision and epochs,
@@ -32,7 +32,7 @@ import common
 KEYPOINTS = common.SHARED / "datasets" / "keypoints"
 HANDS = KEYPOINTS / "sign-digits-hands.json"
 MOUSE = KEYPOINTS / "openfield-mouse"
-MOUSE_BLOCK = 10
+MOUSE_BLOCK = 8
 HELD_OUT = 0.2
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0)
 MOBILENET_V1 = common.SHARED / "models" / "mobilenet_v1_100_224" / "feature_vector"
