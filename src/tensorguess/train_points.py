@@ -122,7 +122,6 @@ class Stage:
 
     model: PointsStage
     history: list[PointsEpoch]
-    variants: int
     seconds: float
 
 
@@ -234,7 +233,7 @@ def _stage(name: str, cfg: TrainConfig, spec, loaded, keypoints: Keypoints, spli
                                                      validation.visible), schedule, on_epoch=on_epoch)
     best = min(history, key=lambda e: (e.validation_error, e.epoch))
     say(f"{name.capitalize()} stage: kept epoch {best.epoch} (validation error {best.validation_error:.4f})")
-    return Stage(PointsStage(head, size, trunk.tap.node), history, variants, time.perf_counter() - started)
+    return Stage(PointsStage(head, size, trunk.tap.node), history, time.perf_counter() - started)
 
 
 def _cut(instances, cropper, size: int, rng, warn) -> Crops:

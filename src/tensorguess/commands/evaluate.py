@@ -91,9 +91,14 @@ def report_classes(out: Path, evaluation, labelled: Path) -> int:
     print(f"Evaluation accuracy = {accuracy} (N={report['n']})")
     for line in console_lines(report):
         print(line)
+    return finish(report, out, "report.html, report.json, confusion_matrix.png, reliability.png", labelled)
+
+
+def finish(report: dict, out: Path, written: str, labelled: Path) -> int:
+    """Every kind's last lines: the unreadable files, where the report went; 1 when no photo scored."""
     if report["unreadable_files"]:
         print(f"{len(report['unreadable_files'])} unreadable file(s) skipped, listed in report.json")
-    print(f"Wrote the report into {out}: report.html, report.json, confusion_matrix.png, reliability.png")
+    print(f"Wrote the report into {out}: {written}")
     if report["n"] == 0:
         print(f"tensor-guess: no photo in {labelled} could be scored "
               f"({len(report['unreadable_files'])} unreadable); nothing was evaluated", file=sys.stderr)
@@ -116,14 +121,7 @@ def report_points(out: Path, evaluation, labelled: Path) -> int:
     seen = leak_line(report)
     if seen:
         print(seen)
-    if report["unreadable_files"]:
-        print(f"{len(report['unreadable_files'])} unreadable file(s) skipped, listed in report.json")
-    print(f"Wrote the report into {out}: {', '.join(REPORT_FILES)}")
-    if report["n"] == 0:
-        print(f"tensor-guess: no photo of {labelled} could be scored "
-              f"({len(report['unreadable_files'])} unreadable); nothing was evaluated", file=sys.stderr)
-        return 1
-    return 0
+    return finish(report, out, ", ".join(REPORT_FILES), labelled)
 
 
 # The one place evaluate tells the kinds apart (kinds.py gives the scorer and the evaluate job): each

@@ -40,17 +40,10 @@ def build(evaluation: Evaluation) -> dict:
 def _leaks(evaluation: Evaluation, probabilities: np.ndarray, truth: np.ndarray) -> dict:
     """The images the classifier has seen (or near copies), and the accuracy without them."""
     found = evaluation.leaks
-    clean = np.array([kind is None for kind in found.kinds], dtype=bool)
+    clean = found.clean()
     predicted = probabilities.argmax(axis=1) if len(truth) else truth
     return {
-        "identical": found.count("identical"),
-        "near_identical": found.count("near-identical"),
-        "threshold": found.threshold,
-        "checked_features": found.checked_features,
-        "note": found.note or None,
-        "files": [{"file": evaluation.name(path), "kind": kind}
-                  for path, kind in zip(evaluation.paths, found.kinds, strict=True) if kind],
-        "n_without": int(clean.sum()),
+        **found.summary([evaluation.name(path) for path in evaluation.paths]),
         "accuracy_without": float(np.mean(predicted[clean] == truth[clean])) if clean.any() else None,
     }
 

@@ -54,13 +54,14 @@ def is_ours(path: Path) -> bool:
     return any(mark in head for mark in MARKS)
 
 
-def check_out_dir(out_dir: Path) -> None:
-    """Fail before any work if writing the report into `out_dir` would replace someone's file."""
+def check_out_dir(out_dir: Path, names: tuple[str, ...] = REPORT_FILES) -> None:
+    """Fail before any work if writing the report files `names` into `out_dir` would replace
+    someone's file."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ReportError(f"{out_dir} exists and is not a folder; choose another report folder")
     try:
-        foreign = [name for name in REPORT_FILES if (out_dir / name).exists()
+        foreign = [name for name in names if (out_dir / name).exists()
                    and not ((out_dir / name).is_file() and is_ours(out_dir / name))]
     except OSError as error:
         raise ReportError(f"cannot read {error.filename} ({error.strerror}); choose another report folder"

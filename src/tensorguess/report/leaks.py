@@ -32,6 +32,24 @@ class Leaks:
     def count(self, kind: str) -> int:
         return sum(1 for k in self.kinds if k == kind)
 
+    def clean(self) -> np.ndarray:
+        """bool [N]: the photos the model has not seen."""
+        return np.array([kind is None for kind in self.kinds], dtype=bool)
+
+    def summary(self, names: list[str]) -> dict:
+        """report.json's `leaks` fields every kind shares (`names`: each photo's name in the report);
+        each report adds its own numbers without the seen photos."""
+        return {
+            "identical": self.count("identical"),
+            "near_identical": self.count("near-identical"),
+            "threshold": self.threshold,
+            "checked_features": self.checked_features,
+            "note": self.note or None,
+            "files": [{"file": name, "kind": kind}
+                      for name, kind in zip(names, self.kinds, strict=True) if kind],
+            "n_without": int(self.clean().sum()),
+        }
+
 
 def seen_digests(train_log: TrainLog) -> set[str]:
     """The content hashes of the photos the model trained on (SEEN_SPLITS), as train.sh logged them."""

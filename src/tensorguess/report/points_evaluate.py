@@ -168,17 +168,10 @@ def seen_leaks(paths: list[Path], train_log: TrainLog, log_path: Path) -> Leaks:
 
 def leak_report(tested: Tested, leaks: Leaks) -> dict:
     """report.json's `leaks`: the photos the model has seen, and the numbers without them."""
-    clean = np.array([kind is None for kind in leaks.kinds], bool)
+    clean = leaks.clean()
     without = point_metrics.summary(tested.predicted[clean], tested.truth[clean], tested.visible[clean],
                                     tested.names)
     return {
-        "identical": leaks.count("identical"),
-        "near_identical": leaks.count("near-identical"),
-        "threshold": leaks.threshold,
-        "checked_features": leaks.checked_features,
-        "note": leaks.note or None,
-        "files": [{"file": str(path), "kind": kind}
-                  for path, kind in zip(tested.paths, leaks.kinds, strict=True) if kind],
-        "n_without": int(clean.sum()),
+        **leaks.summary([str(path) for path in tested.paths]),
         **{f"{key}_without": without[key] for key in ("mean_error_px", "mean_error_norm", "pck", "auc")},
     }

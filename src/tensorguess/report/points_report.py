@@ -17,9 +17,8 @@ import numpy as np
 
 from tensorguess import point_metrics, strict_json
 from tensorguess.atomic_write import write_atomically
-from tensorguess.report import plots, point_drawing
-from tensorguess.report.document import is_ours
-from tensorguess.report.model import GENERATOR, ReportError
+from tensorguess.report import document, plots, point_drawing
+from tensorguess.report.model import GENERATOR
 
 REPORT_FILES = ("report.json", "report.html", "pck_curve.png")
 WORST_SHOWN = 12  # photos drawn in report.html, the worst first
@@ -27,15 +26,8 @@ DRAWN_SIDE = 240  # each drawn photo's longer side, in pixels
 
 
 def check_out_dir(out_dir: Path) -> None:
-    """Fail before any work if writing the report into `out_dir` would replace someone's file."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ReportError(f"{out_dir} exists and is not a folder; choose another report folder")
-    foreign = [name for name in REPORT_FILES if (out_dir / name).exists()
-               and not ((out_dir / name).is_file() and is_ours(out_dir / name))]
-    if foreign:
-        raise ReportError(f"{out_dir} already holds {', '.join(foreign)} that tensor-guess did not write; "
-                          "choose another report folder (nothing was changed)")
+    """Fail before any work if writing a points report into `out_dir` would replace someone's file."""
+    document.check_out_dir(out_dir, REPORT_FILES)
 
 
 def console_line(found: dict, what: str = "Test") -> str:
