@@ -15,6 +15,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _as_from_a_terminal() -> None:
+    """In the child: Ctrl-C and SIGTERM delivered as a terminal delivers them.
+
+    The server keeps ignoring a signal it was started ignoring (serve/server.py), which is
+    right for `serve.sh &` in a script; but a library loaded earlier in this pytest process
+    (the whole suite runs in one) may have left SIGINT ignored or blocked, and both survive
+    exec: the Ctrl-C test then tested that library, not the server.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 class ServerProcess:
     """`python -m tensorguess serve DIR --port 0 ARGS...`, started now; `port` once it serves."""
 
@@ -24,7 +37,7 @@ class ServerProcess:
         self._stderr = open(log, "w")  # kept open for the server's lifetime
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tensorguess", "serve", str(folder), "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env)
+            stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env, preexec_fn=_as_from_a_terminal)
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put(line) for line in self.process.stdout] + [lines.put("")],
                          daemon=True).start()
