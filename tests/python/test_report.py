@@ -87,6 +87,23 @@ def test_small_classes_are_named_before_training_and_their_recall_given_an_inter
                                "photo(s), recall ") for line in lines)
 
 
+
+def test_the_logit_adjustment_is_in_the_exported_graph(digits):
+    base, log, _, _ = digits
+    # 36 training photos against 2: the default adjusts, and the graph decides as the layer did.
+    offsets = log["logit_adjustment"]
+    assert offsets[SMALL_CLASS] == max(offsets.values()) > offsets["0"] + 1.5 * np.log(10)
+    report = json.loads((base / "report" / "report.json").read_text())
+    wrong = report["misclassified"]
+    assert wrong, "the fixture's classifier should miss a few test photos"
+    with Classifier(base / "retrained_graph.pb", base / "retrained_labels.txt") as classifier:
+        scored = list(classifier.score_files([base / "data" / item["file"] for item in wrong]))
+    labels = report["confusion_matrix"]["labels"]
+    for item, result in zip(wrong, scored, strict=True):
+        assert labels[int(np.argmax(result.scores))] == item["predicted"]
+        assert result.scores[labels.index(item["predicted"])] == pytest.approx(item["score"], abs=2e-3)
+
+
 def test_temperature_is_fitted_on_validation_and_in_the_exported_graph(digits):
     base, log, lines, _ = digits
     fit = log["calibration"]
