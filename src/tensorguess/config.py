@@ -10,6 +10,7 @@ from tensorguess import model_dir
 from tensorguess.engine.choice import ENGINES, PHOTO_TRANSPORTS
 from tensorguess.features.augment import Recipe
 from tensorguess.features.modules import DEFAULT_MODULE
+from tensorguess.head.balance import CLASS_WEIGHTS
 from tensorguess.head.train import OPTIMIZERS, HeadSpec
 
 
@@ -114,9 +115,11 @@ class TrainConfig:
     fine_tune_epochs: int = setting(3, "epochs of --fine_tune (passes over the training photos)")
     fine_tune_batch_size: int = setting(16, "photos per step of --fine_tune")
     # imbalance and calibration
-    class_weights: str = setting("none",
-        "balanced: draw training images uniformly and weight the loss by inverse class frequency; none: "
-        "draw each batch class-uniformly, as retrain.py", choices=("none", "balanced"))
+    class_weights: str = setting("adjusted",
+        "adjusted: draw training images uniformly, then lower each class's logit by 1.5 x log(its share "
+        "of the training photos) (logit adjustment; docs/long-tails.md); balanced: draw them uniformly "
+        "and weight the loss by inverse class frequency; none: draw each batch class-uniformly, as "
+        "retrain.py (the default before issue 23)", choices=CLASS_WEIGHTS)
     calibrate: str = setting("auto",
         "temperature scaling fitted on the validation split: auto applies it when it lowers the "
         "validation NLL, on always (the bare flag), off never", choices=("auto", "on", "off"), bare="on")

@@ -19,7 +19,7 @@ from tensorguess.data.labels_csv import read_labels_csv
 from tensorguess.export import frozen
 from tensorguess.features import bottlenecks, modules
 from tensorguess.features.shared_matrix import aligned_empty, gather_rows
-from tensorguess.head.balance import balanced_weights, imbalance_warning
+from tensorguess.head.balance import balance, imbalance_warning, small_class_warning
 from tensorguess.head.calibration import Calibration, calibrate
 from tensorguess.head.train import EvalPoint, FinalLayer, Rows, Schedule, TrainingDiverged, train_head
 from tensorguess.metrics import softmax
@@ -130,10 +130,10 @@ def _checked_split(cfg: TrainConfig, image_set, extraction, spec, cache, say, wa
         f"{sizes['testing']} testing images")
     for note in parts.notes:
         say(f"Split: {note}")
-    imbalance = imbalance_warning({label: len(files) for label, files in readable.items()},
-                                  cfg.class_weights)
-    if imbalance:
-        warn(imbalance)
+    counts = {label: len(files) for label, files in readable.items()}
+    for line in (small_class_warning(counts), imbalance_warning(counts, cfg.class_weights)):
+        if line:
+            warn(line)
     return checks, parts
 
 
@@ -163,6 +163,7 @@ class Trained:
     seconds: float  # the head's training (not the fine-tuning)
     fine_tuned: dict | None
     calibration: Calibration
+    logit_offsets: np.ndarray | None = None  # balance.py's, already in the layer's biases
 
 
 def _train(cfg: TrainConfig, image_set, parts: dataset.Split, extraction, spec, loaded, cache, seed: int,
@@ -182,11 +183,11 @@ def _train(cfg: TrainConfig, image_set, parts: dataset.Split, extraction, spec, 
     # From here on the training set and the other parts' copies hold the features.
     extraction.features = np.zeros((0, extraction.features.shape[1]), np.float32)
 
-    weights = (balanced_weights(train_y, len(image_set.labels))
-               if cfg.class_weights == "balanced" else None)
+    chosen = balance(cfg.class_weights, train_y, len(image_set.labels))
+    weights = chosen.weights
     training_started = time.perf_counter()
     layer, history, summaries = _head(cfg, Rows(train_x, train_y, train_rows), Rows(val_x, val_y),
-                                      len(image_set.labels), weights, seed, say)
+                                      len(image_set.labels), weights, seed, say, chosen.offsets)
     training_seconds = time.perf_counter() - training_started
 
     fine_tuned = None
@@ -200,10 +201,11 @@ def _train(cfg: TrainConfig, image_set, parts: dataset.Split, extraction, spec, 
     layer.temperature = calibration.temperature
     say(_calibration_line(calibration))
     return Trained(layer, history, val_x, val_y, test_x, test_y, augmentation, weights, summaries,
-                   training_seconds, fine_tuned, calibration)
+                   training_seconds, fine_tuned, calibration, logit_offsets=chosen.offsets)
 
 
-def _head(cfg: TrainConfig, training: Rows, validation: Rows, classes: int, weights, seed: int, say):
+def _head(cfg: TrainConfig, training: Rows, validation: Rows, classes: int, weights, seed: int, say,
+          offsets=None):
     """The head's training, each evaluation said (and written as TensorBoard summaries where asked):
     (the layer, the evaluations, the summaries' folder or None)."""
     summaries = _summary_writer(cfg)
@@ -219,7 +221,8 @@ def _head(cfg: TrainConfig, training: Rows, validation: Rows, classes: int, weig
     schedule = Schedule(cfg.how_many_training_steps, cfg.learning_rate, cfg.train_batch_size,
                         cfg.validation_batch_size, cfg.eval_step_interval, seed)
     try:
-        layer, history = train_head(training, validation, classes, schedule, cfg.head(), on_eval, weights)
+        layer, history = train_head(training, validation, classes, schedule, cfg.head(), on_eval, weights,
+                                    offsets)
     except TrainingDiverged as error:
         # Nothing has been written yet: the model already in place stays as it was.
         raise TrainingDiverged(f"{error}: nothing was written, {cfg.output_graph} is as it was; "
@@ -296,6 +299,8 @@ def train_log(cfg: TrainConfig, seed: int, spec, image_set, parts: dataset.Split
         "fine_tune": trained.fine_tuned,
         "class_weights": None if weights is None else dict(zip(image_set.labels, weights.tolist(),
                                                                 strict=True)),
+        "logit_adjustment": None if trained.logit_offsets is None else dict(
+            zip(image_set.labels, trained.logit_offsets.tolist(), strict=True)),
         "calibration": trained.calibration.as_json(),
         "summaries": str(trained.summaries) if trained.summaries else None,
         "final_test_accuracy": tested.accuracy,

@@ -9,7 +9,7 @@ from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.utils.class_weight import compute_class_weight
 
 from tensorguess import metrics
-from tensorguess.head.balance import balanced_weights, imbalance_warning
+from tensorguess.head.balance import balanced_weights, imbalance_warning, logit_offsets, small_class_warning
 from tensorguess.head.calibration import AUTO_MIN_VALIDATION, calibrate, fit_temperature, scaled_nll
 from tensorguess.report.evaluate import undo_temperature
 
@@ -193,3 +193,44 @@ def test_imbalance_warning_above_ten_times():
     line = imbalance_warning({"a": 101, "b": 10, "c": 50}, "none")
     assert line.startswith("tensor-guess: warning: imbalanced classes: 'a' has 101 images, 'b' 10")
     assert "--class_weights balanced" in line
+
+
+def test_wilson_interval_matches_the_hand_computed_values():
+    # 8 of 10: p = 0.8, z^2 = 3.8415: centre (0.8 + 0.19207) / 1.38415 = 0.71673, half-width
+    # 1.96 sqrt(0.016 + 0.0096037) / 1.38415 = 0.22657 (Wilson 1927; Newcombe 1998's table: 0.490-0.943)
+    assert metrics.wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    assert metrics.wilson_interval(1, 1) == pytest.approx((1 / (1 + 1.959964 ** 2), 1.0))  # 0.2065-1
+    assert metrics.wilson_interval(0, 1) == pytest.approx((0.0, 1 - 1 / (1 + 1.959964 ** 2)))
+    assert metrics.wilson_interval(0, 0) is None
+
+
+def test_the_report_names_the_classes_too_thin_to_judge():
+    truth = np.array([0] * 12 + [1] * 3 + [2] * 10)
+    predicted = np.array([0] * 12 + [1, 0, 0] + [2] * 8 + [0, 0])
+    summary = metrics.summary(np.eye(3)[predicted], truth, ["big", "tiny", "ten"])
+    assert summary["too_few_to_judge"] == ["tiny"]
+    assert summary["recall_intervals"]["ten"]["low"] == pytest.approx(0.4902, abs=1e-4)
+    assert summary["recall_intervals"]["tiny"] == {
+        "support": 3, "hits": 1, **dict(zip(("low", "high"), metrics.wilson_interval(1, 3), strict=True))}
+
+
+def test_small_class_warning_names_the_classes_under_a_handful():
+    assert small_class_warning({"a": 10, "b": 200}) is None
+    line = small_class_warning({"a": 4, "b": 200, "c": 9, "d": 3})
+    assert line.startswith("tensor-guess: warning: few photos: 'd' has 3, 'a' has 4, 'c' has 9 (under 10): ")
+    assert "cannot be judged" in line and "more photos of them" in line
+
+
+def test_logit_offsets_lower_the_big_classes_by_tau_log_prior():
+    offsets = logit_offsets(np.array([0] * 80 + [1] * 20), 3, tau=1.5)
+    assert offsets[1] - offsets[0] == pytest.approx(1.5 * np.log(4))
+    assert offsets[2] == 0  # no training photo: nothing to adjust
+
+
+def test_adjusted_keeps_class_uniform_batches_on_a_near_balanced_set():
+    from tensorguess.head.balance import balance
+
+    near = balance("adjusted", np.array([0] * 20 + [1] * 12), 2)
+    assert near.weights is None and near.offsets is None  # exactly retrain.py's head
+    tail = balance("adjusted", np.array([0] * 21 + [1] * 10), 2)
+    assert np.all(tail.weights == 1) and tail.offsets[1] > tail.offsets[0]

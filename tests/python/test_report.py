@@ -70,6 +70,40 @@ def test_training_writes_the_test_report_and_warns_of_the_imbalance(digits):
         assert (base / "data" / wrong["file"]).exists() and not Path(wrong["file"]).is_absolute()
 
 
+def test_small_classes_are_named_before_training_and_their_recall_given_an_interval(digits):
+    base, _, lines, _ = digits
+    assert (f"tensor-guess: warning: few photos: '{SMALL_CLASS}' has {SMALL_SIZE} (under 10): it is "
+            "learned from a handful") in " ".join(lines)
+    report = json.loads((base / "report" / "report.json").read_text())
+    tiny = report["recall_intervals"][SMALL_CLASS]
+    # Wilson's 95% interval of k right of n, by hand: k = n gives [n / (n + 1.96^2), 1], k = 0
+    # [0, 1.96^2 / (n + 1.96^2)]; 1 of 2: 0.5 -+ 1.96 sqrt(1/8 + 1.96^2/16) / (1 + 1.96^2/2).
+    by_hand = {(0, 1): (0.0, 0.7935), (1, 1): (0.2065, 1.0),
+               (0, 2): (0.0, 0.6576), (1, 2): (0.0945, 0.9055), (2, 2): (0.3424, 1.0)}
+    assert (tiny["low"], tiny["high"]) == pytest.approx(by_hand[tiny["hits"], tiny["support"]], abs=1e-4)
+    # Every class here has 4 or 5 test photos: none can be judged, and the report says so.
+    assert report["too_few_to_judge"] == [str(d) for d in range(10)]
+    assert any(line.startswith(f"Too few photos to judge: '0': {report['per_class']['0']['support']} "
+                               "photo(s), recall ") for line in lines)
+
+
+
+def test_the_logit_adjustment_is_in_the_exported_graph(digits):
+    base, log, _, _ = digits
+    # 36 training photos against 2: the default adjusts, and the graph decides as the layer did.
+    offsets = log["logit_adjustment"]
+    assert offsets[SMALL_CLASS] == max(offsets.values()) > offsets["0"] + 1.5 * np.log(10)
+    report = json.loads((base / "report" / "report.json").read_text())
+    wrong = report["misclassified"]
+    assert wrong, "the fixture's classifier should miss a few test photos"
+    with Classifier(base / "retrained_graph.pb", base / "retrained_labels.txt") as classifier:
+        scored = list(classifier.score_files([base / "data" / item["file"] for item in wrong]))
+    labels = report["confusion_matrix"]["labels"]
+    for item, result in zip(wrong, scored, strict=True):
+        assert labels[int(np.argmax(result.scores))] == item["predicted"]
+        assert result.scores[labels.index(item["predicted"])] == pytest.approx(item["score"], abs=2e-3)
+
+
 def test_temperature_is_fitted_on_validation_and_in_the_exported_graph(digits):
     base, log, lines, _ = digits
     fit = log["calibration"]

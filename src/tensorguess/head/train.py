@@ -1,7 +1,9 @@
 """The final softmax layer and its training loop, on cached bottlenecks, in plain TF 2.
 
-Each training batch is drawn like retrain.py's: a class uniformly at random, then
-an image of that class, with replacement, so small classes are not drowned out.
+By default (retrain.py's way) each training batch is drawn class-uniformly: a class
+at random, then an image of that class, with replacement. With `class_weights` the
+batches are drawn over the images instead (head/balance.py says which the product
+uses: drawn so, then logit-adjusted, by default).
 """
 
 from __future__ import annotations
@@ -120,22 +122,29 @@ class Rows:
 
 def train_head(training: Rows, validation: Rows, classes: int, schedule: Schedule,
                head: HeadSpec = HeadSpec(), on_eval: Callable[[EvalPoint], None] = lambda point: None,
-               class_weights: np.ndarray | None = None) -> tuple[FinalLayer, list[EvalPoint]]:
+               class_weights: np.ndarray | None = None,
+               logit_offsets: np.ndarray | None = None) -> tuple[FinalLayer, list[EvalPoint]]:
     """Train softmax(x W + b) (or with `head`'s hidden layer) on cross-entropy; evaluate
     every schedule.eval_step_interval steps, telling `on_eval`.
 
     With `class_weights` (one per class), batches are drawn uniformly over the training
     images instead of class-uniformly, and each image's loss is multiplied by its class's
     weight: the other remedy for imbalance, not one stacked on the other.
+
+    With `logit_offsets` (one per class), the layer decides on logits + offsets: they are
+    added to its biases at the end (so every consumer of the layer, the exported graph
+    included, computes exactly them) and to the validation's logits, never to the
+    training loss (balance.py's post-hoc logit adjustment).
     """
-    return Learner(training, validation, classes, schedule, head, class_weights).train(on_eval)
+    return Learner(training, validation, classes, schedule, head, class_weights,
+                   logit_offsets).train(on_eval)
 
 
 class Learner:
     """One training of the head: its variables, its random draws and its traced steps."""
 
     def __init__(self, training: Rows, validation: Rows, classes: int, schedule: Schedule,
-                 head: HeadSpec, class_weights: np.ndarray | None):
+                 head: HeadSpec, class_weights: np.ndarray | None, logit_offsets: np.ndarray | None = None):
         import tensorflow as tf
 
         self.classes, self.schedule, self.head = classes, schedule, head
@@ -168,6 +177,9 @@ class Learner:
         self.optimizer = _optimizer(head, schedule.learning_rate)
         self.loss_weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
         self.total = tf.constant(len(train_y), tf.int64)
+        self.offsets_given = None if logit_offsets is None else np.asarray(logit_offsets, np.float32)
+        self.decision_offsets = tf.constant(np.zeros(classes, np.float32) if logit_offsets is None
+                                            else self.offsets_given)
 
         self.vx, self.vy = as_tensor(validation.matrix, np.float32), tf.constant(validation.truth, tf.int64)
         self.v_order, self.v_offsets, self.v_counts = (tf.constant(a, tf.int64)
@@ -220,11 +232,14 @@ class Learner:
             features = tf.nn.relu(tf.matmul(self.dropped(features, training), weights) + biases)
         return tf.matmul(self.dropped(features, training), self.weights) + self.biases
 
-    def metrics(self, features, truth, weighted=False, training=False):
-        """(accuracy, mean cross-entropy) of the head on `features`."""
+    def metrics(self, features, truth, weighted=False, training=False, decided=False):
+        """(accuracy, mean cross-entropy) of the head on `features`; `decided`: of the logits
+        the finished layer will give (with the decision's offsets)."""
         import tensorflow as tf
 
         logits = self.forward(features, training)
+        if decided:
+            logits = logits + self.decision_offsets
         smoothing = self.head.label_smoothing
         if training and smoothing:
             smoothed = tf.one_hot(truth, self.classes) * (1 - smoothing) + smoothing / self.classes
@@ -265,10 +280,10 @@ class Learner:
         import tensorflow as tf
 
         if self.validate_all:
-            return self.metrics(self.read(vx), vy)
+            return self.metrics(self.read(vx), vy, decided=True)
         chosen = self.draw(v_order, self.v_offsets, self.v_counts, self.v_present,
                            self.schedule.validation_batch_size)
-        return self.metrics(self.read(vx, chosen), tf.gather(vy, chosen))
+        return self.metrics(self.read(vx, chosen), tf.gather(vy, chosen), decided=True)
 
     def _steps_then_validate(self, count, x, y, order, rows, vx, vy, v_order):
         return (*self.run_steps(count, x, y, order, rows), *self.validate(vx, vy, v_order))
@@ -293,7 +308,10 @@ class Learner:
                 raise TrainingDiverged(f"training diverged at step {target} (cross entropy "
                                        f"{point.cross_entropy})", target)
         hidden = self.hidden
-        layer = FinalLayer(self.weights.numpy(), self.biases.numpy(),
+        biases = self.biases.numpy()
+        if self.offsets_given is not None:
+            biases = biases + self.offsets_given
+        layer = FinalLayer(self.weights.numpy(), biases,
                            hidden_weights=hidden[0].numpy() if hidden else None,
                            hidden_biases=hidden[1].numpy() if hidden else None)
         if not all(np.all(np.isfinite(v.numpy())) for v in self.variables):

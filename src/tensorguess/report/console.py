@@ -55,8 +55,29 @@ def console_lines(report: dict) -> list[str]:
     if never:
         lines.append(f"Never predicted: {quoted(never)}: present in these images, but no image was "
                      f"guessed as {'it' if len(never) == 1 else 'them'}")
+    lines += thin_class_lines(report)
     lines += leak_lines(report)
     return lines
+
+
+def interval(row: dict) -> str:
+    """'recall 0.667, 95% interval 0.208-0.939' of one of report.json's recall_intervals."""
+    if row["low"] is None:
+        return "no photo of it"
+    return (f"recall {row['hits'] / row['support']:.3f}, 95% interval "
+            f"{row['low']:.3f}-{row['high']:.3f}")
+
+
+def thin_class_lines(report: dict) -> list[str]:
+    """The classes with too few photos here for their recall to mean much (metrics.JUDGE_MIN_PHOTOS)."""
+    thin = report.get("too_few_to_judge") or []
+    intervals = report.get("recall_intervals") or {}
+    if not thin:
+        return []
+    listed = "; ".join(f"{label!r}: {intervals[label]['support']} photo(s), {interval(intervals[label])}"
+                       for label in thin)
+    return [f"Too few photos to judge: {listed}. Their recall could be anywhere in that interval; "
+            "more photos of them would say"]
 
 
 def leak_lines(report: dict) -> list[str]:

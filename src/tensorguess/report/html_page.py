@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape as e
 
+from tensorguess.metrics import JUDGE_MIN_PHOTOS
 from tensorguess.model_dir import TrainLog
 from tensorguess.report.console import leak_lines, number, percent, quoted, table_order
 from tensorguess.report.model import GENERATOR, NEAR_GROUPS_SHOWN, NEAR_PHOTOS_SHOWN, WORST_SHOWN, Page
@@ -110,13 +111,23 @@ def per_class(page: Page) -> list[str]:
     order = table_order(report["per_class"])
     if order != list(report["per_class"]):
         parts.append(f"<p>{len(order)} classes, the worst recall first.</p>")
-    parts.append("<table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>")
+    intervals = report.get("recall_intervals") or {}
+    parts.append("<table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>"
+                 "<th>recall's 95% interval</th></tr>")
     for label in order:
         row = report["per_class"][label]
         weak = ' class="low"' if row["support"] and row["recall"] < 0.5 else ""
+        band = intervals.get(label) or {"low": None}
+        spread = "" if band["low"] is None else f"{band['low']:.3f}-{band['high']:.3f}"
         parts.append(f"<tr{weak}><td>{e(label)}</td><td>{row['precision']:.3f}</td>"
-                     f"<td>{row['recall']:.3f}</td><td>{row['f1']:.3f}</td><td>{row['support']}</td></tr>")
+                     f"<td>{row['recall']:.3f}</td><td>{row['f1']:.3f}</td><td>{row['support']}</td>"
+                     f"<td>{spread}</td></tr>")
     parts.append("</table>")
+    thin = report.get("too_few_to_judge") or []
+    if thin:
+        parts.append(f'<p class="low" id="too_few_to_judge">Too few photos to judge: {e(quoted(thin))} '
+                     f"(under {JUDGE_MIN_PHOTOS} each): their recall could be anywhere in its interval; "
+                     "more photos of them would say.</p>")
     return parts
 
 

@@ -1,0 +1,71 @@
+"""Long tails: the default head learns a class of 3 photos beside classes of 40; retrain.py's
+class-uniform head (the default before issue 23, --class_weights none) never recognises it.
+
+Real flowers photos through the real MobileNet v1 module; the head is trained exactly as
+retrain._train trains it (balance() of the config's --class_weights, the config's schedule).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import MOBILENET_V1, SHARED
+
+from tensorguess.config import TrainConfig
+from tensorguess.head.balance import balance
+from tensorguess.head.train import Rows, Schedule, train_head
+
+FLOWERS = SHARED / "datasets" / "flowers"
+# Training photos per class: three of 40, two of 3 (the tail, from the 31st photo of the folder
+# on); each judged on the folder's last TESTED photos.
+TAIL = {"daisy": 40, "dandelion": 40, "roses": 40, "sunflowers": 3, "tulips": 3}
+TAIL_FROM, VALIDATION, TESTED = 30, 2, 15
+
+
+@pytest.fixture(scope="module")
+def tail(tmp_path_factory):
+    """(training, validation, testing) Rows of the real photos' bottlenecks."""
+    from tensorguess.data.images import list_files
+    from tensorguess.features import modules
+    from tensorguess.features.bottlenecks import BottleneckCache, extract
+
+    spec, loaded = modules.resolve(str(MOBILENET_V1))
+    parts = {"training": [], "validation": [], "testing": []}
+    for label, (name, count) in enumerate(TAIL.items()):
+        files = list_files(FLOWERS / name)
+        # Each part from its own stretch of the sorted folder, never the same photo twice.
+        first = TAIL_FROM if count < 10 else 0
+        chosen = {"training": files[first:first + count],
+                  "validation": files[first + count:first + count + VALIDATION], "testing": files[-TESTED:]}
+        for part, paths in chosen.items():
+            parts[part] += [(path, label) for path in paths]
+    extraction = extract([path for rows in parts.values() for path, _ in rows], spec, loaded,
+                         BottleneckCache(tmp_path_factory.mktemp("bottlenecks"), spec))
+    return {part: Rows(extraction.matrix([path for path, _ in rows]),
+                       np.array([label for _, label in rows], np.int64)) for part, rows in parts.items()}
+
+
+def recalls(tail, class_weights: str | None = None) -> tuple[np.ndarray, list]:
+    """Each class's test recall of the head --class_weights trains (None: the default), and its
+    evaluations."""
+    cfg = TrainConfig() if class_weights is None else TrainConfig(class_weights=class_weights)
+    training, validation, testing = tail["training"], tail["validation"], tail["testing"]
+    chosen = balance(cfg.class_weights, training.truth, len(TAIL))
+    schedule = Schedule(cfg.how_many_training_steps, cfg.learning_rate, cfg.train_batch_size, -1,
+                        cfg.how_many_training_steps // 4, seed=1)
+    layer, history = train_head(training, validation, len(TAIL), schedule,
+                                class_weights=chosen.weights, logit_offsets=chosen.offsets)
+    predicted = layer.logits(testing.matrix).argmax(axis=1)
+    validated = np.mean(layer.logits(validation.matrix).argmax(axis=1) == validation.truth)
+    return (np.array([np.mean(predicted[testing.truth == k] == k) for k in range(len(TAIL))]),
+            [history, validated])
+
+
+def test_the_default_head_learns_every_class_of_a_long_tail(tail):
+    old, _ = recalls(tail, "none")
+    assert old.min() == 0, f"retrain.py's head should miss a tail class here: {old}"
+    new, (history, validated) = recalls(tail)
+    assert new.min() > 0.2, f"a class with 3 training photos is still drowned: {new}"
+    assert new.mean() > old.mean() + 0.1
+    # The adjustment is in the layer itself: what was validated is what the layer decides.
+    assert history[-1].validation_accuracy == pytest.approx(validated)
