@@ -10,9 +10,9 @@ started (`python -m tensorguess serve DIR --port 0`, a process of its own) and a
 camera is a 30 frames/s video of a photo neither model trained on; the camera mode is opened and,
 after 3 s to warm up, measured for --seconds. The same instrument for both pages, installed
 before the page's own script runs: a frame's capture is the page's drawImage of the video
-(CanvasRenderingContext2D.drawImage, wrapped), the label drawn is the next change of
-#camera-fps, which both pages write right after the label (a MutationObserver, which runs
-before the browser paints). Beside it: the page's own data-latency-ms, the requests' times in
+(CanvasRenderingContext2D.drawImage, wrapped), the label drawn is the next setting of
+#camera-fps's text, which both pages write right after the label (the textContent setter,
+wrapped; the browser paints after that). Beside it: the page's own data-latency-ms, the requests' times in
 the browser (Resource Timing), the server's own time a request (its log's ms), and where the
 old path spends its time (the JPEG encode, toBlob, wrapped too).
 
@@ -62,14 +62,21 @@ HTMLCanvasElement.prototype.toBlob = function (callback, ...rest) {
   const timed = (blob) => { window.bench.encodes.push(performance.now() - started); callback(blob); };
   return toBlob.call(this, timed, ...rest);
 };
-document.addEventListener("DOMContentLoaded", () => {
-  new MutationObserver(() => {
-    if (window.bench.last !== null) {
+// The label drawn: #camera-fps's text set (both pages set it right after the label), seen by its
+// setter itself: a MutationObserver would run only at the next pause of the page's script, which
+// may come after the next frame's capture.
+const text = Object.getOwnPropertyDescriptor(Node.prototype, "textContent");
+Object.defineProperty(Node.prototype, "textContent", {
+  get() { return text.get.call(this); },
+  set(value) {
+    text.set.call(this, value);
+    if (this.id === "camera-fps" && window.bench.last !== null) {
       const now = performance.now();
       window.bench.drawn.push([now, now - window.bench.last]);
       window.bench.last = null;
     }
-  }).observe(document.getElementById("camera-fps"), { childList: true, characterData: true, subtree: true });
+  },
+  configurable: true,
 });
 """
 
