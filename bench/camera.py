@@ -13,8 +13,10 @@ before the page's own script runs: a frame's capture is the page's drawImage of 
 (CanvasRenderingContext2D.drawImage, wrapped), the label drawn is the next setting of
 #camera-fps's text, which both pages write right after the label (the textContent setter,
 wrapped; the browser paints after that). Beside it: the page's own data-latency-ms, the requests' times in
-the browser (Resource Timing), the server's own time a request (its log's ms), and where the
-old path spends its time (the JPEG encode, toBlob, wrapped too).
+the browser (Resource Timing), the server's own time a request (its log's ms) and its CPU
+time a frame (from /proc: a figure the machine's load hardly moves), and where the old path
+spends its time (the JPEG encode, toBlob, wrapped too); beside them, the graph alone on one
+frame in the benchmark's process.
 
 The baseline is the page and server of commit --baseline (the main this issue was filed
 against: JPEG frames of 320 px through POST /predict, a batcher that waits 5 ms for others,
@@ -44,6 +46,7 @@ import numpy as np
 
 import common
 from guessdir import train_classifier
+from serve import cpu_seconds
 
 sys.path.insert(0, str(common.REPO / "tests" / "python"))
 
@@ -130,7 +133,7 @@ def percentiles(values: list[float]) -> dict:
             "p95": round(float(np.percentile(array, 95)), 1), "max": round(float(array.max()), 1)}
 
 
-def measure(driver, url: str, seconds: float, log: Path) -> dict:
+def measure(driver, url: str, seconds: float, log: Path, server_pid: int) -> dict:
     """Open the camera on the page at `url` and measure it for `seconds` after 3 s of warming up."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -141,6 +144,7 @@ def measure(driver, url: str, seconds: float, log: Path) -> dict:
     WebDriverWait(driver, 60).until(lambda d: d.execute_script("return window.bench.drawn.length") > 0)
     time.sleep(3)
     log_lines = len(log.read_text().splitlines())
+    cpu_before = cpu_seconds(server_pid)
     start = driver.execute_script("""
         performance.clearResourceTimings(); performance.setResourceTimingBufferSize(100000);
         window.bench.drawn = []; window.bench.encodes = []; window.bench.own = [];
@@ -153,6 +157,7 @@ def measure(driver, url: str, seconds: float, log: Path) -> dict:
         const requests = performance.getEntriesByType('resource').filter((e) => e.name.includes('/predict'))
           .map((e) => e.duration);
         return [performance.now(), window.bench.drawn, window.bench.encodes, requests, window.bench.own];""")
+    server_cpu = cpu_seconds(server_pid) - cpu_before
     now, drawn, encodes, requests, own = got
     driver.find_element(By.ID, "mode-photos").click()
     server_ms = [float(match) for line in log.read_text().splitlines()[log_lines:]
@@ -163,6 +168,8 @@ def measure(driver, url: str, seconds: float, log: Path) -> dict:
             "page_own_latency_ms": percentiles(own),
             "request_in_browser_ms": percentiles(requests),
             "server_ms": percentiles(server_ms),
+            # The server's own CPU a frame (all its threads): a figure the machine's load hardly moves.
+            "server_cpu_ms_per_frame": round(server_cpu * 1000 / max(1, len(server_ms)), 2),
             "jpeg_encode_ms": percentiles(encodes)}
 
 
@@ -179,12 +186,14 @@ def graph_alone(model: Path, kind: str, frame: tuple[int, int]) -> dict:
     for _ in range(5):
         scorer.run(feed)
     times = []
+    cpu = time.process_time()
     for _ in range(50):
         started = time.perf_counter()
         scorer.run(feed)
         times.append((time.perf_counter() - started) * 1000)
+    cpu_ms = (time.process_time() - cpu) * 1000 / 50
     scorer.close()
-    return percentiles(times)
+    return {**percentiles(times), "cpu_ms_per_frame": round(cpu_ms, 2)}
 
 
 def main() -> None:
@@ -227,7 +236,7 @@ def main() -> None:
                 process, url = start_server(models / kind, src, log)
                 driver = chromium_with_camera(browser_folder, video)
                 try:
-                    figures = measure(driver, url, args.seconds, log)
+                    figures = measure(driver, url, args.seconds, log, process.pid)
                 finally:
                     driver.quit()
                     process.terminate()
