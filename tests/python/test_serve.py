@@ -20,6 +20,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO, SUPERHEROES
 from PIL import Image
@@ -399,3 +400,77 @@ def test_an_exif_rotated_photo_is_scored_as_guess_scores_it(served, tmp_path):
     wanted = guess_json(base, [rotated])[0]
     answer = running.request("POST", "/predict", rotated.read_bytes())[1]
     assert answer["label"] == wanted["label"] and abs(answer["score"] - wanted["score"]) <= 1e-5
+
+
+def test_tf_serving_s_metadata_signature_name_classify_and_regress_answer_as_tf_serving_does(served):
+    running, base = served
+    labels = running.request("GET", "/labels")[1]["labels"]
+    photo = photos()[0].read_bytes()
+    encoded = base64.b64encode(photo).decode()
+    wanted = running.request("POST", "/predict", photo)[1]
+    # GET .../metadata: GetModelMetadataResponse in JSON (model_spec, metadata.signature_def).
+    for path, version in (("/v1/models/superheroes/metadata", "1"),
+                          ("/v1/models/superheroes/versions/1/metadata", "1")):
+        status, metadata, _ = running.request("GET", path)
+        assert status == 200, metadata
+        assert metadata["model_spec"] == {"name": "superheroes", "signature_name": "", "version": version}
+        signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+        assert signature["method_name"] == "tensorflow/serving/predict"
+        assert signature["inputs"]["image_bytes"]["dtype"] == "DT_STRING"
+        scores = signature["outputs"]["scores"]
+        assert scores["dtype"] == "DT_FLOAT"
+        assert [dim["size"] for dim in scores["tensor_shape"]["dim"]] == ["-1", str(len(labels))]
+    # signature_name: serving_default is the one answered; any other is TF Serving's 400.
+    body = {"signature_name": "serving_default", "instances": [{"b64": encoded}]}
+    status, answer, _ = running.request("POST", "/v1/models/superheroes:predict", json.dumps(body))
+    assert status == 200 and len(answer["predictions"][0]) == len(labels)
+    body["signature_name"] = "nonexistent"
+    status, answer, raw = running.request("POST", "/v1/models/superheroes:predict", json.dumps(body))
+    assert status == 400 and set(answer) == {"error"} and '"nonexistent" not found' in answer["error"]
+    # :classify: each example's [label, score] pairs, best first, as /predict ranks them.
+    body = {"examples": [{"image_bytes": {"b64": encoded}}, {"image_bytes": {"b64": encoded}}]}
+    status, answer, _ = running.request("POST", "/v1/models/superheroes:classify", json.dumps(body))
+    assert status == 200, answer
+    assert len(answer["result"]) == 2
+    assert [pair[0] for pair in answer["result"][0]] == list(wanted["scores"])
+    assert abs(answer["result"][0][0][1] - wanted["score"]) <= 1e-6
+    status, answer, _ = running.request("POST", "/v1/models/superheroes/versions/1:regress", json.dumps(body))
+    assert status == 501 and "not a regression model" in answer["error"] and ":predict" in answer["error"]
+
+
+def test_deeply_nested_json_is_a_400_in_one_line_not_a_500_traceback(served):
+    running, _ = served
+    lines_before = len(running.log.read_text().splitlines())
+    for path in ("/v1/models/m:predict", "/v1/models/m:classify"):
+        status, answer, raw = running.request("POST", path, b"[" * 1000)
+        assert status == 400, raw
+        assert "nested too deeply" in answer["error"] and raw.count(b"\n") == 1
+    deadline = time.monotonic() + 10  # a request's line is written once its answer has gone
+
+    def lines_of_these():
+        return [line for line in running.log.read_text().splitlines()[lines_before:]
+                if "/v1/models/m:" in line]
+
+    while len(lines_of_these()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [line.split('" ')[1].split()[0] for line in lines_of_these()] == ["400", "400"]
+    assert "Traceback" not in "\n".join(running.log.read_text().splitlines()[lines_before:])
+
+
+def test_camera_frames_are_scored_as_raw_pixels_and_bad_frames_are_refused(served):
+    running, _ = served
+    model = running.request("GET", "/model")[1]
+    assert model["kind"] == "classes" and model["labels"] == running.request("GET", "/labels")[1]["labels"]
+    side = model["frame"]["width"]
+    assert model["frame"] == {"width": side, "height": side}
+    photo = Image.open(photos()[0]).convert("RGB")
+    rgba = np.asarray(photo.resize((side, side), Image.Resampling.BILINEAR).convert("RGBA")).tobytes()
+    status, answer, _ = running.request("POST", f"/predict/frame?width={side}&height={side}", rgba)
+    assert status == 200 and set(answer) == {"label", "score", "scores"}
+    assert answer["label"] == running.request("POST", "/predict", photos()[0].read_bytes())[1]["label"]
+    for query, body, words in ((f"width={side}&height={side}", rgba[:-1], "bytes"),
+                               (f"width={side + 1}&height={side}", rgba + b"\0" * side * 4,
+                                "frames"),
+                               ("width=0&height=5", b"", "1 to"), ("height=5", b"", "width")):
+        status, answer, raw = running.request("POST", f"/predict/frame?{query}", body)
+        assert status == 400 and words in answer["error"], raw

@@ -1,4 +1,4 @@
-"""serve: the classifier over HTTP (an API, and a page with a live camera)."""
+"""serve: a classes or a points model over HTTP (an API, and a page with a live camera)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 from tensorguess.commands.common import dir_argument, graph_flags, model_of, open_scorer, warn
 from tensorguess.errors import UsageError
 
-DESCRIPTION = ("Serve the classifier in DIR over HTTP: POST /predict, TF Serving's "
+DESCRIPTION = ("Serve the model in DIR (classes or points) over HTTP: POST /predict, TF Serving's "
                "POST /v1/models/NAME:predict, GET /labels, GET /healthz, and a page at /.")
 
 

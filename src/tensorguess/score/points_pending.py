@@ -19,11 +19,6 @@ def sort(*_args, **_kwargs):
                        "guess.sh DIR PHOTO...")
 
 
-def serve_app(*_args, **_kwargs):
-    raise NotForPoints("serve is not available for points models yet; score photos with guess.sh DIR "
-                       "PHOTO... --json, or run the SavedModel in DIR/saved_model")
-
-
 def export(*_args, **_kwargs):
     raise NotForPoints("export is not available for points models yet: train.sh already wrote "
                        "the graph and the SavedModel into DIR")

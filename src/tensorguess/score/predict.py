@@ -183,6 +183,11 @@ class Classifier:
             scores = test_time.mean_over_views(scores, count)
         return scores, (values[1][:count] if with_features else None)
 
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        """Scores [N, labels] for a float batch [N, S, S, 3] in [0, 1] (graphs fed batches; as
+        pixel_batches' classifiers): serve's camera frames come this way."""
+        return self._run(pixels)[0]
+
     def ranked(self, scores: np.ndarray) -> list[tuple[str, float]]:
         return ranked(self.labels, scores)
 

@@ -1,11 +1,20 @@
-"""serve's HTTP API and page, as an ASGI application (Starlette), over a classifier.
+"""serve's HTTP API and page, as an ASGI application (Starlette), over a classes or a points model.
 
     GET  /                          the page (serve/page/): photos and the camera, scored
-    POST /predict                   a photo (raw body or a multipart upload) ->
-                                    {"label", "score", "scores"}, best first, as guess --json
+    POST /predict                   a photo (raw body or a multipart upload) -> as guess --json:
+                                    {"label", "score", "scores"}, best first (classes), or
+                                    {"box", "score", "keypoints"} (points)
+    POST /predict/frame?width=W&height=H   a camera frame's raw pixels (RGBA or RGB, row by row),
+                                    the page's lean path: the same answer as /predict
     POST /v1/models/NAME:predict    TF Serving's REST API: {"instances": [{"b64": ...}]} ->
                                     {"predictions": [[one score per label], ...]}
+    POST /v1/models/NAME:classify   TF Serving's classify: {"examples": [{"image_bytes": {"b64": ...}}]}
+                                    -> {"result": [[[label, score], ...], ...]} (classes; points: 501)
+    POST /v1/models/NAME:regress    501: neither kind is a regression model
     GET  /v1/models/NAME            TF Serving's model status
+    GET  /v1/models/NAME/metadata   TF Serving's metadata: model_spec and the signature_def served
+    GET  /model                     what the page needs: the kind, labels or point names, the
+                                    frame size, the skeleton
     GET  /labels, GET /healthz
 
 Every error is a status and one line of JSON, `{"error": "..."}`. Limits: the body
@@ -39,6 +48,14 @@ from starlette.staticfiles import StaticFiles
 from tensorguess import strict_json
 from tensorguess.data.images import printable
 from tensorguess.serve.access import Access, AccessGuard
+from tensorguess.serve.answers import (
+    MAX_FRAME_SIDE,
+    SERVING_DEFAULT,
+    FrameRefused,
+    answers_for,
+    frame_of,
+    signature_def,
+)
 from tensorguess.serve.batcher import Batcher, QueueFull
 from tensorguess.serve.limits import Limits
 from tensorguess.serve.photo_scorer import BadPhoto, PhotoScorer, check_photo
@@ -58,13 +75,15 @@ CLIENT_GONE = 499  # nginx's status for a client that closed its connection befo
 
 def build_app(classifier, limits: Limits | None = None, log: Callable[[str], None] | None = None,
               access: Access | None = None):
-    """The ASGI app serving `classifier` (predict.Classifier's interface: score_files, labels, ranked);
-    with `access`, only requests that name this server (and carry its token, if it has one)."""
+    """The ASGI app serving `classifier`: a classes model (predict.Classifier's interface:
+    score_files, labels, ranked) or a points model (score.points.PointsScorer); with `access`, only
+    requests that name this server (and carry its token, if it has one). kinds' serve_app for both."""
     limits = limits or Limits()
-    scorer = PhotoScorer(classifier, limits.max_batch)
+    answers = answers_for(classifier)
+    scorer = PhotoScorer(answers, limits.max_batch)
     scorer.warm_up()
     batcher = Batcher(scorer, limits.max_batch, limits.batch_wait_ms / 1000, limits.queue_size)
-    api = _Api(classifier, scorer, batcher, limits)
+    api = _Api(answers, scorer, batcher, limits)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -74,8 +93,14 @@ def build_app(classifier, limits: Limits | None = None, log: Callable[[str], Non
     routes = [
         Route("/", api.page, methods=["GET"]),
         Route("/predict", api.predict, methods=["POST"]),
-        Route("/v1/models/{name}:predict", api.tf_serving_predict, methods=["POST"]),
-        Route("/v1/models/{name}/versions/{version}:predict", api.tf_serving_predict, methods=["POST"]),
+        Route("/predict/frame", api.predict_frame, methods=["POST"]),
+        Route("/model", api.model, methods=["GET"]),
+        *(Route(f"/v1/models/{{name}}{version}:{verb}", handler, methods=["POST"])
+          for version in ("", "/versions/{version}")
+          for verb, handler in (("predict", api.tf_serving_predict), ("classify", api.tf_serving_classify),
+                                ("regress", api.tf_serving_regress))),
+        Route("/v1/models/{name}/metadata", api.tf_serving_metadata, methods=["GET"]),
+        Route("/v1/models/{name}/versions/{version}/metadata", api.tf_serving_metadata, methods=["GET"]),
         Route("/v1/models/{name}", api.tf_serving_status, methods=["GET"]),
         Route("/labels", api.labels, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
@@ -113,8 +138,9 @@ async def _not_allowed(request: Request, exc) -> Response:
 
 
 class _Api:
-    def __init__(self, classifier, scorer: PhotoScorer, batcher: Batcher, limits: Limits):
-        self.classifier = classifier
+    def __init__(self, answers, scorer: PhotoScorer, batcher: Batcher, limits: Limits):
+        self.answers = answers
+        self.classifier = scorer.classifier
         self.scorer = scorer
         self.batcher = batcher
         self.limits = limits
@@ -123,10 +149,13 @@ class _Api:
         return FileResponse(PAGE / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def labels(self, request: Request) -> Response:
-        return json_response({"labels": list(self.classifier.labels)})
+        return json_response({"labels": self.answers.labels})
+
+    async def model(self, request: Request) -> Response:
+        return json_response(self.answers.page_info())
 
     async def healthz(self, request: Request) -> Response:
-        return json_response({"status": "ok", "labels": len(self.classifier.labels),
+        return json_response({"status": "ok", "kind": self.answers.kind, "labels": len(self.answers.labels),
                               "model": getattr(self.classifier, "digest", None),
                               "queued": self.batcher.queue.qsize(),
                               "photos_scored": self.batcher.photos_scored, "batches": self.batcher.batches,
@@ -142,14 +171,54 @@ class _Api:
             return error(bad.status, bad.message)
         return json_response(answers[0])
 
+    async def predict_frame(self, request: Request) -> Response:
+        """A camera frame: its pixels as the page's canvas holds them, scored without decoding."""
+        try:
+            width, height = (_frame_side(request.query_params.get(side), side)
+                             for side in ("width", "height"))
+            body = await self._body(request)
+            try:
+                frame = frame_of(body, width, height)
+                self.answers.check_frame(frame)
+            except FrameRefused as refused:
+                raise BadPhoto(400, str(refused)) from None
+            answers = await self._scored([frame], "the frame")
+        except BadPhoto as bad:
+            return error(bad.status, bad.message)
+        return json_response(answers[0])
+
     async def tf_serving_predict(self, request: Request) -> Response:
         try:
             body = await self._body(request)
-            photos = self._instances(body)
+            photos = self._instances(body, "instances")
             answers = await self._scored(photos, "instance {}")
         except BadPhoto as bad:
             return error(bad.status, bad.message)
-        return json_response({"predictions": [self.scorer.scores_in_label_order(a) for a in answers]})
+        return json_response({"predictions": [self.answers.prediction(a) for a in answers]})
+
+    async def tf_serving_classify(self, request: Request) -> Response:
+        """TF Serving's Classify: each example's [label, score] pairs, best first."""
+        if self.answers.kind != "classes":
+            return error(501, f"this server serves a {self.answers.kind} model, which classifies nothing: "
+                              f"POST {printable(request.url.path).replace(':classify', ':predict')} instead")
+        try:
+            body = await self._body(request)
+            photos = self._instances(body, "examples")
+            answers = await self._scored(photos, "example {}")
+        except BadPhoto as bad:
+            return error(bad.status, bad.message)
+        return json_response({"result": [self.answers.classification(a) for a in answers]})
+
+    async def tf_serving_regress(self, request: Request) -> Response:
+        return error(501, f"this server serves a {self.answers.kind} model, not a regression model: "
+                          "TF Serving's :regress is not implemented; POST "
+                          f"{printable(request.url.path).replace(':regress', ':predict')} instead")
+
+    async def tf_serving_metadata(self, request: Request) -> Response:
+        """TF Serving's GetModelMetadataResponse, in its JSON form: the signature this server answers."""
+        return json_response({"model_spec": {"name": request.path_params["name"], "signature_name": "",
+                                             "version": request.path_params.get("version", "1")},
+                              "metadata": {"signature_def": signature_def(self.answers)}})
 
     async def tf_serving_status(self, request: Request) -> Response:
         return json_response({"model_version_status": [
@@ -206,18 +275,27 @@ class _Api:
         finally:
             await form.close()
 
-    def _instances(self, body: bytes) -> list[bytes]:
-        """The photos of a TF Serving request: {"instances": [{"b64": ...}, ...]}; an instance may
-        also name the SavedModel's input: {"image_bytes": {"b64": ...}}."""
+    def _instances(self, body: bytes, key: str) -> list[bytes]:
+        """The photos of a TF Serving request: {"instances": [{"b64": ...}, ...]} (`key` "examples"
+        for :classify); an instance may also name the SavedModel's input: {"image_bytes": {"b64": ...}}.
+        A `signature_name` other than serving_default is refused as TF Serving refuses it."""
+        wanted = f'{{"{key}": [{{"b64": "<the photo, base64>"}}]}}'
         try:
             document = json.loads(body)
         except (ValueError, UnicodeDecodeError) as problem:
-            raise BadPhoto(400, f"the request body is not JSON ({str(problem)[:120]}); send "
-                                '{"instances": [{"b64": "<the photo, base64>"}]}') from None
-        instances = document.get("instances") if isinstance(document, dict) else None
+            raise BadPhoto(400, f"the request body is not JSON ({str(problem)[:120]}); "
+                                f"send {wanted}") from None
+        except RecursionError:  # "[" * 1000: Python's parser gives up; a client's mistake, not ours
+            raise BadPhoto(400, "the request body's JSON is nested too deeply to read; "
+                                f"send {wanted}") from None
+        signature = document.get("signature_name", SERVING_DEFAULT) if isinstance(document, dict) else None
+        if signature not in (SERVING_DEFAULT, "", None):
+            shown = printable(str(signature))[:80]
+            raise BadPhoto(400, f'Serving signature name: "{shown}" not found in signature def; this server '
+                                f'answers "{SERVING_DEFAULT}" (a photo\'s bytes in)')
+        instances = document.get(key) if isinstance(document, dict) else None
         if not isinstance(instances, list) or not instances:
-            raise BadPhoto(400, 'the request holds no "instances" list; send '
-                                '{"instances": [{"b64": "<the photo, base64>"}]}')
+            raise BadPhoto(400, f'the request holds no "{key}" list; send {wanted}')
         if len(instances) > self.limits.queue_size:
             raise BadPhoto(413, f"{len(instances)} instances in one request; at most "
                                 f"{self.limits.queue_size} (serve's --queue_size)")
@@ -258,6 +336,13 @@ class _Api:
                 where = name.format(index)
                 raise BadPhoto(answer.status, answer.message.replace("the photo", where, 1))
         return answers
+
+
+def _frame_side(value: str | None, side: str) -> int:
+    if value is None or not value.isdigit() or not 1 <= int(value) <= MAX_FRAME_SIDE:
+        raise BadPhoto(400, f"a frame needs its {side} in the address, 1 to {MAX_FRAME_SIDE} pixels: "
+                            "POST /predict/frame?width=W&height=H with W*H*4 bytes (RGBA)")
+    return int(value)
 
 
 def _stderr(line: str) -> None:

@@ -7,6 +7,7 @@ names a file on the server), scored there in one call, and deleted. That costs a
 write to the page cache per photo and gives the same decoding as guess.sh: the
 format sniffed from the content, EXIF orientation, the decoded-pixel budget shared
 by the decoding threads, the refusal of photos declaring more than 200 megapixels.
+A camera frame (answers.Frame: pixels the page drew) goes straight to the graph instead.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tensorguess.data.images import Skipped, sniff_format
+from tensorguess.serve.answers import ClassesAnswers, Frame, PointsAnswers
 
 SUPPORTED = "JPEG, PNG, GIF, BMP or WebP"
 
@@ -40,19 +44,31 @@ def check_photo(photo: bytes, what: str = "the request body") -> None:
 
 
 class PhotoScorer:
-    """A batch of photos (bytes) -> a result per photo: a dict as guess --json's, or a BadPhoto."""
+    """A batch of photos (bytes) and camera frames (Frame) -> a result for each: a dict as guess
+    --json's, or a BadPhoto."""
 
-    def __init__(self, classifier, batch_size: int = 32):
-        self.classifier = classifier
+    def __init__(self, answers: ClassesAnswers | PointsAnswers, batch_size: int = 32):
+        self.answers = answers
+        self.classifier = answers.classifier if isinstance(answers, ClassesAnswers) else answers.scorer
         self.batch_size = batch_size
 
-    def __call__(self, photos: list[bytes]) -> list[dict | BadPhoto]:
-        with tempfile.TemporaryDirectory(prefix="tensor-guess-serve-") as folder:
-            paths = [Path(folder) / str(index) for index in range(len(photos))]
-            for path, photo in zip(paths, photos, strict=True):
-                path.write_bytes(photo)
-            results = list(self.classifier.score_files(paths, self.batch_size))
-        return [self._answer(result) for result in results]
+    def __call__(self, items: list[bytes | Frame]) -> list[dict | BadPhoto]:
+        results: list = [None] * len(items)
+        frames = [index for index, item in enumerate(items) if isinstance(item, Frame)]
+        photos = [index for index, item in enumerate(items) if not isinstance(item, Frame)]
+        if frames:
+            scored = self.answers.score_frames([items[index] for index in frames])
+            for index, result in zip(frames, scored, strict=True):
+                results[index] = self._answer(result) if isinstance(result, Skipped) else result
+        if photos:
+            with tempfile.TemporaryDirectory(prefix="tensor-guess-serve-") as folder:
+                paths = [Path(folder) / str(index) for index in photos]
+                for path, index in zip(paths, photos, strict=True):
+                    path.write_bytes(items[index])
+                scored = list(self.classifier.score_files(paths, self.batch_size))
+            for index, result in zip(photos, scored, strict=True):
+                results[index] = self._answer(result)
+        return results
 
     def warm_up(self) -> None:
         """Score one small made-up photo, so that the first request does not pay for
@@ -64,6 +80,10 @@ class PhotoScorer:
         buffer = io.BytesIO()
         Image.new("RGB", (32, 32), (128, 128, 128)).save(buffer, "PNG")
         self([buffer.getvalue()])
+        # and the camera's path, at its size (a points model's: the page's usual frame)
+        size = self.answers.frame_size or ((320, 240) if isinstance(self.answers, PointsAnswers) else None)
+        if size is not None:
+            self([Frame(np.zeros((size[1], size[0], 3), np.uint8))])
 
     def _answer(self, result) -> dict | BadPhoto:
         if isinstance(result, Skipped):
@@ -71,9 +91,4 @@ class PhotoScorer:
             # large, as an oversized body is; anything else is broken data.
             status = 413 if result.reason.startswith("too large") else 422
             return BadPhoto(status, f"the photo cannot be scored: {result.reason}")
-        ranked = self.classifier.ranked(result.scores)
-        return {"label": ranked[0][0], "score": ranked[0][1], "scores": dict(ranked)}
-
-    def scores_in_label_order(self, answer: dict) -> list[float]:
-        """TF Serving's prediction: the output tensor's row, one score per label in file order."""
-        return [answer["scores"][label] for label in self.classifier.labels]
+        return self.answers.answer(result)
