@@ -112,7 +112,7 @@ def int8_model(graph_def, calibration: Callable[[], Iterable[np.ndarray]],
 def _uint8_in_float_out(model: bytes) -> bytes:
     """The model with its int8 input (read by DEQUANTIZE ops alone, the float layers') made
     uint8, the same values with the zero point moved by 128, which DEQUANTIZE takes as well;
-    and its int8 scores dequantized to float32 by one more DEQUANTIZE op at the end."""
+    and each int8 output (the scores) dequantized to float32 by one more DEQUANTIZE op at the end."""
     import copy
 
     from ai_edge_litert import schema_py_generated as schema
@@ -130,9 +130,11 @@ def _uint8_in_float_out(model: bytes) -> bytes:
         raise ValueError("the int8 model's input is not read by DEQUANTIZE alone; cannot make it uint8")
     source.type = schema.TensorType.UINT8
     source.quantization.zeroPoint = [int(zero) + 128 for zero in source.quantization.zeroPoint]
-    scores_index = graph.outputs[0]
-    scores = graph.tensors[scores_index]
-    if scores.type != schema.TensorType.FLOAT32:
+    outputs = list(graph.outputs)
+    for place, scores_index in enumerate(outputs):  # the classifier's scores; a points model's three
+        scores = graph.tensors[scores_index]
+        if scores.type == schema.TensorType.FLOAT32:
+            continue
         floats = copy.deepcopy(scores)
         floats.type, floats.quantization, floats.buffer = schema.TensorType.FLOAT32, None, 0
         scores.name = (scores.name.decode() if isinstance(scores.name, bytes) else scores.name) + "_int8"
@@ -140,11 +142,12 @@ def _uint8_in_float_out(model: bytes) -> bytes:
         step = schema.OperatorT()
         step.opcodeIndex, step.inputs, step.outputs = dequantize, [scores_index], [len(graph.tensors) - 1]
         graph.operators.append(step)
-        graph.outputs = [len(graph.tensors) - 1]
+        outputs[place] = len(graph.tensors) - 1
         for signature in tree.signatureDefs or []:
             for output in signature.outputs or []:
                 if output.tensorIndex == scores_index:
                     output.tensorIndex = len(graph.tensors) - 1
+    graph.outputs = outputs
     return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
 
 
