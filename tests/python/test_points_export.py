@@ -420,3 +420,29 @@ def test_a_model_that_locates_first_is_refused_in_one_line(exported, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "crops the full-size photo" in err and "saved_model" in err, err
     assert not (exported / FILES["tflite"]).exists()
+
+
+def test_a_moved_keypoint_file_still_exports_float_and_int8_says_why_not(trained_points, tmp_path, capsys):
+    """The keypoint file the training read is gone (moved, or not mounted): the float file is written
+    with one warning line naming it; int8, which calibrates on its photos, is refused in one line."""
+    import shutil
+
+    from tensorguess import cli
+
+    folder, _ = trained_points
+    moved = tmp_path / "model"
+    moved.mkdir()
+    for name in (model_dir.GRAPH, model_dir.POINT_NAMES, model_dir.POINTS_SKELETON, model_dir.MODEL_KIND):
+        shutil.copy(folder / name, moved / name)
+    shutil.copytree(folder / model_dir.SAVED_MODEL, moved / model_dir.SAVED_MODEL)
+    log = json.loads((folder / model_dir.TRAIN_LOG).read_text())
+    log["keypoints"]["source"] = str(tmp_path / "gone.json")
+    (moved / model_dir.TRAIN_LOG).write_text(json.dumps(log))
+    assert cli.main(["export", str(moved), "--format", "tflite"]) == 0
+    captured = capsys.readouterr()
+    assert "gone.json" in captured.err and captured.err.count("\n") == 1, captured.err
+    assert (moved / FILES["tflite"]).exists()
+    assert cli.main(["export", str(moved), "--format", "tflite-int8"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert "gone.json" in err[0] and "int8 is calibrated" in err[-1] and len(err) == 2, err
+    assert not (moved / FILES["tflite-int8"]).exists()
