@@ -49,12 +49,12 @@ KINDS = {
                             guess_lines="tensorguess.score.predict:guess_lines",
                             guess_document="tensorguess.score.predict:guess_document",
                             serve_app="tensorguess.serve.http_app:build_app"),
-    # sort and export are placeholders that refuse in one line (score/points_pending.py).
+    # sort is a placeholder that refuses in one line (score/points_pending.py).
     model_dir.POINTS: Kind(model_dir.POINTS, train="tensorguess.train_points:train",
                            open_model="tensorguess.score.points:open_points_model",
                            sort="tensorguess.score.points_pending:sort",
                            evaluate="tensorguess.report.points_evaluate:evaluate_points",
-                           export="tensorguess.score.points_pending:export",
+                           export="tensorguess.deploy_points:export",
                            guess_lines="tensorguess.score.points_guess:guess_lines",
                            guess_document="tensorguess.score.points_guess:guess_document",
                            serve_app="tensorguess.serve.http_app:build_app"),

@@ -43,6 +43,14 @@ OUTPUTS = {"points": POINTS_TENSOR, "confidence": CONFIDENCE_TENSOR, "box": BOX_
            "names": POINT_NAMES_TENSOR}
 
 
+# The whole-photo stage's own tensors, named so that export.sh can cut the network out of the graph
+# (export/points_lite.py: TFLite and Core ML take the photo squashed to the stage's size, as the
+# graph squashes it): its input [N,S,S,3] in [0,1], its points [N,K,2] normalised to that input
+# (x / W, y / H of the photo) and their confidence [N,K].
+WHOLE_INPUT = "whole_stage_input"
+WHOLE_POINTS = "whole_stage_points"
+WHOLE_CONFIDENCE = "whole_stage_confidence"
+
 # One graph function a tap, called by every stage that reads it: the module's weights stored once.
 # False imports the pruned module into the graph at each call, once a stage (bench/points_export.py's
 # baseline).
@@ -171,7 +179,10 @@ def points_graph(spec: ModuleSpec, loaded, model: PointsModel):
         shape = tf.shape(pixels)
         height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
         whole = model.locate or model.points
-        found, confidence = stage_points(heads[id(whole)], trunks[whole.tap], squashed(pixels, whole.size))
+        whole_input = tf.identity(squashed(pixels, whole.size), name=WHOLE_INPUT)
+        found, confidence = stage_points(heads[id(whole)], trunks[whole.tap], whole_input)
+        found = tf.identity(found, name=WHOLE_POINTS)
+        confidence = tf.identity(confidence, name=WHOLE_CONFIDENCE)
         found = found * tf.stack([width, height])
         if model.locate is None:
             box = whole_square(width, height, shape[0])

@@ -17,7 +17,7 @@ import numpy as np
 
 from tensorguess import stderr_noise
 from tensorguess.atomic_write import write_atomically
-from tensorguess.export import bias_correction, weight_grid
+from tensorguess.export import bias_correction, tflite_metadata, weight_grid
 from tensorguess.model_dir import FINAL_TENSOR, IMAGE_BATCH, LABELS
 
 LABELS_NAME = LABELS  # the associated file packed inside the .tflite
@@ -112,7 +112,7 @@ def int8_model(graph_def, calibration: Callable[[], Iterable[np.ndarray]],
 def _uint8_in_float_out(model: bytes) -> bytes:
     """The model with its int8 input (read by DEQUANTIZE ops alone, the float layers') made
     uint8, the same values with the zero point moved by 128, which DEQUANTIZE takes as well;
-    and its int8 scores dequantized to float32 by one more DEQUANTIZE op at the end."""
+    and each int8 output (the scores) dequantized to float32 by one more DEQUANTIZE op at the end."""
     import copy
 
     from ai_edge_litert import schema_py_generated as schema
@@ -130,9 +130,11 @@ def _uint8_in_float_out(model: bytes) -> bytes:
         raise ValueError("the int8 model's input is not read by DEQUANTIZE alone; cannot make it uint8")
     source.type = schema.TensorType.UINT8
     source.quantization.zeroPoint = [int(zero) + 128 for zero in source.quantization.zeroPoint]
-    scores_index = graph.outputs[0]
-    scores = graph.tensors[scores_index]
-    if scores.type != schema.TensorType.FLOAT32:
+    outputs = list(graph.outputs)
+    for place, scores_index in enumerate(outputs):  # the classifier's scores; a points model's three
+        scores = graph.tensors[scores_index]
+        if scores.type == schema.TensorType.FLOAT32:
+            continue
         floats = copy.deepcopy(scores)
         floats.type, floats.quantization, floats.buffer = schema.TensorType.FLOAT32, None, 0
         scores.name = (scores.name.decode() if isinstance(scores.name, bytes) else scores.name) + "_int8"
@@ -140,11 +142,12 @@ def _uint8_in_float_out(model: bytes) -> bytes:
         step = schema.OperatorT()
         step.opcodeIndex, step.inputs, step.outputs = dequantize, [scores_index], [len(graph.tensors) - 1]
         graph.operators.append(step)
-        graph.outputs = [len(graph.tensors) - 1]
+        outputs[place] = len(graph.tensors) - 1
         for signature in tree.signatureDefs or []:
             for output in signature.outputs or []:
                 if output.tensorIndex == scores_index:
                     output.tensorIndex = len(graph.tensors) - 1
+    graph.outputs = outputs
     return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
 
 
@@ -189,13 +192,18 @@ def int8_converter(function, keep, calibration: Callable[[], Iterable[np.ndarray
 
 
 def with_labels(model: bytes, labels: list[str]) -> bytes:
-    """The model with the labels file packed inside, as TFLite metadata packs associated files:
-    a zip archive appended to the flatbuffer, which the interpreter ignores and any zip reader
-    (`unzip -l model.tflite`) lists."""
+    """The model with the labels file packed inside (with_packed_file)."""
+    return with_packed_file(model, LABELS_NAME, labels)
+
+
+def with_packed_file(model: bytes, name: str, lines: list[str]) -> bytes:
+    """The model with a text file of `lines` packed inside, as TFLite metadata packs associated files:
+    a zip archive appended to the flatbuffer, uncompressed (MediaPipe reads stored files only), which
+    the interpreter ignores and any zip reader (`unzip -l model.tflite`) lists."""
     buffer = io.BytesIO(model)
     buffer.seek(0, io.SEEK_END)
     with zipfile.ZipFile(buffer, "a", zipfile.ZIP_STORED) as archive:
-        archive.writestr(LABELS_NAME, "".join(f"{label}\n" for label in labels))
+        archive.writestr(name, "".join(f"{line}\n" for line in lines))
     return buffer.getvalue()
 
 
@@ -208,10 +216,33 @@ def packed_labels(model: bytes) -> list[str] | None:
         return None
 
 
+def classifier_metadata(model: bytes, labels: list[str], int8: bool) -> bytes:
+    """TFLITE_METADATA of a classifier: what MediaPipe's ImageClassifier and the task libraries
+    read (tflite_metadata.py). Both models take [0,1] RGB: the float one as floats, so
+    (pixel - 0) / 255; the int8 one as uint8 pixels with scale 1/255, so the pixels as they are."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(model, 0)
+    graph = root.Subgraphs(0)
+    size = int(graph.Tensors(graph.Inputs(0)).Shape(1))
+    kind = "int8 (uint8 input, float scores)" if int8 else "float32"
+    return tflite_metadata.metadata_bytes(tflite_metadata.ImageModel(
+        name="tensor-guess image classifier",
+        description=f"Retrained image classifier, {kind}, {len(labels)} labels: scores every label of "
+                    f"a {size}x{size} RGB photo (the softmax of the calibrated logits; they sum to 1).",
+        version="1", size=size, mean=0.0, std=255.0,
+        input_description=f"RGB photo resized to {size}x{size}, pixels / 255",
+        outputs=[tflite_metadata.Output(
+            name="probability", description="The score of each label, in the labels file's order.",
+            value_range=(0.0, 1.0), labels_file=LABELS_NAME)]))
+
+
 def write_tflite(graph_def, labels: list[str], path: Path, final_tensor_name: str,
                  calibration: Callable | None = None,
                  write: Callable[[Path, bytes], None] = write_atomically) -> None:
-    """Convert, pack the labels inside and write(path, bytes) (export passes its publication's)."""
+    """Convert, add the metadata, pack the labels inside and write(path, bytes) (export passes its
+    publication's)."""
     model = (float_model(graph_def, final_tensor_name) if calibration is None
              else int8_model(graph_def, calibration, final_tensor_name))
+    model = tflite_metadata.with_metadata(model, classifier_metadata(model, labels, calibration is not None))
     write(Path(path), with_labels(model, labels))

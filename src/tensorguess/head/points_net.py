@@ -91,8 +91,9 @@ def soft_argmax(logits):
     height, width = shape[1], shape[2]
     flat = tf.reshape(logits, [shape[0], height * width, shape[3]])
     probabilities = tf.reshape(tf.nn.softmax(flat, axis=1), shape)
-    x = tf.einsum("nhwk,w->nk", probabilities, cell_centres(width))
-    y = tf.einsum("nhwk,h->nk", probabilities, cell_centres(height))
+    # Sums of products, not einsum: TFLite has no op for einsum's "nhwk,w->nk" (export.sh converts this).
+    x = tf.reduce_sum(probabilities * cell_centres(width)[None, None, :, None], axis=[1, 2])
+    y = tf.reduce_sum(probabilities * cell_centres(height)[None, :, None, None], axis=[1, 2])
     return tf.stack([x, y], axis=-1), probabilities
 
 

@@ -1,8 +1,7 @@
 """The jobs a points model cannot do yet: each refuses in one line, which the command prints.
 
 Placeholders in kinds.KINDS["points"]; each is replaced there by the real function when it is
-written (sort: guessDir for points is issue 24; export: the TFLite and Core ML formats of a points
-model; serve: the camera page for points is issue 24).
+written (sort: guessDir for points is issue 24).
 """
 
 from __future__ import annotations
@@ -17,8 +16,3 @@ class NotForPoints(TensorGuessError):
 def sort(*_args, **_kwargs):
     raise NotForPoints("guessDir (sort) is not available for points models yet; score photos with "
                        "guess.sh DIR PHOTO...")
-
-
-def export(*_args, **_kwargs):
-    raise NotForPoints("export is not available for points models yet: train.sh already wrote "
-                       "the graph and the SavedModel into DIR")
