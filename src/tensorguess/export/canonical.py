@@ -6,8 +6,9 @@ branch functions (`cond_true_4540`). The same model exported after other work in
 process (a fine-tuning that lost, a second training) would then differ in bytes though
 not in what it computes. Here each generated node name becomes its scope and a digest
 of what the node is (its operation, attributes and inputs), each generated function name
-is renumbered in the order the graph names it, and nodes and functions are sorted by
-name, so the same model is the same bytes: a fine-tuning kept back leaves the graph a
+is renumbered in the order the graph names it, the generated nodes are sorted by name in
+the places they held (every other node keeps its place) and the functions by name, so
+the same model is the same bytes: a fine-tuning kept back leaves the graph a
 run without it writes (head/fine_tune_choice.py).
 """
 
@@ -23,8 +24,8 @@ _FUNCTION = re.compile(r"^(?P<base>.+)_\d+$")
 
 
 def canonical(graph_def):
-    """`graph_def` with its generated names made from what they name, its nodes sorted by name
-    and its functions by name: the same object, changed."""
+    """`graph_def` with its generated names made from what they name, those nodes sorted by
+    name in the places they held, and its functions sorted by name: the same object, changed."""
     order = _referenced_functions(graph_def)
     functions = _renumber(order, _FUNCTION, lambda m, k: f"{m['base']}_{k}")
     for node in graph_def.node:
@@ -34,12 +35,20 @@ def canonical(graph_def):
         for inner in function.node_def:
             _rename_function_attrs(inner.attr, functions)
     nodes = _content_names(graph_def)
+    generated = [at for at, node in enumerate(graph_def.node) if node.name in nodes]
     for node in graph_def.node:
         node.name = nodes.get(node.name, node.name)
         inputs = [_renamed_input(name, nodes) for name in node.input]
         del node.input[:]
         node.input.extend(inputs)
-    _sort(graph_def.node, lambda n: n.name)
+    # The generated nodes sorted by their new names among the places they held; every other
+    # node keeps its place (export/weight_grid.py reads the convolutions in graph order).
+    ordered = sorted((graph_def.node[at] for at in generated), key=lambda n: n.name)
+    copies = [type(node)() for node in ordered]
+    for copy, node in zip(copies, ordered, strict=True):
+        copy.CopyFrom(node)
+    for at, copy in zip(generated, copies, strict=True):
+        graph_def.node[at].CopyFrom(copy)
     _sort(graph_def.library.function, lambda f: f.signature.name)
     return graph_def
 
