@@ -19,7 +19,7 @@ fixed pins them all.
 Time: a fixed amount of work, so that the choice never depends on how busy the machine is:
 FOLDS trainings of each candidate, of CV_STEPS steps each (the run's own steps when fewer),
 on the cached bottlenecks only (no photo is decoded). Measured on sign-digits (1,276
-training photos, MobileNet v1): docs/benchmarks.md, section 17.
+training photos, MobileNet v1): docs/benchmarks.md, section 20.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Candidate:
 
 
 # The recipes --recipe_mode auto tries, cheapest first (the first is the default head and the
-# baseline the others must beat). Measured: docs/benchmarks.md, sections 8 and 17.
+# baseline the others must beat). Measured: docs/benchmarks.md, sections 8 and 20.
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("retrain.py head", {}),
     Candidate("balanced class weights", {"class_weights": "balanced"}),
