@@ -47,7 +47,7 @@ RECIPES = {
     "--augment 10, 512 hidden, adam, dropout 0.2": {"augment": 10, "hidden_units": 512, "dropout_rate": 0.2,
                                                     "optimizer": "adam", "learning_rate": 0.001},
     # head/fine_tune.py, with its defaults (Adam 1e-4, the --augment_* recipe on the fly)
-    "--fine_tune (last 4 layers, 3 epochs)": {"fine_tune": True},
+    "--fine_tune (last 4 layers, 3 epochs)": {"fine_tune": True, "fine_tune_layers": "4"},
     "--fine_tune_layers all (3 epochs)": {"fine_tune": True, "fine_tune_layers": "all"},
 }
 
@@ -59,6 +59,7 @@ def config(work: Path, images: Path, seed: int, settings: dict):
                       output_graph=work / "retrained_graph.pb", output_labels=work / "retrained_labels.txt",
                       saved_model_dir=work / "saved_model", train_log=work / "train_log.json",
                       report_dir=work / "report", random_seed=seed)
+    cfg.recipe_mode = "fixed"  # each row is the recipe it names (bench/recipe_choice.py runs the choice)
     for name, value in settings.items():
         setattr(cfg, name, value)
     return cfg

@@ -30,6 +30,7 @@ declare -gA TG_CLI_FLAGS=(
   ['train --engine']=value
   ['train --ray_address']=value
   ['train --ray_photos']=value
+  ['train --recipe_mode']=value
   ['train --how_many_training_steps']=value
   ['train --learning_rate']=value
   ['train --hidden_units']=value

@@ -11,6 +11,7 @@ from tensorguess.engine.choice import ENGINES, PHOTO_TRANSPORTS
 from tensorguess.features.augment import Recipe
 from tensorguess.features.modules import DEFAULT_MODULE
 from tensorguess.head.balance import CLASS_WEIGHTS
+from tensorguess.head.recipe_choice import MODES as RECIPE_MODES
 from tensorguess.head.train import OPTIMIZERS, HeadSpec
 
 
@@ -62,6 +63,11 @@ class TrainConfig:
     ray_photos: str = setting("paths",
         "--engine ray: paths (workers read the photos: a filesystem every node sees) or bytes (this "
         "machine reads them and sends them)", choices=PHOTO_TRANSPORTS)
+    # --recipe_mode (head/recipe_choice.py): the head's recipe chosen by cross-validation on the training part
+    recipe_mode: str = setting("auto",
+        "auto: try the cheap head recipes by 3-fold cross-validation on the training photos and train the "
+        "best by macro F1 (flags given for the head pin those settings); fixed: the flags' recipe only",
+        choices=RECIPE_MODES)
     # training
     how_many_training_steps: int = setting(4000, "training steps")
     learning_rate: float = setting(0.01, "learning rate of the final layer")
@@ -108,8 +114,9 @@ class TrainConfig:
         "after the head, train the module's last layers with it on the training photos, decoded and "
         "distorted (the --augment_* recipe) every epoch; keeps the epoch the validation split likes best;"
         " resumes from DIR/fine_tune_checkpoint after an interruption")
-    fine_tune_layers: str = setting("4",
-        "layers of the module trained by --fine_tune, counted from its output, or all")
+    fine_tune_layers: str | None = setting(None,
+        "layers of the module trained by --fine_tune, counted from its output, or all",
+        shown="chosen by validation: the last 4, and all when the time budget allows")
     # Adam's, for the module's layers and the head
     fine_tune_learning_rate: float = setting(1e-4, "Adam's learning rate for --fine_tune")
     fine_tune_epochs: int = setting(3, "epochs of --fine_tune (passes over the training photos)")
@@ -218,7 +225,8 @@ class TrainConfig:
                     f"--{name} must be a percentage between 0 and {limit}, not {value:g}")
 
         layers = str(self.fine_tune_layers)
-        require(layers == "all" or (layers.isdigit() and 1 <= int(layers) <= 10000),
+        require(self.fine_tune_layers is None or layers == "all"
+                or (layers.isdigit() and 1 <= int(layers) <= 10000),
                 f"--fine_tune_layers must be a number of layers of at least 1, or all, not {layers!r}")
         require(math.isfinite(self.fine_tune_learning_rate) and 0 < self.fine_tune_learning_rate <= 1,
                 f"--fine_tune_learning_rate must be a number above 0 and at most 1, not "

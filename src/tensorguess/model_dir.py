@@ -197,6 +197,11 @@ class TrainLog:
         return self._field("fine_tune", dict, None) or None
 
     @property
+    def recipe(self) -> dict | None:
+        """What --recipe_mode chose (candidates, chosen, runner-up, its line); None before it existed."""
+        return self._field("recipe", dict, None) or None
+
+    @property
     def data_checks(self) -> dict:
         """The data checks' findings (duplicates, near-duplicate groups, suspects, threshold)."""
         return self._field("data_checks", dict, {})

@@ -19,6 +19,7 @@ from tensorguess.data.labels_csv import read_labels_csv
 from tensorguess.export import frozen
 from tensorguess.features import bottlenecks, modules
 from tensorguess.features.shared_matrix import aligned_empty, gather_rows
+from tensorguess.head import recipe_choice
 from tensorguess.head.balance import balance, imbalance_warning, small_class_warning
 from tensorguess.head.calibration import Calibration, calibrate
 from tensorguess.head.train import EvalPoint, FinalLayer, Rows, Schedule, TrainingDiverged, train_head
@@ -68,12 +69,14 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
     say(extraction.summary())
     checks, parts = _checked_split(cfg, image_set, extraction, spec, cache, say, warn)
     seed = _seed(cfg)
+    cfg, recipe = _recipe(cfg, image_set, parts, extraction, seed, say)  # on the training part only
     trained = _train(cfg, image_set, parts, extraction, spec, loaded, cache, seed, say, warn)
     tested = _test(cfg, image_set, parts, extraction, trained, seed, say)
     frozen.export(spec, loaded, trained.layer, image_set.labels, cfg.output_graph, cfg.output_labels,
                   cfg.saved_model_dir, cfg.final_tensor_name, publication)  # staged, published with the log
     log = train_log(cfg, seed, spec, image_set, parts, checks, extraction, trained, tested,
                     time.perf_counter() - started)
+    log["recipe"] = recipe
     written = TrainLog.of_run(log)  # with the model's kind, and the folders it read
     written.stage(publication.write, Path(cfg.train_log), Path(cfg.output_graph).parent)
     publication.commit()
@@ -191,17 +194,34 @@ def _train(cfg: TrainConfig, image_set, parts: dataset.Split, extraction, spec, 
     training_seconds = time.perf_counter() - training_started
 
     fine_tuned = None
-    if cfg.fine_tune:  # the module's last layers too, on photos distorted on the fly
-        from tensorguess.head import fine_tune
+    head_accuracy = (float(np.mean(layer.logits(val_x).argmax(axis=1) == val_y)) if len(val_y)
+                     else float("nan"))
+    if cfg.fine_tune:  # the module's last layers too, kept only where validation says they beat the head
+        from tensorguess.head import fine_tune_choice
 
-        layer, val_x, test_x, fine_tuned = fine_tune.run(cfg, spec, loaded, layer, parts, extraction.digests,
-                                                         seed, say, warn)
+        layer, val_x, test_x, fine_tuned = fine_tune_choice.run(cfg, spec, loaded, layer, parts,
+                                                                extraction.digests, seed, say, warn,
+                                                                (head_accuracy, val_x, test_x))
+    else:
+        offer = recipe_choice.fine_tune_offer(head_accuracy, len(parts.files("training")[0]),
+                                              cfg.fine_tune_epochs)
+        if offer:
+            say(offer)
 
     calibration = calibrate(layer.logits(val_x), val_y, cfg.calibrate)
     layer.temperature = calibration.temperature
     say(_calibration_line(calibration))
     return Trained(layer, history, val_x, val_y, test_x, test_y, augmentation, weights, summaries,
                    training_seconds, fine_tuned, calibration, logit_offsets=chosen.offsets)
+
+
+def _recipe(cfg: TrainConfig, image_set, parts: dataset.Split, extraction, seed: int, say):
+    """--recipe_mode auto's choice (or the recipe as given), said: (the config to train, its log)."""
+    paths, truth = parts.files("training")
+    choice = recipe_choice.choose(cfg, extraction.features, extraction.row_of(paths), truth,
+                                  len(image_set.labels), seed)
+    say(choice.line)
+    return choice.cfg, choice.log
 
 
 def _head(cfg: TrainConfig, training: Rows, validation: Rows, classes: int, weights, seed: int, say,

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess.atomic_write import write_atomically
+from tensorguess.head.folds import stratified_folds  # shared with --recipe_mode auto
 
 # The head of each fold: head.train.train_head (class-uniform batches, softmax by SGD)
 # on features centred and scaled to a mean squared norm of 1, so that one learning rate
@@ -197,21 +198,6 @@ def suspected_label_errors(files: Sequence[str], labels: Sequence[str], given: S
 
 
 # ---- the out-of-fold probabilities
-
-
-def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """The fold (0..folds-1) of each photo: each class shuffled by `seed` and dealt round the
-    folds, continuing from where the previous class stopped, so folds differ by one photo at most."""
-    labels = np.asarray(labels, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    fold = np.empty(len(labels), dtype=np.int64)
-    start = 0
-    for k in np.unique(labels):
-        members = np.flatnonzero(labels == k)
-        members = members[rng.permutation(len(members))]
-        fold[members] = (start + np.arange(len(members))) % folds
-        start += len(members)
-    return fold
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, classes: int, folds: int = FOLDS,

@@ -49,11 +49,19 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
             value = None if chosen is None else base / chosen
         if value is not None and value is not False:
             setattr(cfg, item.name, value)
+    # The flags given, even at their defaults: --recipe_mode auto leaves the settings they name as given.
+    cfg.given_flags = frozenset(item.name for item in fields(TrainConfig) if _given(getattr(args, item.name)))
     try:
         cfg.check()
     except SettingError as error:
         raise UsageError(str(error)) from error
     return cfg
+
+
+def _given(value) -> bool:
+    """Whether argparse read the flag: a switch left off is False, any other flag left out None
+    (a 0 given is a value, not an absence, hence `is`)."""
+    return value is not None and value is not False
 
 
 def run(args) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tensorguess.export.canonical import canonical
 from tensorguess.features.modules import ModuleSpec, feature_function, resize_image, to_value_range
 from tensorguess.head.train import FinalLayer
 from tensorguess.model_dir import BOTTLENECK, IMAGE_BATCH, INPUT_BYTES
@@ -117,7 +118,7 @@ def classifier_graph(spec: ModuleSpec, loaded, layer: FinalLayer, final_tensor_n
             logits = tf.divide(logits, tf.constant(layer.temperature, tf.float32, name="temperature"),
                                name="calibrated_logits")
         tf.nn.softmax(logits, name=final_tensor_name)
-    return graph.as_graph_def()
+    return canonical(graph.as_graph_def())  # the same model, the same bytes, whatever ran before
 
 
 def labels_bytes(labels: list[str]) -> bytes:
@@ -175,7 +176,7 @@ def export(spec: ModuleSpec, loaded, layer: FinalLayer, labels: list[str], graph
                    final_tensor_name, alone)
         return
     graph_def = classifier_graph(spec, loaded, layer, final_tensor_name)
-    publication.write(Path(graph_path), graph_def.SerializeToString())
+    publication.write(Path(graph_path), graph_def.SerializeToString(deterministic=True))  # attrs in order
     publication.write(Path(labels_path), labels_bytes(labels))
     if saved_model_dir:
         write_saved_model(graph_def, publication.new_folder(Path(saved_model_dir)), final_tensor_name)

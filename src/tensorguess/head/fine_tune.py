@@ -34,7 +34,6 @@ import numpy as np
 
 from tensorguess import strict_json
 from tensorguess.atomic_write import write_atomically
-from tensorguess.data.dataset import Split
 from tensorguess.errors import TensorGuessError
 from tensorguess.features import augment
 from tensorguess.features.modules import ModuleSpec, feature_function, to_value_range
@@ -49,6 +48,10 @@ FORMAT = 1  # bump when what a checkpoint holds changes: older ones are then ign
 
 class FineTuneError(TensorGuessError, ValueError):
     """Fine-tuning cannot run as asked; the message names the flag or the file."""
+
+
+class FineTuneDiverged(FineTuneError):
+    """The loss stopped being a finite number: this fine-tuning lost, the head alone stays."""
 
 
 @dataclass(frozen=True)
@@ -235,9 +238,9 @@ def fine_tune(spec: ModuleSpec, loaded, layer: FinalLayer, train: tuple[list[Pat
         seconds = time.perf_counter() - epoch_started
         if not counts or not np.all(np.isfinite(losses)):
             last = losses[-1] if losses else "none"
-            raise FineTuneError(f"fine-tuning diverged in epoch {epoch} (loss {last}): "
-                                f"nothing was written; try a smaller --fine_tune_learning_rate than "
-                                f"{settings.learning_rate:g}")
+            _remove_checkpoint_files(folder)  # nothing to resume: a rerun would diverge again
+            raise FineTuneDiverged(f"fine-tuning diverged in epoch {epoch} (loss {last}); try a smaller "
+                                   f"--fine_tune_learning_rate than {settings.learning_rate:g}")
         val_accuracy, val_loss = _validate(network, val_paths, val_y, settings.batch_size)
         trained_images = int(sum(counts))
         result = Epoch(epoch, float(np.average(accuracies, weights=counts)),
@@ -361,17 +364,3 @@ def _remove_checkpoint_files(folder: Path, keep: str | None = None) -> None:
         (folder / STATE_FILE).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             folder.rmdir()
-
-
-def run(cfg, spec: ModuleSpec, loaded, layer: FinalLayer, parts: Split, digests: dict,
-        seed: int, say: Callable[[str], None], warn: Callable[[str], None]):
-    """retrain.py's step: fine-tune as `cfg` says; returns (the head, the fine-tuned network's
-    validation and test features, in retrain.py's order of the splits, and the log entry)."""
-    settings = FineTuneSettings(cfg.fine_tune_layers, cfg.fine_tune_epochs, cfg.fine_tune_learning_rate,
-                                cfg.fine_tune_batch_size)
-    validation = parts.files("validation")
-    network, log = fine_tune(spec, loaded, layer, parts.files("training"), validation, digests, cfg.recipe(),
-                             settings, seed, Path(cfg.train_log).parent, say, warn)
-    val_x = network_features(network, validation[0], settings.batch_size)
-    test_x = network_features(network, parts.files("testing")[0], settings.batch_size)
-    return network.final_layer(), val_x, test_x, log

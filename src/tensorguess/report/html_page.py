@@ -171,8 +171,13 @@ def training(page: Page) -> list[str]:
         parts.append(f"<p>{run.evaluations} evaluations; "
                      + ", ".join(f"{count} {e(name)}" for name, count in run.split_sizes.items())
                      + " images.</p>")
+        if run.recipe_line:
+            parts.append(f"<p>{e(run.recipe_line)}</p>")
         fine = run.fine_tuning
-        if fine:  # head/fine_tune.py: what of the module was trained, and how
+        if fine and fine.kept == "head alone":  # head/fine_tune_choice.py: it lost on validation
+            parts.append(f"<p>Fine-tuning was tried and not kept ({e(fine.not_kept_because or '')}): the "
+                         "model is the head trained on the bottlenecks alone.</p>")
+        elif fine:  # head/fine_tune.py: what of the module was trained, and how
             kept = (f"; kept epoch {fine.chosen_epoch} (validation accuracy "
                     f"{fine.chosen_validation_accuracy * 100:.1f}%)"
                     if fine.chosen_validation_accuracy is not None else "")

@@ -61,14 +61,19 @@ class FineTuning:
     seconds: float
     chosen_epoch: int | None
     chosen_validation_accuracy: float | None  # of the kept epoch; None when unknown
+    # head/fine_tune_choice.py: "fine-tuned", or "head alone" when it did not beat the head (and why)
+    kept: str = "fine-tuned"
+    not_kept_because: str | None = None
 
     @classmethod
     def of(cls, fine: dict) -> FineTuning:
-        chosen = next((h for h in fine["history"] if h["epoch"] == fine["chosen_epoch"]), None)
-        return cls(layers=fine["layers"], weights=fine["weights"], learning_rate=fine["learning_rate"],
-                   epochs=fine["epochs"], distortions=fine["distortions"], seconds=fine["seconds"],
-                   chosen_epoch=fine["chosen_epoch"],
-                   chosen_validation_accuracy=chosen["validation_accuracy"] if chosen else None)
+        chosen = next((h for h in fine.get("history", []) if h["epoch"] == fine.get("chosen_epoch")), None)
+        return cls(layers=fine.get("layers", []), weights=fine.get("weights", 0),
+                   learning_rate=fine.get("learning_rate", 0.0), epochs=fine.get("epochs", 0),
+                   distortions=fine.get("distortions", ""), seconds=fine.get("seconds", 0.0),
+                   chosen_epoch=fine.get("chosen_epoch"),
+                   chosen_validation_accuracy=chosen["validation_accuracy"] if chosen else None,
+                   kept=fine.get("kept", "fine-tuned"), not_kept_because=fine.get("not_kept_because"))
 
 
 @dataclass(frozen=True)
@@ -78,12 +83,15 @@ class Training:
     evaluations: int  # evaluation steps drawn in training_curves.png
     split_sizes: dict[str, int]
     fine_tuning: FineTuning | None
+    recipe_line: str | None = None  # head/recipe_choice.py's line: the recipe chosen and the runner-up
 
     @classmethod
     def of(cls, train_log: TrainLog) -> Training:
         fine = train_log.fine_tune
+        line = (train_log.recipe or {}).get("line")
         return cls(evaluations=len(train_log.steps), split_sizes=train_log.split_sizes,
-                   fine_tuning=FineTuning.of(fine) if fine else None)
+                   fine_tuning=FineTuning.of(fine) if fine else None,
+                   recipe_line=line if isinstance(line, str) else None)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,199 @@
+"""--recipe_mode auto: the head's recipe chosen by cross-validation on the training part only.
+
+Each candidate recipe (CANDIDATES, the one list to extend) is trained FOLDS times on the
+cached bottlenecks of the training photos, each time on all folds but one, and predicts the
+fold it did not see; the candidate whose out-of-fold predictions have the best macro F1
+wins, ties going to the earlier (simpler) one. The validation and test photos are never
+read here: validation still judges the chosen recipe afterwards (and calibrates it), and
+the test split stays what no choice has seen.
+
+Why macro F1: on an imbalanced set accuracy rewards a recipe that serves the big classes
+and forgets the small ones; macro F1 weighs every class alike, and on a balanced set it
+ranks recipes as accuracy does.
+
+Explicit flags mean what they say: a recipe setting given on the command line (or set to
+other than its default by a caller) is pinned, and only the candidates that agree with
+every pinned setting are tried; fewer than two left, the recipe is as given. --recipe_mode
+fixed pins them all.
+
+Time: a fixed amount of work, so that the choice never depends on how busy the machine is:
+FOLDS trainings of each candidate, of CV_STEPS steps each (the run's own steps when fewer),
+on the cached bottlenecks only (no photo is decoded). Measured on sign-digits (1,276
+training photos, MobileNet v1): docs/benchmarks.md, section 20.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from tensorguess.head.balance import balance
+from tensorguess.head.folds import stratified_folds
+from tensorguess.head.train import Rows, Schedule, train_head
+
+MODES = ("auto", "fixed")
+METRIC = "macro F1"
+FOLDS = 3
+CV_STEPS = 1000
+MIN_PHOTOS = 2 * FOLDS  # fewer, and a fold's head learns from next to nothing
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One recipe: TrainConfig's settings it sets; every other recipe setting at its default."""
+
+    name: str
+    settings: dict
+
+
+# The recipes --recipe_mode auto tries, cheapest first (the first is the default head and the
+# baseline the others must beat; each decides with --class_weights' default, logit adjustment
+# on a long tail). Measured: docs/benchmarks.md, sections 8, 17 and 20.
+CANDIDATES: tuple[Candidate, ...] = (
+    Candidate("linear head", {}),
+    Candidate("balanced class weights", {"class_weights": "balanced"}),
+    Candidate("512 hidden, Adam 1e-3, dropout 0.2, smoothing 0.1",
+              {"hidden_units": 512, "dropout_rate": 0.2, "label_smoothing": 0.1, "optimizer": "adam",
+               "learning_rate": 0.001}),
+)
+# The settings a recipe is made of: what a candidate may change, and what a flag pins.
+RECIPE_SETTINGS = ("hidden_units", "dropout_rate", "label_smoothing", "optimizer", "weight_decay",
+                   "learning_rate", "class_weights")
+
+
+@dataclass
+class Scored:
+    name: str
+    macro_f1: float
+    accuracy: float
+    seconds: float
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "macro_f1": round(self.macro_f1, 4), "accuracy": round(self.accuracy, 4),
+                "seconds": round(self.seconds, 2)}
+
+
+@dataclass
+class Choice:
+    """What --recipe_mode decided: the configuration to train, and what the train log records."""
+
+    cfg: object  # the TrainConfig to train: the run's, with the chosen recipe's settings
+    log: dict
+
+    @property
+    def line(self) -> str:
+        return self.log["line"]
+
+
+def pinned(cfg) -> list[str]:
+    """The recipe settings the user fixed: given as flags, or other than their defaults."""
+    defaults = type(cfg)()
+    given = set(getattr(cfg, "given_flags", ()))
+    return [name for name in RECIPE_SETTINGS
+            if name in given or getattr(cfg, name) != getattr(defaults, name)]
+
+
+def candidate_configs(cfg) -> list[tuple[str, object]]:
+    """(name, configuration) of each candidate that agrees with every pinned setting."""
+    defaults = type(cfg)()
+    fixed = pinned(cfg)
+    chosen = []
+    for candidate in CANDIDATES:
+        recipe = {name: getattr(defaults, name) for name in RECIPE_SETTINGS} | candidate.settings
+        if all(recipe[name] == getattr(cfg, name) for name in fixed):
+            chosen.append((candidate.name, dataclasses.replace(cfg, **recipe)))
+    return chosen
+
+
+def choose(cfg, matrix: np.ndarray, rows: np.ndarray, truth: np.ndarray, classes: int, seed: int) -> Choice:
+    """The recipe to train on the training photos `matrix[rows]` labelled `truth` (its `line` says it)."""
+    started = time.perf_counter()
+    as_given = {"mode": cfg.recipe_mode, "metric": METRIC, "pinned": pinned(cfg), "candidates": [],
+                "chosen": None, "runner_up": None}
+    if cfg.recipe_mode == "fixed":
+        return _as_given(cfg, as_given, "--recipe_mode fixed")
+    tried = candidate_configs(cfg)
+    if len(tried) < 2:
+        return _as_given(cfg, as_given, "pinned by " + ", ".join(f"--{n}" for n in as_given["pinned"]))
+    if len(truth) < MIN_PHOTOS:
+        return _as_given(cfg, as_given, f"fewer than {MIN_PHOTOS} training photos to cross-validate on")
+    fold = stratified_folds(truth, FOLDS, seed)
+    scored = [(_cross_validate(candidate, name, matrix, rows, truth, classes, fold, seed), candidate)
+              for name, candidate in tried]
+    ranked = sorted(range(len(scored)), key=lambda i: (-scored[i][0].macro_f1, i))
+    best, chosen_cfg = scored[ranked[0]]
+    runner = scored[ranked[1]][0] if len(ranked) > 1 else None
+    seconds = time.perf_counter() - started
+    line = (f"Recipe: chose {best.name} ({METRIC} {best.macro_f1:.3f} out-of-fold, {FOLDS} folds of the "
+            f"{len(truth)} training photos; runner-up {runner.name} {runner.macro_f1:.3f}); "
+            f"{len(scored)} recipes in {seconds:.0f} s")
+    log = {**as_given, "candidates": [s.as_json() for s, _ in scored], "chosen": best.name,
+           "runner_up": runner.as_json() if runner else None, "folds": FOLDS,
+           "steps": min(CV_STEPS, cfg.how_many_training_steps), "seconds": round(seconds, 2), "line": line}
+    return Choice(chosen_cfg, log)
+
+
+def _as_given(cfg, log: dict, why: str) -> Choice:
+    line = f"Recipe: as given ({why})"
+    return Choice(cfg, {**log, "line": line})
+
+
+def _cross_validate(cfg, name: str, matrix: np.ndarray, rows: np.ndarray, truth: np.ndarray, classes: int,
+                    fold: np.ndarray, seed: int) -> Scored:
+    """The candidate's out-of-fold predictions of every training photo, scored."""
+    started = time.perf_counter()
+    predicted = np.zeros(len(truth), np.int64)
+    steps = min(CV_STEPS, cfg.how_many_training_steps)
+    nothing = np.zeros((0, matrix.shape[1]), np.float32)
+    # Each fold traces the head's step anew, by design (as the label check's folds do).
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        for held_out in range(FOLDS):
+            train, test = fold != held_out, fold == held_out
+            # The fold's head is trained and decides as the run's would (balance.py's --class_weights).
+            chosen = balance(cfg.class_weights, truth[train], classes)
+            schedule = Schedule(steps, cfg.learning_rate, cfg.train_batch_size, -1, steps, seed + held_out)
+            layer, _ = train_head(Rows(matrix, truth[train], rows[train]), Rows(nothing, truth[:0]), classes,
+                                  schedule, cfg.head(), class_weights=chosen.weights,
+                                  logit_offsets=chosen.offsets)
+            predicted[test] = layer.logits(matrix[rows[test]]).argmax(axis=1)
+    finally:
+        tf_logger.setLevel(level)
+    return Scored(name, macro_f1(truth, predicted), float(np.mean(predicted == truth)),
+                  time.perf_counter() - started)
+
+
+def macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """The mean F1 over the classes present in `truth` (a class never predicted scores 0)."""
+    scores = []
+    for k in np.unique(truth):
+        hits = np.sum((predicted == k) & (truth == k))
+        guessed, actual = np.sum(predicted == k), np.sum(truth == k)
+        scores.append(2 * hits / (guessed + actual) if guessed + actual else 0.0)
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+# ---- fine-tuning, offered when the cheap recipes leave a gap
+
+GAP = 0.03  # validation error above this is a gap worth the offer
+FINE_TUNE_PHOTOS_PER_SECOND = 30.0  # a floor measured on 2 cores (MobileNet v1, last 4 layers)
+OFFER_SECONDS = 600.0  # an offer only where 3 epochs would take about this long at most
+
+
+def fine_tune_offer(validation_accuracy: float, training_photos: int, epochs: int) -> str | None:
+    """One line offering --fine_tune when validation says the head left a gap and it would be
+    affordable; None otherwise."""
+    if not np.isfinite(validation_accuracy) or 1 - validation_accuracy <= GAP:
+        return None
+    seconds = training_photos * epochs / FINE_TUNE_PHOTOS_PER_SECOND
+    if seconds > OFFER_SECONDS:
+        return None
+    return (f"Recipe: validation accuracy {validation_accuracy * 100:.1f}% leaves a gap of "
+            f"{(1 - validation_accuracy) * 100:.1f} points; --fine_tune (about {seconds / 60:.0f} min more "
+            f"here) may close it, and keeps this model where it does not")
