@@ -33,7 +33,7 @@ STAGES: list[list[tuple[str, ...]]] = [
     [("score",)],
     [("engine",), ("sort",), ("report",), ("serve",)],
     [("config",)],
-    [("retrain", "train_points", "deploy")],
+    [("retrain", "train_points", "deploy", "points_guessdir")],
     [("kinds",)],
     [("commands",)],
     [("cli", "__main__")],

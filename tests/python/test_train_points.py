@@ -117,7 +117,7 @@ def test_train_dispatches_on_dir_keypoints_json(tmp_path):
     assert not (tmp_path / model_dir.GRAPH).exists()
 
 
-@pytest.mark.parametrize("command", [["serve"], ["export"], ["sort", "src", "dest"]])
+@pytest.mark.parametrize("command", [["serve"], ["export"]])
 def test_jobs_points_models_lack_are_refused_in_one_line(hands_model, command, capsys, tmp_path):
     from tensorguess import cli
 

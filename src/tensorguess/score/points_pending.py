@@ -14,11 +14,6 @@ class NotForPoints(TensorGuessError):
     """A job this tensor-guess does for classes models only, so far."""
 
 
-def sort(*_args, **_kwargs):
-    raise NotForPoints("guessDir (sort) is not available for points models yet; score photos with "
-                       "guess.sh DIR PHOTO...")
-
-
 def serve_app(*_args, **_kwargs):
     raise NotForPoints("serve is not available for points models yet; score photos with guess.sh DIR "
                        "PHOTO... --json, or run the SavedModel in DIR/saved_model")

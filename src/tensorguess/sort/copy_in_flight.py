@@ -44,6 +44,8 @@ BLOCK = 1 << 20
 # A note holds one record: every label's score. 1 MiB is some 20,000 labels.
 MAX_NOTE = 1 << 20
 # Keys a note must hold, and their types (a score is a number from 0 to 1, and not a bool).
+# Why a record read from the note is not one the sort wrote; None when it could be one.
+Forged = Callable[[object], "str | None"]
 NOTE_KEYS = {"source": str, "copy": str, "label": str, "score": (int, float), "scores": dict,
              "root": str, "model": str}
 
@@ -115,12 +117,14 @@ def _forged(record: object, labels: Collection[str]) -> str | None:
 
 
 def interrupted(dest: Path, source: Path, model: str, labels: Collection[str],
-                warn: Callable[[str], None]) -> tuple[dict, Path, Path] | None:
+                warn: Callable[[str], None], forged: Forged | None = None) -> tuple[dict, Path, Path] | None:
     """The record, source and copy of a copy a stopped run left unfinished, sorting `source` with
     `model`; None when there is none (or the note is of another source, model or unreadable).
 
     A note that cannot be one the sort wrote is ignored with a warning; raises NotOurs if
-    the note's name holds a link, a FIFO or an oversized file (check).
+    the note's name holds a link, a FIFO or an oversized file (check). `forged` says why a
+    record is not a note (None: it could be one); the classes' check by default (a points
+    sort writes other records: sort/points_folder.py).
     """
     path = dest / IN_FLIGHT
     try:
@@ -135,7 +139,7 @@ def interrupted(dest: Path, source: Path, model: str, labels: Collection[str],
         return None  # torn by a kill while it was written: the claim had not been made
     if isinstance(record, dict) and (record.get("root") != str(source) or record.get("model") != model):
         return None  # another sort's note
-    why = _forged(record, labels)
+    why = forged(record) if forged is not None else _forged(record, labels)
     if why is None:
         # Lexically, not resolved: a photo in a symlinked folder of SRC is SRC's (list_files follows them).
         photo = Path(os.path.normpath(source / record["source"]))
@@ -188,7 +192,8 @@ def copy_times(source_fd: int, target_fd: int) -> None:
 
 
 def resume(dest: Path, source: Path, model: str, labels: Collection[str], recorded: set[str],
-           append: Callable[[dict], None], warn: Callable[[str], None]) -> dict | None:
+           append: Callable[[dict], None], warn: Callable[[str], None],
+           forged: Forged | None = None) -> dict | None:
     """Finish the copy a stopped run left unfinished, if any; the record it appended for it.
 
     `recorded`: the source names guesses.jsonl already records as copied (a kill after the
@@ -196,7 +201,7 @@ def resume(dest: Path, source: Path, model: str, labels: Collection[str], record
     finished for want of space is removed, as a copy that cannot be made is, and the error
     raised.
     """
-    found = interrupted(dest, source, model, labels, warn)
+    found = interrupted(dest, source, model, labels, warn, forged)
     if found is None:
         return None
     record, photo, copy = found

@@ -18,7 +18,7 @@ import json
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -202,6 +202,7 @@ class SortSummary:
     unreadable: int = 0
     already_sorted: int = 0
     per_label: dict[str, int] | None = None
+    notes: list[str] = field(default_factory=list)  # lines the command prints after its own
 
 
 def check_dest(dest: Path) -> None:
