@@ -172,6 +172,6 @@ EOF2
   before=$(sha1sum "$dest/keypoints.json")
   run as_user bash "$REPO/guessDir.sh" "hands model" "to guess" "$dest"
   [ "$status" -eq 0 ]
-  [[ $output == *"Skipped 3 photos of to guess already sorted"* ]]
+  [[ $output == *"Skipped 3 photos of $WORK/to guess already sorted"* ]]
   [ "$(sha1sum "$dest/keypoints.json")" = "$before" ]
 }

@@ -25,6 +25,7 @@ from typing import NamedTuple
 from tensorguess import strict_json
 from tensorguess.data.images import Skipped, kind_of, list_files, open_regular
 from tensorguess.errors import TensorGuessError
+from tensorguess.features.pipeline import ahead
 from tensorguess.score.predict import Classifier
 from tensorguess.sort import copy_in_flight
 from tensorguess.sort.names import IN_FLIGHT, MANIFEST, is_copy_name, safe_label, score_digits
@@ -291,7 +292,8 @@ def _sort_photos(classifier, source, dest, manifest, batch_size, warn) -> SortSu
                                           "files are sorted"), path.relative_to(source).as_posix(),
                                    where, summary, warn)
         _append_or_stop(manifest, entry, None, dest, summary, len(files))
-    for result in classifier.score_files(files, batch_size, show_progress=True):
+    # The network runs on the batches ahead while this thread copies and records the photos scored.
+    for result in ahead(classifier.score_files(files, batch_size, show_progress=True), 2 * batch_size):
         name = result.path.relative_to(source).as_posix()
         if isinstance(result, Skipped):
             entry = _record_unreadable(result, name, where, summary, warn)

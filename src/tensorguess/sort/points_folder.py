@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from tensorguess.data.images import Skipped, UnreadableImage, list_files, read_image
 from tensorguess.errors import TensorGuessError
+from tensorguess.features.pipeline import ahead
 from tensorguess.score.points import PointsResult, PointsScorer
 from tensorguess.score.points_guess import photo_score
 from tensorguess.sort import copy_in_flight, keypoints_file
@@ -217,7 +218,7 @@ def _sort_photos(scorer, source, dest, manifest, drawings, bones, batch_size, wa
                                           "files are sorted"), path.relative_to(source).as_posix(),
                                    where, summary, warn)
         _append_or_stop(manifest, entry, None, dest, summary, len(files))
-    for result in scorer.score_files(files, batch_size, show_progress=True):
+    for result in ahead(scorer.score_files(files, batch_size, show_progress=True), 2 * batch_size):
         name = result.path.relative_to(source).as_posix()
         if isinstance(result, Skipped):
             _append_or_stop(manifest, _record_unreadable(result, name, where, summary, warn), None, dest,
