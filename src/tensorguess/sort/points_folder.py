@@ -218,26 +218,30 @@ def _sort_photos(scorer, source, dest, manifest, drawings, bones, batch_size, wa
                                           "files are sorted"), path.relative_to(source).as_posix(),
                                    where, summary, warn)
         _append_or_stop(manifest, entry, None, dest, summary, len(files))
-    for result in ahead(scorer.score_files(files, batch_size, show_progress=True), 2 * batch_size):
-        name = result.path.relative_to(source).as_posix()
-        if isinstance(result, Skipped):
-            _append_or_stop(manifest, _record_unreadable(result, name, where, summary, warn), None, dest,
-                            summary, len(files))
-            continue
-        entry = {"source": name, **_answer(result), **where}
-        try:
-            copy = claim_name(dest, copy_stem(name, entry["score"]), result.path.suffix,
-                              before=lambda path, entry=entry: copy_in_flight.note(
-                                  dest, {**entry, "copy": path.name}))
-            copy_into(result.path, copy)
-        except SourceError as error:
-            entry = _record_unreadable(Skipped(result.path, str(error)), name, where, summary, warn)
-            _append_or_stop(manifest, entry, None, dest, summary, len(files))
-            continue
-        except OSError as error:
-            raise _stopped(dest, error, summary, len(files)) from error
-        drawn_and_recorded({"source": name, "copy": copy.path.name, **entry}, len(files))
-        summary.copied += 1
+    scored = ahead(scorer.score_files(files, batch_size, show_progress=True), 2 * batch_size)
+    try:
+        for result in scored:
+            name = result.path.relative_to(source).as_posix()
+            if isinstance(result, Skipped):
+                _append_or_stop(manifest, _record_unreadable(result, name, where, summary, warn), None, dest,
+                                summary, len(files))
+                continue
+            entry = {"source": name, **_answer(result), **where}
+            try:
+                copy = claim_name(dest, copy_stem(name, entry["score"]), result.path.suffix,
+                                  before=lambda path, entry=entry: copy_in_flight.note(
+                                      dest, {**entry, "copy": path.name}))
+                copy_into(result.path, copy)
+            except SourceError as error:
+                entry = _record_unreadable(Skipped(result.path, str(error)), name, where, summary, warn)
+                _append_or_stop(manifest, entry, None, dest, summary, len(files))
+                continue
+            except OSError as error:
+                raise _stopped(dest, error, summary, len(files)) from error
+            drawn_and_recorded({"source": name, "copy": copy.path.name, **entry}, len(files))
+            summary.copied += 1
+    finally:
+        scored.close()  # its thread stops now, not when the error's traceback is freed
     return summary
 
 
