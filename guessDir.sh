@@ -9,6 +9,9 @@
 # skips the photos it has already sorted there with this classifier.
 # --trust_graph runs a graph holding more than pure tensor operations;
 # --model saved_model|tflite|tflite-int8 sorts with that format (export.sh).
+# A points model copies each photo to DEST/<score>--<name>, draws its points into
+# DEST/drawn/<copy>.png and writes DEST/keypoints.json (COCO keypoints, each
+# point's score in keypoint_scores) to correct and train on (docs/points.md).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"

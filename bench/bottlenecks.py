@@ -1,6 +1,6 @@
 """Bottleneck extraction from files on disk against the module's own speed on ready tensors.
 
-    python bench/bottlenecks.py [--out bench/results/bottlenecks.json] [--rounds 2]
+    python bench/bottlenecks.py [--out bench/results/bottlenecks.json] [--rounds 2] [--every N]
 
 All on the MobileNet v1 1.0 224 feature vector, every sign-digits and superheroes image:
   A     compile_features() on the same images pre-decoded: decoded and resized to float32
@@ -13,7 +13,8 @@ All on the MobileNet v1 1.0 224 feature vector, every sign-digits and superheroe
   B     retrain.py's loop: read, decode (PIL), resize, run the module on a batch of 1.
 A, A_one_batch and ours alternate, --rounds times; the best round of each counts, and the
 ratio of each round's A and ours (run back to back, under the same load) is given too.
-Also timed, to explain the gap: decode + resize alone, on one thread and through the pipeline.
+Also timed, to explain the gap: decode + resize alone, on one thread and through the pipeline,
+and the content hashing extract() does first (reading every file once more), alone.
 Every phase reports wall seconds and the CPU seconds of this process (all threads); the
 CPU figure hardly moves when other work shares the cores, the wall one does.
 """
@@ -77,6 +78,8 @@ def decode_pipeline(paths: list[Path], size: int) -> None:
 def main() -> None:
     parse = common.parser(__doc__.splitlines()[0])
     parse.add_argument("--rounds", type=int, default=2, help="rounds of A and ours (default: 2)")
+    parse.add_argument("--every", type=int, default=1,
+                       help="every Nth image only, the two sets' mix kept (default: 1, all)")
     args = parse.parse_args()
     common.quiet_tensorflow()
     machine = common.machine()
@@ -84,7 +87,7 @@ def main() -> None:
     from tensorguess.features import bottlenecks, modules
     from tensorguess.features.pipeline import default_workers
 
-    paths = common.image_files(common.SIGN_DIGITS, common.SUPERHEROES)
+    paths = common.image_files(common.SIGN_DIGITS, common.SUPERHEROES)[::args.every]
     megabytes = common.warm_page_cache(paths) / 1e6
     # extract() runs the module once per distinct content: A covers as many images, B every path.
     first_of_each_content = list({content_hash(path): path for path in reversed(paths)}.values())[::-1]
@@ -117,6 +120,7 @@ def main() -> None:
         ("B", len(paths), lambda: one_at_a_time(run, paths, size)),
         ("decode_resize_one_thread", len(paths), lambda: decode_one_thread(paths, size)),
         ("decode_resize_pipeline_no_model", len(paths), lambda: decode_pipeline(paths, size)),
+        ("hash_only", len(paths), lambda: bottlenecks._digests(paths, None, default_workers())),
     ]
     rounds: dict[str, list[tuple[float, float]]] = {}
     counts: dict[str, int] = {}

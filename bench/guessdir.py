@@ -1,6 +1,7 @@
 """guessDir on 500 photos: tensor-guess's batched sort against the old one-run-per-image loop.
 
     python bench/guessdir.py [--out bench/results/guessdir.json] [--images 500] [--rounds 2]
+                             [--int8_images 1200]
 
 First trains a classifier on the superheroes set (200 steps, not timed) with
 `python -m tensorguess train`, then sorts the same 500 sign-digits photos
@@ -11,6 +12,16 @@ First trains a classifier on the superheroes set (200 steps, not timed) with
   ours  predict.Classifier(graph, labels) + sort.folder.sort(classifier, src, dest).
 All timings include loading the graph; the best round of each is compared. CPU seconds
 (this process, all threads) are given too: they hardly move when other work shares the cores.
+
+Then (--int8_images > 0) the classifier is exported as tflite-int8 (not timed), and
+--int8_images photos (sign-digits, then flowers: 100x100 and up to 320 px) are sorted
+with the float graph (`pb`) and with `tflite-int8`, in turn, --rounds times, beside the
+network alone on the same photos decoded before any timing (the baseline: what int8 gains
+where nothing else runs), and the stages around it, each alone:
+  decode      decoded_batches() over the photos, no network;
+  copy        sort.folder.sort with a stand-in classifier giving each photo the int8
+              model's scores at once (listing, copying, the note, the manifest);
+so int8/pb for the whole sort can be read against int8/pb for the network.
 """
 
 from __future__ import annotations
@@ -79,10 +90,101 @@ def sort_our_way(graph_path: Path, labels_path: Path, source: Path, dest: Path) 
     return summary.copied + summary.unreadable
 
 
+FLOWERS = common.SHARED / "datasets" / "flowers"
+
+
+def pick_mixed(source: Path, count: int) -> None:
+    """`count` photos, sign-digits' then flowers', into one flat folder (bench/deploy.py's set)."""
+    source.mkdir()
+    photos = (common.image_files(*sorted(p for p in common.SIGN_DIGITS.iterdir() if p.is_dir()))
+              + common.image_files(*sorted(p for p in FLOWERS.iterdir() if p.is_dir())))[:count]
+    for number, photo in enumerate(photos):
+        shutil.copy2(photo, source / f"{number:05d}_{photo.name}")
+
+
+class ReadyScores:
+    """A stand-in classifier that gives each photo scores computed before (the copy stage alone)."""
+
+    def __init__(self, classifier, scores: dict):
+        self.labels, self.digest, self.scores = classifier.labels, classifier.digest, scores
+        self.ranked = classifier.ranked
+
+    def score_files(self, paths, batch_size=32, show_progress=False):
+        from tensorguess.score.predict import Scored
+
+        return (Scored(path, self.scores[path]) for path in paths)
+
+
+def int8_against_float(work: Path, count: int, rounds: int) -> dict:
+    """The int8 sort against the float graph's, beside the network alone and the other stages."""
+    from tensorguess.features.pipeline import decoded_batches
+    from tensorguess.score.models import open_classifier
+    from tensorguess.sort import folder
+
+    env = {**os.environ, "PYTHONPATH": str(common.REPO / "src")}
+    subprocess.run([sys.executable, "-m", "tensorguess", "export", str(work), "--format", "tflite-int8"],
+                   check=True, env=env, capture_output=True)
+    source = work / "mixed"
+    pick_mixed(source, count)
+    paths = sorted(source.iterdir())
+    common.warm_page_cache(paths)
+    batches = [batch.pixels for batch in decoded_batches(paths, 224, 32)]  # before any timing
+    models = {name: open_classifier(work, name) for name in ("pb", "tflite-int8")}
+    runs = {name: (model.run if hasattr(model, "run") else (lambda x, model=model: model._run(x)[0]))
+            for name, model in models.items()}
+    for run in runs.values():
+        run(batches[0])  # warm up
+    scores = {}
+    for path, result in zip(paths, models["tflite-int8"].score_files(paths), strict=True):
+        scores[path] = result.scores
+
+    def network(name):
+        return lambda round_: [runs[name](batch) for batch in batches]
+
+    def sort(name):
+        def way(round_):
+            dest = work / f"sorted-{name}-{round_}"
+            return folder.sort(models[name], source, dest, 32, warn=lambda line: None).copied
+        return way
+
+    def decode(round_):
+        return sum(1 for _ in decoded_batches(paths, 224, 32))
+
+    def copy(round_):
+        stand_in = ReadyScores(models["tflite-int8"], scores)
+        return folder.sort(stand_in, source, work / f"copied-{round_}", 32, warn=lambda line: None).copied
+
+    measured = common.alternate({"network_pb": network("pb"), "network_int8": network("tflite-int8"),
+                                 "sort_pb": sort("pb"), "sort_int8": sort("tflite-int8"),
+                                 "decode": decode, "copy": copy}, rounds)
+    for model in models.values():
+        model.close()
+    best, best_cpu = measured.best()
+    return {
+        "images": count,
+        "seconds_per_round": measured.seconds,
+        "cpu_seconds_per_round": measured.cpu_seconds,
+        "images_per_second": {name: round(count / s, 1) for name, s in best.items()},
+        "cpu_ms_per_image": {name: round(1000 * s / count, 2) for name, s in best_cpu.items()},
+        "ratios": {
+            "sort_int8_over_pb": round(best["sort_pb"] / best["sort_int8"], 2),
+            "sort_int8_over_pb_cpu": round(best_cpu["sort_pb"] / best_cpu["sort_int8"], 2),
+            "network_int8_over_pb": round(best["network_pb"] / best["network_int8"], 2),
+            "network_int8_over_pb_cpu": round(best_cpu["network_pb"] / best_cpu["network_int8"], 2),
+            # Each round's two sorts ran back to back, under the same load.
+            "sort_int8_over_pb_per_round": [round(p / i, 2) for p, i in
+                                            zip(measured.seconds["sort_pb"], measured.seconds["sort_int8"],
+                                                strict=True)],
+        },
+    }
+
+
 def main() -> None:
     parse = common.parser(__doc__.splitlines()[0])
     parse.add_argument("--images", type=int, default=500)
     parse.add_argument("--rounds", type=int, default=2)
+    parse.add_argument("--int8_images", type=int, default=1200,
+                       help="photos the int8 and float sorts are compared on (0: not compared)")
     args = parse.parse_args()
     common.quiet_tensorflow()
     machine = common.machine()
@@ -100,6 +202,7 @@ def main() -> None:
                 for name, sort in (("old", sort_old_way), ("ours", sort_our_way))}
         rounds = common.alternate(ways, args.rounds)
         assert all(count == args.images for count in rounds.results.values()), rounds.results
+        int8 = int8_against_float(work, args.int8_images, args.rounds) if args.int8_images else None
 
     best, best_cpu = rounds.best()
     common.finish({
@@ -116,6 +219,7 @@ def main() -> None:
             "ours_speedup_over_old": round(best["old"] / best["ours"], 2),
             "ours_speedup_over_old_cpu": round(best_cpu["old"] / best_cpu["ours"], 2),
         },
+        "int8_against_float": int8,
     }, args.out)
 
 

@@ -49,10 +49,9 @@ KINDS = {
                             guess_lines="tensorguess.score.predict:guess_lines",
                             guess_document="tensorguess.score.predict:guess_document",
                             serve_app="tensorguess.serve.http_app:build_app"),
-    # sort is a placeholder that refuses in one line (score/points_pending.py).
     model_dir.POINTS: Kind(model_dir.POINTS, train="tensorguess.train_points:train",
                            open_model="tensorguess.score.points:open_points_model",
-                           sort="tensorguess.score.points_pending:sort",
+                           sort="tensorguess.points_guessdir:sort",
                            evaluate="tensorguess.report.points_evaluate:evaluate_points",
                            export="tensorguess.deploy_points:export",
                            guess_lines="tensorguess.score.points_guess:guess_lines",

@@ -65,6 +65,11 @@ setup() {
   [ "$(not_owned "$WORK/drawn before")" = "" ]
 }
 
+@test "docker: guessDir.sh on a points model writes keypoints.json train reads; every output is the user's" {
+  check_points_guessdir "sorted hands"
+  [ "$(not_owned "$WORK/sorted hands")" = "" ]
+}
+
 @test "docker: guess.sh --json on a points model gives the local runtime's points" {
   cd "$WORK"
   run --separate-stderr as_user bash "$REPO/guess.sh" "hands model" "to guess"/* --json

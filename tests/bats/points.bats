@@ -36,3 +36,7 @@ as_user() {
 @test "guess.sh --json on a points model gives image, box, score and keypoints; --draw keeps the user's file" {
   check_points_json_and_drawings
 }
+
+@test "guessDir.sh on a points model copies, draws and writes keypoints.json train reads; a rerun skips" {
+  check_points_guessdir "sorted hands"
+}

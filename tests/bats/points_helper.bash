@@ -129,3 +129,49 @@ for guess in guesses:
         assert tuple(pixels[int(p["y"]), int(p["x"])]) == (230, 40, 40), (picture, p)
 EOF
 }
+
+# check_points_guessdir DEST: guessDir.sh on the points model copies each photo of
+# "to guess" whole into DEST, draws it into DEST/drawn, and writes DEST/keypoints.json
+# that train's reader reads back, the points guess.sh --json gives; a rerun skips
+# them all and leaves keypoints.json as it was.
+# shellcheck disable=SC2154  # status and output are set by bats's run
+check_points_guessdir() {
+  local dest=$1
+  cd "$WORK" || return
+  run as_user bash "$REPO/guessDir.sh" "hands model" "to guess" "$dest"
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output == *"Copied 3 images into $WORK/$dest"* ]]
+  [[ $output == *"Wrote $WORK/$dest/keypoints.json (3 photos, 3 new;"* ]]
+  [ "$(find "$dest/drawn" -name '*.JPG.png' | wc -l)" -eq 3 ]
+  run --separate-stderr env TG_RUNTIME=local bash "$REPO/guess.sh" "hands model" "to guess"/* --json
+  [ "$status" -eq 0 ]
+  PYTHONPATH="$REPO/src" "$REPO/.venv/bin/python" - "$output" "$WORK" "$dest" <<'EOF2'
+import json, sys
+from pathlib import Path
+
+import numpy as np
+
+from tensorguess.data.keypoints import read_keypoints
+
+guesses, work, dest = json.loads(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[2]) / sys.argv[3]
+records = {r["source"]: r for r in map(json.loads, (dest / "guesses.jsonl").read_text().splitlines())}
+document = json.loads((dest / "keypoints.json").read_text())
+annotations = {a["image_id"]: a for a in document["annotations"]}
+by_name = {image["file_name"]: annotations[image["id"]] for image in document["images"]}
+for guess in guesses:
+    record = records[Path(guess["image"]).name]
+    assert (dest / record["copy"]).read_bytes() == (work / guess["image"]).read_bytes()
+    triples = np.array(by_name[record["copy"]]["keypoints"]).reshape(-1, 3)
+    assert np.allclose(triples[:, :2], [[p["x"], p["y"]] for p in guess["keypoints"]], atol=1e-3)
+    assert np.allclose(by_name[record["copy"]]["keypoint_scores"], [p["score"] for p in guess["keypoints"]],
+                       atol=1e-4)
+read = read_keypoints(dest / "keypoints.json", say=lambda line: None)
+assert len(read.instances) == 3 and len(read.names) == 21
+EOF2
+  before=$(sha1sum "$dest/keypoints.json")
+  run as_user bash "$REPO/guessDir.sh" "hands model" "to guess" "$dest"
+  [ "$status" -eq 0 ]
+  [[ $output == *"Skipped 3 photos of $WORK/to guess already sorted"* ]]
+  [ "$(sha1sum "$dest/keypoints.json")" = "$before" ]
+}

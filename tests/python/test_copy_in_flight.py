@@ -124,3 +124,20 @@ def test_a_torn_or_foreign_note_is_read_as_nothing_in_flight(sorted_once, tmp_pa
     assert (tmp_path / "dest" / "sub" / "x.jpg").read_bytes() == b""
     shutil.rmtree(tmp_path / "dest" / "sub")
     check_each_photo_copied_once(source, tmp_path / "dest")
+
+
+def test_a_note_is_written_over_the_one_before_never_truncated(tmp_path, monkeypatch):
+    """Truncating the note to nothing made ext4 write it to disk on close (auto_da_alloc): 15 ms a
+    photo, the largest cost of an int8 guessDir around the network (docs/benchmarks.md)."""
+    import os
+
+    long = {"source": "a" * 300, "copy": "x"}
+    short = {"source": "b", "copy": "y"}
+    copy_in_flight.note(tmp_path, long)
+
+    def refused(*args):
+        raise AssertionError("the note was truncated")
+
+    monkeypatch.setattr(os, "ftruncate", refused)
+    copy_in_flight.note(tmp_path, short)
+    assert json.loads((tmp_path / copy_in_flight.IN_FLIGHT).read_bytes()) == short

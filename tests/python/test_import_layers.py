@@ -33,7 +33,7 @@ STAGES: list[list[tuple[str, ...]]] = [
     [("score",)],
     [("engine",), ("sort",), ("report",), ("serve",)],
     [("config",)],
-    [("retrain", "train_points", "deploy", "deploy_points")],
+    [("retrain", "train_points", "deploy", "deploy_points", "points_guessdir")],
     [("kinds",)],
     [("commands",)],
     [("cli", "__main__")],

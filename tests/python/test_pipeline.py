@@ -116,3 +116,32 @@ def test_extracting_twice_with_one_module_traces_once(tmp_path):
     assert run.experimental_get_tracing_count() == traces == 1
     for path in paths[:2]:
         np.testing.assert_array_equal(first.vector(path), second.vector(path))
+
+
+def test_ahead_keeps_order_raises_the_producer_s_error_and_stops_with_its_consumer():
+    import threading
+
+    from tensorguess.features.pipeline import ahead
+
+    assert list(ahead(iter(range(100)), depth=3)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise ValueError("broken photo")
+
+    items = ahead(failing(), depth=2)
+    assert next(items) == 1
+    with pytest.raises(ValueError, match="broken photo"):
+        next(items)
+    made = []
+
+    def endless():
+        for number in range(10**9):
+            made.append(number)
+            yield number
+
+    before = threading.active_count()
+    for number in ahead(endless(), depth=2):
+        if number == 5:
+            break
+    assert len(made) <= 5 + 2 + 2 and threading.active_count() == before

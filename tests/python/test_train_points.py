@@ -115,16 +115,3 @@ def test_train_dispatches_on_dir_keypoints_json(tmp_path):
     assert done.returncode != 0
     assert "--export: exporting a points model" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / model_dir.GRAPH).exists()
-
-
-@pytest.mark.parametrize("command", [["sort", "src", "dest"]])  # serve: test_serve_points.py; export: test_points_export.py
-def test_jobs_points_models_lack_are_refused_in_one_line(hands_model, command, capsys, tmp_path):
-    from tensorguess import cli
-
-    folder, _, _ = hands_model
-    (tmp_path / "src").mkdir()
-    name, *rest = command
-    assert cli.main([name, str(folder), *(str(tmp_path / item) for item in rest)]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "not available for points models" in err, err
-    assert not (tmp_path / "dest").exists()

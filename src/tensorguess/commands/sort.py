@@ -39,4 +39,6 @@ def run(args) -> int:
     print(f"Copied {summary.copied} images into {args.dest}" + (f" ({counts})" if counts else "")
           + (f"; {summary.unreadable} unreadable, listed in {args.dest / MANIFEST}"
              if summary.unreadable else ""))
+    for line in summary.notes:
+        print(line)
     return 0

@@ -6,7 +6,9 @@ import contextlib
 import functools
 import itertools
 import os
+import queue
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +63,57 @@ def bounded_map(fn: Callable, items: Iterable, workers: int, window: int) -> Ite
             for item in itertools.islice(source, 1):
                 pending.append(pool.submit(fn, item))
             yield result
+
+
+def ahead(items: Iterable, depth: int) -> Iterator:
+    """The items of `items`, in order, produced on a thread of their own up to `depth` ahead.
+
+    What the consumer does with one item (run the network, copy a photo) then overlaps the
+    making of the next ones (assembling a batch, running the network on it): the costly calls
+    there (TensorFlow, LiteRT, file reads and writes) release the GIL. An exception of the
+    producer is raised in the consumer, at the item it stopped at; a consumer that stops early
+    (an error, a break) stops the producer at its next item.
+    """
+    done = object()
+    pending: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                pending.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+        except BaseException as error:  # handed to the consumer, which raises it
+            put((False, error))
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator's own cleanup (its pool of workers), on its own thread
+        put((True, done))
+
+    thread = threading.Thread(target=produce, name="tensor-guess-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = pending.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 # Reduced JPEG decoding and banded shrinking for photos past the budget. False decodes every
@@ -216,7 +269,9 @@ class DecodedBatch:
 def decoded_batches(
     paths: Iterable[Path], size: int, batch_size: int, workers: int | None = None
 ) -> Iterator[DecodedBatch]:
-    """The paths in batches, decoded on worker threads ahead of the consumer."""
+    """The paths in batches, decoded on worker threads ahead of the consumer, each batch assembled
+    (its photos enlarged into one array) on a thread of its own while the consumer runs the
+    network on the batch before."""
 
     def load(path: Path):
         try:
@@ -224,14 +279,17 @@ def decoded_batches(
         except UnreadableImage as error:
             return path, error
 
+    def assembled() -> Iterator[DecodedBatch]:
+        decoded = bounded_map(load, paths, workers or default_workers(), window=4 * batch_size)
+        while chunk := list(itertools.islice(decoded, batch_size)):
+            readable = [pixels for _, pixels in chunk if not isinstance(pixels, UnreadableImage)]
+            yield DecodedBatch(
+                [(path, pixels if isinstance(pixels, UnreadableImage) else None) for path, pixels in chunk],
+                network_batch(readable, size) if readable else None,
+            )
+
     set_up_decoding()
-    decoded = bounded_map(load, paths, workers or default_workers(), window=4 * batch_size)
-    while chunk := list(itertools.islice(decoded, batch_size)):
-        readable = [pixels for _, pixels in chunk if not isinstance(pixels, UnreadableImage)]
-        yield DecodedBatch(
-            [(path, pixels if isinstance(pixels, UnreadableImage) else None) for path, pixels in chunk],
-            network_batch(readable, size) if readable else None,
-        )
+    yield from ahead(assembled(), depth=1)
 
 
 def progress(total: int, description: str, enabled: bool = True):

@@ -62,12 +62,15 @@ class DrawingsFolder:
                              f"({error.strerror or error})") from error
         self.drawn: set[str] = set()  # the names this run has written
 
-    def draw(self, photo: Path, points, box, bones) -> tuple[Path, str | None]:
-        """The photo (read again, upright by EXIF, at its own size) with `box`, `bones` and `points`
-        drawn, written under the first free name: (where, a line saying why the first name was
-        passed over, or None). UnreadableImage if the photo can no longer be read."""
-        png = png_bytes(answer_drawn(read_image(photo), points, box, bones), DESCRIPTION)
-        stem = Path(photo).stem
+    def draw(self, photo: Path, points, box, bones, stem: str | None = None,
+             pixels=None) -> tuple[Path, str | None]:
+        """The photo (read again, upright by EXIF, at its own size, unless its `pixels` are given)
+        with `box`, `bones` and `points` drawn, written under the first free name from `stem` (the
+        photo's own stem by default): (where, a line saying why the first name was passed over, or
+        None). UnreadableImage if the photo can no longer be read."""
+        pixels = read_image(photo) if pixels is None else pixels
+        png = png_bytes(answer_drawn(pixels, points, box, bones), DESCRIPTION)
+        stem = Path(photo).stem if stem is None else stem
         passed: list[str] = []
         for number in range(1, TRIES + 1):
             name = f"{stem}.png" if number == 1 else f"{stem}-{number}.png"

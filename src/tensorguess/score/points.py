@@ -50,6 +50,7 @@ class PointsResult:
     points: np.ndarray  # [K,2] (x, y) in the photo's pixels, from its top-left corner
     confidence: np.ndarray  # [K] in [0,1]; nan where the model gives none (direct regression)
     box: np.ndarray  # [4] x0, y0, x1, y1: the square the points were read in
+    size: tuple[int, int] = (0, 0)  # the photo's width and height, upright by its EXIF orientation
 
 
 # A run of the graph: uint8 photos [N,H,W,3] of one size -> (points, confidence, box) as numpy.
@@ -213,7 +214,8 @@ class PointsScorer:
                 results.append(Skipped(path, "the graph gave no usable points (NaN or infinite); the "
                                        "model is broken: train it again"))
                 continue
-            results.append(PointsResult(path, points[row], confidence[row], box[row]))
+            results.append(PointsResult(path, points[row], confidence[row], box[row],
+                                        (int(pixels.shape[1]), int(pixels.shape[0]))))
         return results
 
 

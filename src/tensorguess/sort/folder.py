@@ -18,13 +18,14 @@ import json
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from tensorguess import strict_json
 from tensorguess.data.images import Skipped, kind_of, list_files, open_regular
 from tensorguess.errors import TensorGuessError
+from tensorguess.features.pipeline import ahead
 from tensorguess.score.predict import Classifier
 from tensorguess.sort import copy_in_flight
 from tensorguess.sort.names import IN_FLIGHT, MANIFEST, is_copy_name, safe_label, score_digits
@@ -202,6 +203,7 @@ class SortSummary:
     unreadable: int = 0
     already_sorted: int = 0
     per_label: dict[str, int] | None = None
+    notes: list[str] = field(default_factory=list)  # lines the command prints after its own
 
 
 def check_dest(dest: Path) -> None:
@@ -290,32 +292,37 @@ def _sort_photos(classifier, source, dest, manifest, batch_size, warn) -> SortSu
                                           "files are sorted"), path.relative_to(source).as_posix(),
                                    where, summary, warn)
         _append_or_stop(manifest, entry, None, dest, summary, len(files))
-    for result in classifier.score_files(files, batch_size, show_progress=True):
-        name = result.path.relative_to(source).as_posix()
-        if isinstance(result, Skipped):
-            entry = _record_unreadable(result, name, where, summary, warn)
-            _append_or_stop(manifest, entry, None, dest, summary, len(files))
-            continue
-        ranked = classifier.ranked(result.scores)
-        label, score = ranked[0]
-        stem = f"{safe_label(label)}--{score_digits(score)}"
-        entry = {"source": name, "label": label, "score": score, "scores": dict(ranked), **where}
-        try:
-            copy = claim_name(dest, stem, result.path.suffix,
-                              before=lambda path, entry=entry: copy_in_flight.note(
-                                  dest, {"source": entry["source"], "copy": path.name, **entry}))
-            copy_into(result.path, copy)
-            copy = copy.path
-        except SourceError as error:
-            entry = _record_unreadable(Skipped(result.path, str(error)), name, where, summary, warn)
-            _append_or_stop(manifest, entry, None, dest, summary, len(files))
-            continue
-        except OSError as error:
-            raise _stopped(dest, error, summary, len(files)) from error
-        entry = {"source": name, "copy": copy.name, **entry}
-        _append_or_stop(manifest, entry, copy, dest, summary, len(files))
-        summary.copied += 1
-        summary.per_label[label] = summary.per_label.get(label, 0) + 1
+    # The network runs on the batches ahead while this thread copies and records the photos scored.
+    scored = ahead(classifier.score_files(files, batch_size, show_progress=True), 2 * batch_size)
+    try:
+        for result in scored:
+            name = result.path.relative_to(source).as_posix()
+            if isinstance(result, Skipped):
+                entry = _record_unreadable(result, name, where, summary, warn)
+                _append_or_stop(manifest, entry, None, dest, summary, len(files))
+                continue
+            ranked = classifier.ranked(result.scores)
+            label, score = ranked[0]
+            stem = f"{safe_label(label)}--{score_digits(score)}"
+            entry = {"source": name, "label": label, "score": score, "scores": dict(ranked), **where}
+            try:
+                copy = claim_name(dest, stem, result.path.suffix,
+                                  before=lambda path, entry=entry: copy_in_flight.note(
+                                      dest, {"source": entry["source"], "copy": path.name, **entry}))
+                copy_into(result.path, copy)
+                copy = copy.path
+            except SourceError as error:
+                entry = _record_unreadable(Skipped(result.path, str(error)), name, where, summary, warn)
+                _append_or_stop(manifest, entry, None, dest, summary, len(files))
+                continue
+            except OSError as error:
+                raise _stopped(dest, error, summary, len(files)) from error
+            entry = {"source": name, "copy": copy.name, **entry}
+            _append_or_stop(manifest, entry, copy, dest, summary, len(files))
+            summary.copied += 1
+            summary.per_label[label] = summary.per_label.get(label, 0) + 1
+    finally:
+        scored.close()  # its thread stops now, not when the error's traceback is freed
     return summary
 
 
