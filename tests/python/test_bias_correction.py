@@ -100,12 +100,17 @@ def test_only_the_convolutions_biases_change(models):
 
 
 def test_export_writes_the_corrected_model(exported, models):
-    """export.sh's int8 file is this recipe: its flatbuffer is the corrected model's, byte for
-    byte (the labels are appended after it)."""
+    """export.sh's int8 file is this recipe: its flatbuffer is the corrected model's with the
+    TFLite metadata added, byte for byte (the labels are appended after it)."""
+    from tensorguess import model_dir
+    from tensorguess.export import tflite_metadata
+
     _, after, _, _, _, _ = models
     base, _, _ = exported
+    labels = (base / model_dir.LABELS).read_text().splitlines()
+    expected = tflite_metadata.with_metadata(after, tflite.classifier_metadata(after, labels, int8=True))
     written = (base / formats.FILES["tflite-int8"]).read_bytes()
-    assert written[:len(after)] == after
+    assert written[:len(expected)] == expected
 
 
 def test_a_model_that_does_not_match_the_float_one_comes_back_unchanged(models):
