@@ -102,7 +102,10 @@ def test_no_fold_is_copied_out_of_the_matrix():
                                                         steps=20, rows=rows)
         assert result.shape == (n, CLASSES) and np.allclose(result.sum(axis=1), 1)
 
-    assert growth(check) < 0.2  # the scores, the folds, the indices: [N, classes] and [N]
+    # The scores, the folds, the indices ([N, classes] and [N]) and TensorFlow's own bookkeeping:
+    # 0.17-0.19 measured alone, 0.2009 once in the whole suite (tracemalloc also counts what other
+    # threads allocate meanwhile); one fold copied, of the two, is 0.5 in float32 and 1.0 in float64.
+    assert growth(check) < 0.3
 
 
 def test_rows_give_the_same_out_of_fold_scores_as_the_photos_own_matrix():
