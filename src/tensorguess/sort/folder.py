@@ -271,20 +271,7 @@ def _sort_photos(classifier, source, dest, manifest, batch_size, warn) -> SortSu
         ours.add(dest / finished["copy"])
         summary.copied += 1
         summary.per_label[finished["label"]] = summary.per_label.get(finished["label"], 0) + 1
-    files, others = [], []
-    for path in list_files(source, warn):
-        if Path(os.path.realpath(path)) in ours:
-            continue
-        what = _not_a_photo_file(path)
-        if what is not None:
-            others.append((path, what))
-            continue
-        relative = path.relative_to(source).as_posix()
-        if relative in done:
-            # The one finished just now counts as copied (above), not as sorted before.
-            summary.already_sorted += finished is None or finished["source"] != relative
-            continue
-        files.append(path)
+    files, others = photos_to_sort(source, warn, ours, done, finished, summary)
     # Where the photos come from and which model sorts them: what a rerun skips by.
     where = {"root": str(source), "model": classifier.digest}
     for path, what in others:  # never opened: a FIFO would block the read for ever
@@ -324,6 +311,29 @@ def _sort_photos(classifier, source, dest, manifest, batch_size, warn) -> SortSu
     finally:
         scored.close()  # its thread stops now, not when the error's traceback is freed
     return summary
+
+
+def photos_to_sort(source: Path, warn, ours: set, done: set, finished: dict | None, summary,
+                   ours_too: Callable[[Path], bool] = lambda real: False) -> tuple[list, list]:
+    """(the photos of `source` still to sort, [(a file that is not a regular one, what it is)]):
+    neither a copy of ours (`ours`, or `ours_too` of its real path) nor one sorted before (`done`,
+    counted in `summary`). The classes' sort and the points' share this listing."""
+    files, others = [], []
+    for path in list_files(source, warn):
+        real = Path(os.path.realpath(path))
+        if real in ours or ours_too(real):
+            continue
+        what = _not_a_photo_file(path)
+        if what is not None:
+            others.append((path, what))
+            continue
+        relative = path.relative_to(source).as_posix()
+        if relative in done:
+            # The one finished just now counts as copied (above), not as sorted before.
+            summary.already_sorted += finished is None or finished["source"] != relative
+            continue
+        files.append(path)
+    return files, others
 
 
 def _not_a_photo_file(path: Path) -> str | None:

@@ -28,7 +28,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from tensorguess.data.images import Skipped, UnreadableImage, list_files, read_image
+from tensorguess.data.images import Skipped, UnreadableImage, read_image
 from tensorguess.errors import TensorGuessError
 from tensorguess.features.pipeline import ahead
 from tensorguess.score.points import PointsResult, PointsScorer
@@ -40,13 +40,13 @@ from tensorguess.sort.folder import (
     SortSummary,
     SourceError,
     _append_or_stop,
-    _not_a_photo_file,
     _record_unreadable,
     _stopped,
     check_dest,
     claim_name,
     copy_into,
     is_regular,
+    photos_to_sort,
 )
 from tensorguess.sort.names import IN_FLIGHT, MANIFEST, is_copy_name, safe_label, score_digits
 from tensorguess.sort.safe_open import NotOurs, open_ours
@@ -197,21 +197,9 @@ def _sort_photos(scorer, source, dest, manifest, drawings, bones, batch_size, wa
         done.add(finished["source"])
         ours.add(dest / finished["copy"])
         summary.copied += 1
-    files, others = [], []
     drawn_folder = dest / DRAWN
-    for path in list_files(source, warn):
-        real = Path(os.path.realpath(path))
-        if real in ours or drawn_folder in real.parents:
-            continue
-        what = _not_a_photo_file(path)
-        if what is not None:
-            others.append((path, what))
-            continue
-        relative = path.relative_to(source).as_posix()
-        if relative in done:
-            summary.already_sorted += finished is None or finished["source"] != relative
-            continue
-        files.append(path)
+    files, others = photos_to_sort(source, warn, ours, done, finished, summary,
+                                   ours_too=lambda real: drawn_folder in real.parents)
     where = {"root": str(source), "model": scorer.digest}
     for path, what in others:
         entry = _record_unreadable(Skipped(path, f"{what}, not a regular file; only photos in regular "
