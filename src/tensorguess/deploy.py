@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess import publish
-from tensorguess.data.images import Skipped, open_regular
+from tensorguess.data.images import Skipped
 from tensorguess.export import bias_correction, coreml, formats, tflite
-from tensorguess.export.formats import FILES, ExportError
+from tensorguess.export.formats import FILES, ExportError, read_graph
 from tensorguess.model_dir import FINAL_TENSOR, GRAPH, IMAGE_BATCH, LABELS, REPORT, TRAIN_LOG, TrainLog
 from tensorguess.report import document
 from tensorguess.report import formats as table_of
@@ -48,19 +48,10 @@ def export(folder: Path, chosen: list[str], graph: str = GRAPH,
 def _export(folder: Path, chosen: list[str], graph: str, labels_name: str, final_tensor_name: str,
             trust_graph: bool, report_dir: Path | None, say: Callable[[str], None],
             warn: Callable[[str], None]) -> list[dict]:
-    import tensorflow as tf
 
     graph_path, labels_path = folder / graph, folder / labels_name
     labels = read_labels(labels_path)
-    graph_def = tf.compat.v1.GraphDef()
-    try:
-        with open_regular(graph_path, max_bytes=None) as handle:
-            graph_def.ParseFromString(handle.read())
-    except OSError as error:
-        raise ExportError(f"cannot read {graph_path} ({error.strerror}); train first with "
-                          "train.sh") from error
-    except Exception as error:
-        raise ExportError(f"{graph_path} is not a TensorFlow GraphDef ({error})") from error
+    graph_def = read_graph(graph_path)
     refused = graph_check.refusal(graph_def, graph_path, trusted=trust_graph)
     if refused:
         raise ExportError(refused)

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess import publish
-from tensorguess.data.images import content_hash, open_regular, read_image
+from tensorguess.data.images import content_hash, read_image
 from tensorguess.errors import TensorGuessError
 from tensorguess.export import points_coreml, points_lite
-from tensorguess.export.formats import CALIBRATION_PHOTOS, FILES, ExportError, evenly_chosen
+from tensorguess.export.formats import CALIBRATION_PHOTOS, FILES, ExportError, evenly_chosen, read_graph
 from tensorguess.export.points_graph import write_points_saved_model
 from tensorguess.model_dir import GRAPH, POINT_NAMES, SAVED_MODEL, TRAIN_LOG, TrainLog
 from tensorguess.score import graph_check
@@ -45,18 +45,9 @@ def export(folder: Path, chosen: list[str], graph: str = GRAPH, labels_name: str
 
 
 def _export(folder: Path, chosen: list[str], graph: str, trust_graph: bool, say, warn) -> list[dict]:
-    import tensorflow as tf
 
     graph_path = folder / graph
-    graph_def = tf.compat.v1.GraphDef()
-    try:
-        with open_regular(graph_path, max_bytes=None) as handle:
-            graph_def.ParseFromString(handle.read())
-    except OSError as error:
-        raise ExportError(f"cannot read {graph_path} ({error.strerror}); train first with "
-                          "train.sh") from error
-    except Exception as error:
-        raise ExportError(f"{graph_path} is not a TensorFlow GraphDef ({error})") from error
+    graph_def = read_graph(graph_path)
     refused = graph_check.refusal(graph_def, graph_path, trusted=trust_graph)
     if refused:
         raise ExportError(refused)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tensorguess.data import dataset
-from tensorguess.data.images import content_hash
+from tensorguess.data.images import content_hash, open_regular
 from tensorguess.data.labels_csv import read_labels_csv
 from tensorguess.errors import TensorGuessError
 from tensorguess.model_dir import EXPORTS, SAVED_MODEL, TrainLog
@@ -26,6 +26,23 @@ CALIBRATION_PHOTOS = 300  # training photos the int8 ranges are measured on
 
 class ExportError(TensorGuessError):
     """The classifier in DIR cannot be exported as asked; the message says what to do."""
+
+
+def read_graph(graph_path: Path):
+    """The GraphDef in `graph_path` (a regular file, never followed into a FIFO), or one line
+    saying why not: what both kinds' export reads first."""
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        with open_regular(graph_path, max_bytes=None) as handle:
+            graph_def.ParseFromString(handle.read())
+    except OSError as error:
+        raise ExportError(f"cannot read {graph_path} ({error.strerror}); train first with "
+                          "train.sh") from error
+    except Exception as error:
+        raise ExportError(f"{graph_path} is not a TensorFlow GraphDef ({error})") from error
+    return graph_def
 
 
 def parse_formats(text: str) -> list[str]:
