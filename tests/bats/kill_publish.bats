@@ -21,7 +21,7 @@ setup_file() {
   # The renames of a training of B over S1, and of an export over S2, counted once.
   cp -a "$BASE/S1" "$BASE/count-train"
   strace -f -o "$BASE/train.log" -e trace=rename \
-    bash "$REPO/train.sh" "$BASE/count-train" --image_dir data_b --how_many_training_steps 50 \
+    bash "$REPO/train.sh" "$BASE/count-train" --image_dir data_b --how_many_training_steps 50 --recipe_mode fixed \
     --random_seed 1 >/dev/null
   renames_in "$BASE/count-train" "$BASE/train.log" >"$BASE/train.renames"
   cp -a "$BASE/S2" "$BASE/count-export"
@@ -44,7 +44,7 @@ teardown() {
 train() {
   local dir=$1 images=$2
   shift 2
-  bash "$REPO/train.sh" "$dir" --image_dir "$images" --how_many_training_steps 50 --random_seed 1 "$@"
+  bash "$REPO/train.sh" "$dir" --image_dir "$images" --how_many_training_steps 50 --recipe_mode fixed --random_seed 1 "$@"
 }
 
 # renames_in DIR LOG: the ordinals, among the renames of the traced process itself (the
@@ -96,7 +96,7 @@ the_graph_is() {
     cp -a "$BASE/S1" "$DIR"
     code=0
     strace -f -o /dev/null -e trace=rename -e "inject=rename:signal=KILL:when=$n" \
-      bash "$REPO/train.sh" "$DIR" --image_dir data_b --how_many_training_steps 50 --random_seed 1 \
+      bash "$REPO/train.sh" "$DIR" --image_dir data_b --how_many_training_steps 50 --recipe_mode fixed --random_seed 1 \
       >"$BATS_TEST_TMPDIR/out" 2>&1 || code=$?
     [ "$code" -eq 137 ] || { echo "rename $n: status $code"; cat "$BATS_TEST_TMPDIR/out"; false; }
     found=$(labels_of "$DIR")
@@ -118,7 +118,7 @@ the_graph_is() {
   touch "$DIR/.retrained_graph.pb.notours.tmp" "$DIR/.retrained_graph.pb.mine.tmp.bak"
   journal=$(head -n 1 "$BASE/train.renames")
   run strace -f -o /dev/null -e trace=rename -e "inject=rename:signal=KILL:when=$journal" \
-    bash "$REPO/train.sh" "$DIR" --image_dir data_b --how_many_training_steps 50 --random_seed 1
+    bash "$REPO/train.sh" "$DIR" --image_dir data_b --how_many_training_steps 50 --recipe_mode fixed --random_seed 1
   [ "$status" -eq 137 ]
   ls -a "$DIR"
   [ "$(find "$DIR" -maxdepth 1 -name '.retrained_graph.pb.????????.tmp' | wc -l)" -eq 1 ]
@@ -138,7 +138,7 @@ the_graph_is() {
 
 @test "a second train.sh on DIR is refused in one line naming the first's pid, until the first is killed" {
   cp -a "$BASE/S1" "$DIR"
-  env --default-signal=INT bash "$REPO/train.sh" "$DIR" --image_dir data_b --how_many_training_steps 50 \
+  env --default-signal=INT bash "$REPO/train.sh" "$DIR" --image_dir data_b --how_many_training_steps 50 --recipe_mode fixed \
     >"$BATS_TEST_TMPDIR/first" 2>&1 3>&- &
   pid=$!
   wait_until 120 grep -q "^Found 12 files" "$BATS_TEST_TMPDIR/first"
