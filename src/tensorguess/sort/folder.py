@@ -227,12 +227,7 @@ def sort(
     wrote (the manifest, recorded copies) are never sorted, so SRC may lie inside DEST
     or DEST inside SRC.
     """
-    source, dest = Path(source).resolve(), Path(dest).resolve()
-    check_dest(dest)
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SortError(f"cannot create DEST {dest} ({error.strerror})") from error
+    source, dest = opened_folders(source, dest)
     try:
         copy_in_flight.check(dest)  # before anything is written: a planted note stops the run here
     except NotOurs as error:
@@ -274,11 +269,7 @@ def _sort_photos(classifier, source, dest, manifest, batch_size, warn) -> SortSu
     files, others = photos_to_sort(source, warn, ours, done, finished, summary)
     # Where the photos come from and which model sorts them: what a rerun skips by.
     where = {"root": str(source), "model": classifier.digest}
-    for path, what in others:  # never opened: a FIFO would block the read for ever
-        entry = _record_unreadable(Skipped(path, f"{what}, not a regular file; only photos in regular "
-                                          "files are sorted"), path.relative_to(source).as_posix(),
-                                   where, summary, warn)
-        _append_or_stop(manifest, entry, None, dest, summary, len(files))
+    record_not_photos(others, source, where, manifest, dest, summary, len(files), warn)
     # The network runs on the batches ahead while this thread copies and records the photos scored.
     scored = ahead(classifier.score_files(files, batch_size, show_progress=True), 2 * batch_size)
     try:
@@ -311,6 +302,28 @@ def _sort_photos(classifier, source, dest, manifest, batch_size, warn) -> SortSu
     finally:
         scored.close()  # its thread stops now, not when the error's traceback is freed
     return summary
+
+
+def opened_folders(source: Path, dest: Path) -> tuple[Path, Path]:
+    """(SRC, DEST) resolved, DEST checked and made: where both kinds' sort starts."""
+    source, dest = Path(source).resolve(), Path(dest).resolve()
+    check_dest(dest)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SortError(f"cannot create DEST {dest} ({error.strerror})") from error
+    return source, dest
+
+
+def record_not_photos(others: list, source: Path, where: dict, manifest, dest: Path, summary,
+                      pending: int, warn) -> None:
+    """Record each file photos_to_sort found not regular as unreadable; never opened, as a FIFO
+    would block the read for ever."""
+    for path, what in others:
+        entry = _record_unreadable(Skipped(path, f"{what}, not a regular file; only photos in regular "
+                                          "files are sorted"), path.relative_to(source).as_posix(),
+                                   where, summary, warn)
+        _append_or_stop(manifest, entry, None, dest, summary, pending)
 
 
 def photos_to_sort(source: Path, warn, ours: set, done: set, finished: dict | None, summary,

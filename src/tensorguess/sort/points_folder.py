@@ -42,11 +42,12 @@ from tensorguess.sort.folder import (
     _append_or_stop,
     _record_unreadable,
     _stopped,
-    check_dest,
     claim_name,
     copy_into,
     is_regular,
+    opened_folders,
     photos_to_sort,
+    record_not_photos,
 )
 from tensorguess.sort.names import IN_FLIGHT, MANIFEST, is_copy_name, safe_label, score_digits
 from tensorguess.sort.safe_open import NotOurs, open_ours
@@ -112,12 +113,7 @@ def sort(scorer: PointsScorer, source: Path, dest: Path, drawings: Drawings, bat
          warn: Callable[[str], None] = print) -> SortSummary:
     """Copy, draw (into the folder `drawings` makes) and record each photo of `source` into `dest`;
     see the module docstring."""
-    source, dest = Path(source).resolve(), Path(dest).resolve()
-    check_dest(dest)
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SortError(f"cannot create DEST {dest} ({error.strerror})") from error
+    source, dest = opened_folders(source, dest)
     bones = scorer.skeleton.checked()
     try:
         copy_in_flight.check(dest)
@@ -201,11 +197,7 @@ def _sort_photos(scorer, source, dest, manifest, drawings, bones, batch_size, wa
     files, others = photos_to_sort(source, warn, ours, done, finished, summary,
                                    ours_too=lambda real: drawn_folder in real.parents)
     where = {"root": str(source), "model": scorer.digest}
-    for path, what in others:
-        entry = _record_unreadable(Skipped(path, f"{what}, not a regular file; only photos in regular "
-                                          "files are sorted"), path.relative_to(source).as_posix(),
-                                   where, summary, warn)
-        _append_or_stop(manifest, entry, None, dest, summary, len(files))
+    record_not_photos(others, source, where, manifest, dest, summary, len(files), warn)
     scored = ahead(scorer.score_files(files, batch_size, show_progress=True), 2 * batch_size)
     try:
         for result in scored:
