@@ -272,36 +272,51 @@ def _sort_photos(classifier, source, dest, manifest, batch_size, warn) -> SortSu
     record_not_photos(others, source, where, manifest, dest, summary, len(files), warn)
     # The network runs on the batches ahead while this thread copies and records the photos scored.
     scored = ahead(classifier.score_files(files, batch_size, show_progress=True), 2 * batch_size)
+
+    def entry_of(name: str, result) -> tuple[str, dict]:
+        ranked = classifier.ranked(result.scores)
+        label, score = ranked[0]
+        return (f"{safe_label(label)}--{score_digits(score)}",
+                {"source": name, "label": label, "score": score, "scores": dict(ranked), **where})
+
+    def recorded(entry: dict, total: int) -> None:
+        _append_or_stop(manifest, entry, dest / entry["copy"], dest, summary, total)
+        summary.per_label[entry["label"]] = summary.per_label.get(entry["label"], 0) + 1
+
+    copy_scored(scored, source, dest, manifest, where, summary, len(files), warn, entry_of, recorded)
+    return summary
+
+
+def copy_scored(scored, source: Path, dest: Path, manifest: Manifest, where: dict, summary: SortSummary,
+                total: int, warn, entry_of: Callable, recorded: Callable[[dict, int], None]) -> None:
+    """Both kinds' loop over the scored photos: each readable one copied into DEST under the stem
+    `entry_of(name, result)` gives with its record, the copy-in-flight note written before the
+    copy is claimed, then `recorded(record with its copy's name, total)`; an unreadable photo
+    (or one that went while copied) recorded as not sorted. Closes `scored` (pipeline.ahead's
+    thread stops now, not when an error's traceback is freed)."""
     try:
         for result in scored:
             name = result.path.relative_to(source).as_posix()
             if isinstance(result, Skipped):
                 entry = _record_unreadable(result, name, where, summary, warn)
-                _append_or_stop(manifest, entry, None, dest, summary, len(files))
+                _append_or_stop(manifest, entry, None, dest, summary, total)
                 continue
-            ranked = classifier.ranked(result.scores)
-            label, score = ranked[0]
-            stem = f"{safe_label(label)}--{score_digits(score)}"
-            entry = {"source": name, "label": label, "score": score, "scores": dict(ranked), **where}
+            stem, entry = entry_of(name, result)
             try:
                 copy = claim_name(dest, stem, result.path.suffix,
                                   before=lambda path, entry=entry: copy_in_flight.note(
                                       dest, {"source": entry["source"], "copy": path.name, **entry}))
                 copy_into(result.path, copy)
-                copy = copy.path
             except SourceError as error:
                 entry = _record_unreadable(Skipped(result.path, str(error)), name, where, summary, warn)
-                _append_or_stop(manifest, entry, None, dest, summary, len(files))
+                _append_or_stop(manifest, entry, None, dest, summary, total)
                 continue
             except OSError as error:
-                raise _stopped(dest, error, summary, len(files)) from error
-            entry = {"source": name, "copy": copy.name, **entry}
-            _append_or_stop(manifest, entry, copy, dest, summary, len(files))
+                raise _stopped(dest, error, summary, total) from error
+            recorded({"source": name, "copy": copy.path.name, **entry}, total)
             summary.copied += 1
-            summary.per_label[label] = summary.per_label.get(label, 0) + 1
     finally:
-        scored.close()  # its thread stops now, not when the error's traceback is freed
-    return summary
+        scored.close()
 
 
 def opened_folders(source: Path, dest: Path) -> tuple[Path, Path]:

@@ -28,7 +28,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from tensorguess.data.images import Skipped, UnreadableImage, read_image
+from tensorguess.data.images import UnreadableImage, read_image
 from tensorguess.errors import TensorGuessError
 from tensorguess.features.pipeline import ahead
 from tensorguess.score.points import PointsResult, PointsScorer
@@ -38,12 +38,9 @@ from tensorguess.sort.folder import (
     Manifest,
     SortError,
     SortSummary,
-    SourceError,
     _append_or_stop,
-    _record_unreadable,
     _stopped,
-    claim_name,
-    copy_into,
+    copy_scored,
     is_regular,
     opened_folders,
     photos_to_sort,
@@ -199,29 +196,13 @@ def _sort_photos(scorer, source, dest, manifest, drawings, bones, batch_size, wa
     where = {"root": str(source), "model": scorer.digest}
     record_not_photos(others, source, where, manifest, dest, summary, len(files), warn)
     scored = ahead(scorer.score_files(files, batch_size, show_progress=True), 2 * batch_size)
-    try:
-        for result in scored:
-            name = result.path.relative_to(source).as_posix()
-            if isinstance(result, Skipped):
-                _append_or_stop(manifest, _record_unreadable(result, name, where, summary, warn), None, dest,
-                                summary, len(files))
-                continue
-            entry = {"source": name, **_answer(result), **where}
-            try:
-                copy = claim_name(dest, copy_stem(name, entry["score"]), result.path.suffix,
-                                  before=lambda path, entry=entry: copy_in_flight.note(
-                                      dest, {**entry, "copy": path.name}))
-                copy_into(result.path, copy)
-            except SourceError as error:
-                entry = _record_unreadable(Skipped(result.path, str(error)), name, where, summary, warn)
-                _append_or_stop(manifest, entry, None, dest, summary, len(files))
-                continue
-            except OSError as error:
-                raise _stopped(dest, error, summary, len(files)) from error
-            drawn_and_recorded({"source": name, "copy": copy.path.name, **entry}, len(files))
-            summary.copied += 1
-    finally:
-        scored.close()  # its thread stops now, not when the error's traceback is freed
+
+    def entry_of(name: str, result: PointsResult) -> tuple[str, dict]:
+        entry = {"source": name, **_answer(result), **where}
+        return copy_stem(name, entry["score"]), entry
+
+    copy_scored(scored, source, dest, manifest, where, summary, len(files), warn, entry_of,
+                drawn_and_recorded)
     return summary
 
 
