@@ -20,7 +20,7 @@ from tensorguess.export import frozen
 from tensorguess.features import bottlenecks, modules
 from tensorguess.features.shared_matrix import aligned_empty, gather_rows
 from tensorguess.head import recipe_choice
-from tensorguess.head.balance import balance, imbalance_warning, small_class_warning
+from tensorguess.head.balance import TAU, balance, imbalance_warning, small_class_warning
 from tensorguess.head.calibration import Calibration, calibrate
 from tensorguess.head.train import EvalPoint, FinalLayer, Rows, Schedule, TrainingDiverged, train_head
 from tensorguess.metrics import softmax
@@ -70,7 +70,8 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
     checks, parts = _checked_split(cfg, image_set, extraction, spec, cache, say, warn)
     seed = _seed(cfg)
     cfg, recipe = _recipe(cfg, image_set, parts, extraction, seed, say)  # on the training part only
-    trained = _train(cfg, image_set, parts, extraction, spec, loaded, cache, seed, say, warn)
+    trained = _train(cfg, image_set, parts, extraction, spec, loaded, cache, seed, say, warn,
+                     tau=recipe.get("tau"))
     tested = _test(cfg, image_set, parts, extraction, trained, seed, say)
     frozen.export(spec, loaded, trained.layer, image_set.labels, cfg.output_graph, cfg.output_labels,
                   cfg.saved_model_dir, cfg.final_tensor_name, publication)  # staged, published with the log
@@ -170,8 +171,9 @@ class Trained:
 
 
 def _train(cfg: TrainConfig, image_set, parts: dataset.Split, extraction, spec, loaded, cache, seed: int,
-           say, warn) -> Trained:
-    """The head on the split's features (and their variants), then fine-tuning and calibration."""
+           say, warn, tau: float | None = None) -> Trained:
+    """The head on the split's features (and their variants), then fine-tuning and calibration;
+    `tau`: logit adjustment's strength as the recipe choice found it (None: balance.py's TAU)."""
     # The head reads its training rows from the extraction's matrix itself, through their
     # row numbers: no copy of four fifths of it (at 100k photos, 330 MB and 1.5 s).
     train_paths, train_y = parts.files("training")
@@ -186,7 +188,7 @@ def _train(cfg: TrainConfig, image_set, parts: dataset.Split, extraction, spec, 
     # From here on the training set and the other parts' copies hold the features.
     extraction.features = np.zeros((0, extraction.features.shape[1]), np.float32)
 
-    chosen = balance(cfg.class_weights, train_y, len(image_set.labels))
+    chosen = balance(cfg.class_weights, train_y, len(image_set.labels), TAU if tau is None else tau)
     weights = chosen.weights
     training_started = time.perf_counter()
     layer, history, summaries = _head(cfg, Rows(train_x, train_y, train_rows), Rows(val_x, val_y),
@@ -199,9 +201,9 @@ def _train(cfg: TrainConfig, image_set, parts: dataset.Split, extraction, spec, 
     if cfg.fine_tune:  # the module's last layers too, kept only where validation says they beat the head
         from tensorguess.head import fine_tune_choice
 
-        layer, val_x, test_x, fine_tuned = fine_tune_choice.run(cfg, spec, loaded, layer, parts,
-                                                                extraction.digests, seed, say, warn,
-                                                                (head_accuracy, val_x, test_x))
+        layer, val_x, test_x, fine_tuned = fine_tune_choice.run(
+            cfg, spec, loaded, layer, parts, extraction.digests, seed, say, warn,
+            (head_accuracy, val_x, test_x), chosen.offsets)
     else:
         offer = recipe_choice.fine_tune_offer(head_accuracy, len(parts.files("training")[0]),
                                               cfg.fine_tune_epochs)

@@ -275,3 +275,30 @@ def test_train_killed_during_fine_tuning_resumes_when_run_again(small_set, tmp_p
     assert log["fine_tune"]["resumed_at_epoch"] == done + 1
     assert [e["epoch"] for e in log["fine_tune"]["history"]] == list(range(1, 4))
     assert not state.parent.exists()
+
+
+def test_fine_tuning_a_logit_adjusted_head_keeps_its_offsets(prepared, tmp_path):
+    """The adjusted head (balance.py's offsets in its biases) is fine-tuned as the head was trained,
+    on the photos' own priors, and decides adjusted afterwards: the same network as fine-tuning the
+    unadjusted head, plus the offsets. Left in the training loss, the offsets were learned away."""
+    from tensorguess.features import modules
+    from tensorguess.features.augment import Recipe
+    from tensorguess.head.fine_tune import FineTuneSettings, fine_tune
+    from tensorguess.head.train import FinalLayer
+
+    raw = prepared["layer"]
+    offsets = np.linspace(-2.0, 2.0, len(prepared["labels"])).astype(np.float32)
+    adjusted = FinalLayer(raw.weights, raw.biases + offsets)
+    # A learning rate that moves the biases within one epoch, so that a loss that sees the offsets shows.
+    settings = FineTuneSettings("1", 1, 1e-2, 8)
+    ends = []
+    for name, layer, given in (("raw", raw, None), ("adjusted", adjusted, offsets)):
+        _, loaded = modules.resolve(str(MOBILENET_V1))
+        network, _ = fine_tune(prepared["spec"], loaded, layer, prepared["train"], prepared["validation"],
+                               prepared["digests"], Recipe(), settings, 11, tmp_path / name,
+                               lambda line: None, lambda line: None, offsets=given)
+        ends.append(network.final_layer())
+    plain, kept = ends
+    assert np.abs(plain.biases - raw.biases).max() > 1e-3  # the fine-tuning did move the biases
+    np.testing.assert_allclose(kept.biases, plain.biases + offsets, atol=1e-4)
+    np.testing.assert_allclose(kept.weights, plain.weights, atol=1e-4)

@@ -69,3 +69,30 @@ def test_the_default_head_learns_every_class_of_a_long_tail(tail):
     assert new.mean() > old.mean() + 0.1
     # The adjustment is in the layer itself: what was validated is what the layer decides.
     assert history[-1].validation_accuracy == pytest.approx(validated)
+
+
+def test_the_adjustments_strength_is_chosen_on_the_training_folds_alone(tail):
+    """--recipe_mode auto picks tau from the training photos' out-of-fold logits: the same choice
+    whatever the other photos' features say (here the test photos' rows, scrambled)."""
+    from tensorguess.head.recipe_choice import TAUS, choose
+
+    training, testing = tail["training"], tail["testing"]
+    matrix = np.concatenate([training.matrix, testing.matrix])
+    rows = np.arange(len(training.truth))
+    # The linear heads only (a pinned --hidden_units), and short folds: the choice is what is tested.
+    cfg = TrainConfig(how_many_training_steps=200)
+    cfg.given_flags = frozenset({"hidden_units"})
+    choice = choose(cfg, matrix, rows, training.truth, len(TAIL), seed=1)
+    scrambled = matrix.copy()
+    scrambled[len(rows):] = np.random.default_rng(0).permutation(scrambled[len(rows):].ravel()).reshape(
+        testing.matrix.shape)
+    again = choose(cfg, scrambled, rows, training.truth, len(TAIL), seed=1)
+
+    adjusted = [c for c in choice.log["candidates"] if c["tau"] is not None]
+    assert adjusted and all(c["tau"] in TAUS for c in adjusted)  # the tail is adjusted, tau chosen
+    without_time = [{k: v for k, v in c.items() if k != "seconds"} for c in choice.log["candidates"]]
+    assert without_time == [{k: v for k, v in c.items() if k != "seconds"} for c in again.log["candidates"]]
+    assert (choice.log["chosen"], choice.log["tau"]) == (again.log["chosen"], again.log["tau"])
+    # What the run then trains with is the chosen tau (balance.py's default where none was chosen).
+    assert choice.tau == (choice.log["tau"] if choice.log["tau"] is not None else 1.5)
+    assert "budget:" in choice.line

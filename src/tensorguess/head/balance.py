@@ -101,7 +101,7 @@ class Balance:
     offsets: np.ndarray | None
 
 
-def balance(class_weights: str, train_labels: np.ndarray, classes: int) -> Balance:
+def balance(class_weights: str, train_labels: np.ndarray, classes: int, tau: float = TAU) -> Balance:
     """The Balance of --class_weights. "adjusted" on a set whose largest class has at most
     ADJUST_ABOVE times the smallest's training photos keeps retrain.py's class-uniform batches:
     there the offsets are all but equal, and on flowers (1.4x) drawing over the images cost a
@@ -111,5 +111,5 @@ def balance(class_weights: str, train_labels: np.ndarray, classes: int) -> Balan
     counts = np.bincount(np.asarray(train_labels, np.int64), minlength=classes)
     present = counts[counts > 0]
     if class_weights == "adjusted" and len(present) and present.max() > ADJUST_ABOVE * present.min():
-        return Balance(np.ones(classes), logit_offsets(train_labels, classes))
+        return Balance(np.ones(classes), logit_offsets(train_labels, classes, tau))
     return Balance(None, None)

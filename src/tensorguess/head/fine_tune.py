@@ -109,16 +109,23 @@ def best_epoch(history: list[Epoch]) -> Epoch:
 class Network:
     """The module (its chosen layers trainable) and the head, as TensorFlow variables."""
 
-    def __init__(self, spec: ModuleSpec, loaded, layer: FinalLayer, layers: str, learning_rate: float):
+    def __init__(self, spec: ModuleSpec, loaded, layer: FinalLayer, layers: str, learning_rate: float,
+                 offsets: np.ndarray | None = None):
+        """`offsets`: the logit adjustment already in `layer`'s biases (head/balance.py). They are
+        taken out for the training, which learns the head as it was trained (on the photos' own
+        priors), and put back by final_layer(), so the fine-tuned model decides adjusted too:
+        left in, the training loss would learn them away."""
         import keras
         import tensorflow as tf
 
         self.spec = spec
+        self.offsets = None if offsets is None else np.asarray(offsets, np.float32)
+        biases = layer.biases if self.offsets is None else layer.biases - self.offsets
         self.groups = chosen_layers(loaded, layers)
         self.module_variables = [v for _, group in self.groups for v in group]
         self.head = [tf.Variable(value, name=name) for name, value in (
             ("hidden_weights", layer.hidden_weights), ("hidden_biases", layer.hidden_biases),
-            ("final_weights", layer.weights), ("final_biases", layer.biases)) if value is not None]
+            ("final_weights", layer.weights), ("final_biases", biases)) if value is not None]
         self.trained = [*self.module_variables, *self.head]
         self.optimizer = keras.optimizers.Adam(learning_rate)
         self.optimizer.build(self.trained)
@@ -152,7 +159,10 @@ class Network:
                                     input_signature=[images_spec])
 
     def final_layer(self) -> FinalLayer:
+        """The head as it decides: the offsets (if any) back in its biases."""
         values = [v.numpy() for v in self.head]
+        if self.offsets is not None:
+            values[-1] = values[-1] + self.offsets
         if len(values) == 4:
             return FinalLayer(values[2], values[3], hidden_weights=values[0], hidden_biases=values[1])
         return FinalLayer(values[0], values[1])
@@ -182,13 +192,15 @@ def fine_tune(spec: ModuleSpec, loaded, layer: FinalLayer, train: tuple[list[Pat
               validation: tuple[list[Path], np.ndarray], digests: dict, recipe: augment.Recipe,
               settings: FineTuneSettings, seed: int, folder: Path,
               say: Callable[[str], None], warn: Callable[[str], None],
-              after_epoch: Callable[[Epoch], None] = lambda epoch: None) -> tuple[Network, dict]:
+              after_epoch: Callable[[Epoch], None] = lambda epoch: None,
+              offsets: np.ndarray | None = None) -> tuple[Network, dict]:
     """Fine-tune in place `loaded`'s last layers and a copy of `layer`; returns the network at
-    the best epoch and the log entry. `folder` holds the checkpoint (removed once done)."""
+    the best epoch and the log entry. `folder` holds the checkpoint (removed once done).
+    `offsets`: the logit adjustment in `layer`'s biases, kept out of the training (Network)."""
     import tensorflow as tf
 
     started = time.perf_counter()
-    network = Network(spec, loaded, layer, settings.layers, settings.learning_rate)
+    network = Network(spec, loaded, layer, settings.layers, settings.learning_rate, offsets)
     train_paths, train_y = train
     val_paths, val_y = validation
     epoch_done = tf.Variable(0, dtype=tf.int64, name="epoch")

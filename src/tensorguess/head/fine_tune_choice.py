@@ -56,14 +56,15 @@ class Tried:
 
 def run(cfg, spec: ModuleSpec, loaded, layer: FinalLayer, parts: Split, digests: dict,
         seed: int, say: Callable[[str], None], warn: Callable[[str], None],
-        head_only: tuple[float, np.ndarray, np.ndarray]):
+        head_only: tuple[float, np.ndarray, np.ndarray], offsets: np.ndarray | None = None):
     """retrain.py's step: fine-tune as `cfg` says, and keep it only where it beats the head alone.
 
     `head_only` is the head's validation accuracy on the bottlenecks and its validation and
     test features. Returns (the head, its validation and test features, the log entry): the
     fine-tuned network's, or, when no fine-tuning scored a higher validation accuracy than the
     head alone (or all diverged), `layer` and `head_only`'s features with the module's weights
-    put back bit for bit, so the exported graph is the head-only run's.
+    put back bit for bit, so the exported graph is the head-only run's. `offsets`: the logit
+    adjustment in `layer`'s biases, which the fine-tuned head keeps (fine_tune.Network).
     """
     head_accuracy, head_val_x, head_test_x = head_only
     validation = parts.files("validation")
@@ -79,7 +80,7 @@ def run(cfg, spec: ModuleSpec, loaded, layer: FinalLayer, parts: Split, digests:
                     f"the {BUDGET_SECONDS:.0f} s budget); give it to try it")
                 break
             _put_back(loaded, original)
-        tried.append(_try_layers(cfg, spec, loaded, layer, parts, digests, seed, layers, say, warn))
+        tried.append(_try_layers(cfg, spec, loaded, layer, parts, digests, seed, layers, say, warn, offsets))
     finished = [t for t in tried if t.network is not None]
     best = max(finished, key=lambda t: t.accuracy, default=None)  # ties: the earlier, fewer layers
     if len(finished) > 1:
@@ -108,12 +109,14 @@ def run(cfg, spec: ModuleSpec, loaded, layer: FinalLayer, parts: Split, digests:
     return layer, head_val_x, head_test_x, log
 
 
-def _try_layers(cfg, spec, loaded, layer, parts: Split, digests, seed, layers: str, say, warn) -> Tried:
+def _try_layers(cfg, spec, loaded, layer, parts: Split, digests, seed, layers: str, say, warn,
+                offsets=None) -> Tried:
     settings = FineTuneSettings(layers, cfg.fine_tune_epochs, cfg.fine_tune_learning_rate,
                                 cfg.fine_tune_batch_size)
     try:
         network, log = fine_tune(spec, loaded, layer, parts.files("training"), parts.files("validation"),
-                                 digests, cfg.recipe(), settings, seed, Path(cfg.train_log).parent, say, warn)
+                                 digests, cfg.recipe(), settings, seed, Path(cfg.train_log).parent, say, warn,
+                                 offsets=offsets)
     except FineTuneDiverged as error:
         say(f"Fine-tuning: {error}")
         return Tried(layers, float("nan"), float("nan"), {"layers_asked": layers, "diverged": str(error)})

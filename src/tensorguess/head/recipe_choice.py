@@ -16,10 +16,19 @@ other than its default by a caller) is pinned, and only the candidates that agre
 every pinned setting are tried; fewer than two left, the recipe is as given. --recipe_mode
 fixed pins them all.
 
-Time: a fixed amount of work, so that the choice never depends on how busy the machine is:
-FOLDS trainings of each candidate, of CV_STEPS steps each (the run's own steps when fewer),
-on the cached bottlenecks only (no photo is decoded). Measured on sign-digits (1,276
-training photos, MobileNet v1): docs/benchmarks.md, section 20.
+Time: a fixed amount of work, so that the choice never depends on how busy the machine is
+(and a rerun chooses as the run did): FOLDS trainings of each candidate (LARGE_FOLDS from
+LARGE_SET training photos on: each held-out fold still holds 500 photos or more to score),
+each of the candidate's own `steps` (the run's own steps when fewer), on the cached
+bottlenecks only (no photo is decoded). The budget, said in the log line: at most
+3 x 1,000 steps of the linear heads and 3 x 300 of the hidden layer's (Adam converges
+in far fewer steps than plain SGD; its 1,000 steps cost three quarters of the choice).
+Measured on sign-digits (1,276 training photos, MobileNet v1): docs/benchmarks.md, section 20.
+
+Logit adjustment's strength (balance.py's tau) is chosen here too, at no training cost: a
+fold's head decides on its own logits plus the offsets, so each of TAUS is scored on the same
+out-of-fold logits, and the candidate keeps its best (ties to the earlier, the default first).
+Only the training part's folds see it, as for the recipe.
 """
 
 from __future__ import annotations
@@ -31,14 +40,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tensorguess.head.balance import balance
+from tensorguess.head.balance import TAU, balance, logit_offsets
 from tensorguess.head.folds import stratified_folds
 from tensorguess.head.train import Rows, Schedule, train_head
 
 MODES = ("auto", "fixed")
 METRIC = "macro F1"
 FOLDS = 3
+LARGE_SET = 1000  # training photos from which LARGE_FOLDS folds are enough
+LARGE_FOLDS = 2
 CV_STEPS = 1000
+HIDDEN_CV_STEPS = 300  # Adam 1e-3: measured as good as 1,000 on sign-digits (benchmarks, section 20)
+TAUS = (TAU, 1.0, 2.0, 0.0)  # the default first: a tie keeps it
 MIN_PHOTOS = 2 * FOLDS  # fewer, and a fold's head learns from next to nothing
 
 
@@ -48,6 +61,7 @@ class Candidate:
 
     name: str
     settings: dict
+    steps: int = CV_STEPS  # a fold's training steps (the run's own when fewer)
 
 
 # The recipes --recipe_mode auto tries, cheapest first (the first is the default head and the
@@ -58,7 +72,7 @@ CANDIDATES: tuple[Candidate, ...] = (
     Candidate("balanced class weights", {"class_weights": "balanced"}),
     Candidate("512 hidden, Adam 1e-3, dropout 0.2, smoothing 0.1",
               {"hidden_units": 512, "dropout_rate": 0.2, "label_smoothing": 0.1, "optimizer": "adam",
-               "learning_rate": 0.001}),
+               "learning_rate": 0.001}, HIDDEN_CV_STEPS),
 )
 # The settings a recipe is made of: what a candidate may change, and what a flag pins.
 RECIPE_SETTINGS = ("hidden_units", "dropout_rate", "label_smoothing", "optimizer", "weight_decay",
@@ -71,10 +85,12 @@ class Scored:
     macro_f1: float
     accuracy: float
     seconds: float
+    tau: float | None = None  # logit adjustment's strength chosen on the folds; None: no adjustment
+    steps: int = 0
 
     def as_json(self) -> dict:
         return {"name": self.name, "macro_f1": round(self.macro_f1, 4), "accuracy": round(self.accuracy, 4),
-                "seconds": round(self.seconds, 2)}
+                "seconds": round(self.seconds, 2), "tau": self.tau, "steps": self.steps}
 
 
 @dataclass
@@ -83,6 +99,7 @@ class Choice:
 
     cfg: object  # the TrainConfig to train: the run's, with the chosen recipe's settings
     log: dict
+    tau: float = TAU  # logit adjustment's strength to train with (balance.py)
 
     @property
     def line(self) -> str:
@@ -99,13 +116,18 @@ def pinned(cfg) -> list[str]:
 
 def candidate_configs(cfg) -> list[tuple[str, object]]:
     """(name, configuration) of each candidate that agrees with every pinned setting."""
+    return [(candidate.name, config) for candidate, config in _candidates(cfg)]
+
+
+def _candidates(cfg) -> list[tuple[Candidate, object]]:
+    """(candidate, configuration) of each candidate that agrees with every pinned setting."""
     defaults = type(cfg)()
     fixed = pinned(cfg)
     chosen = []
     for candidate in CANDIDATES:
         recipe = {name: getattr(defaults, name) for name in RECIPE_SETTINGS} | candidate.settings
         if all(recipe[name] == getattr(cfg, name) for name in fixed):
-            chosen.append((candidate.name, dataclasses.replace(cfg, **recipe)))
+            chosen.append((candidate, dataclasses.replace(cfg, **recipe)))
     return chosen
 
 
@@ -116,25 +138,34 @@ def choose(cfg, matrix: np.ndarray, rows: np.ndarray, truth: np.ndarray, classes
                 "chosen": None, "runner_up": None}
     if cfg.recipe_mode == "fixed":
         return _as_given(cfg, as_given, "--recipe_mode fixed")
-    tried = candidate_configs(cfg)
+    tried = _candidates(cfg)
     if len(tried) < 2:
         return _as_given(cfg, as_given, "pinned by " + ", ".join(f"--{n}" for n in as_given["pinned"]))
     if len(truth) < MIN_PHOTOS:
         return _as_given(cfg, as_given, f"fewer than {MIN_PHOTOS} training photos to cross-validate on")
-    fold = stratified_folds(truth, FOLDS, seed)
-    scored = [(_cross_validate(candidate, name, matrix, rows, truth, classes, fold, seed), candidate)
-              for name, candidate in tried]
+    folds = folds_for(len(truth))
+    fold = stratified_folds(truth, folds, seed)
+    scored = [(_cross_validate(config, candidate, matrix, rows, truth, classes, fold, seed), config)
+              for candidate, config in tried]
     ranked = sorted(range(len(scored)), key=lambda i: (-scored[i][0].macro_f1, i))
     best, chosen_cfg = scored[ranked[0]]
     runner = scored[ranked[1]][0] if len(ranked) > 1 else None
     seconds = time.perf_counter() - started
-    line = (f"Recipe: chose {best.name} ({METRIC} {best.macro_f1:.3f} out-of-fold, {FOLDS} folds of the "
-            f"{len(truth)} training photos; runner-up {runner.name} {runner.macro_f1:.3f}); "
-            f"{len(scored)} recipes in {seconds:.0f} s")
+    adjusted = f", logit adjustment tau {best.tau:g}" if best.tau is not None else ""
+    budget = " + ".join(f"{folds} x {s.steps}" for s, _ in scored)
+    line = (f"Recipe: chose {best.name}{adjusted} ({METRIC} {best.macro_f1:.3f} out-of-fold, {folds} folds "
+            f"of the {len(truth)} training photos; runner-up {runner.name} {runner.macro_f1:.3f}); "
+            f"{len(scored)} recipes in {seconds:.0f} s (budget: {budget} steps on the cached bottlenecks)")
     log = {**as_given, "candidates": [s.as_json() for s, _ in scored], "chosen": best.name,
-           "runner_up": runner.as_json() if runner else None, "folds": FOLDS,
-           "steps": min(CV_STEPS, cfg.how_many_training_steps), "seconds": round(seconds, 2), "line": line}
-    return Choice(chosen_cfg, log)
+           "runner_up": runner.as_json() if runner else None, "folds": folds,
+           "steps": {s.name: s.steps for s, _ in scored}, "tau": best.tau, "seconds": round(seconds, 2),
+           "line": line}
+    return Choice(chosen_cfg, log, TAU if best.tau is None else best.tau)
+
+
+def folds_for(photos: int) -> int:
+    """FOLDS, or LARGE_FOLDS from LARGE_SET training photos on."""
+    return LARGE_FOLDS if photos >= LARGE_SET else FOLDS
 
 
 def _as_given(cfg, log: dict, why: str) -> Choice:
@@ -142,19 +173,21 @@ def _as_given(cfg, log: dict, why: str) -> Choice:
     return Choice(cfg, {**log, "line": line})
 
 
-def _cross_validate(cfg, name: str, matrix: np.ndarray, rows: np.ndarray, truth: np.ndarray, classes: int,
-                    fold: np.ndarray, seed: int) -> Scored:
-    """The candidate's out-of-fold predictions of every training photo, scored."""
+def _cross_validate(cfg, candidate: Candidate, matrix: np.ndarray, rows: np.ndarray, truth: np.ndarray,
+                    classes: int, fold: np.ndarray, seed: int) -> Scored:
+    """The candidate's out-of-fold predictions of every training photo, scored (with the best of
+    TAUS where its head is logit-adjusted)."""
     started = time.perf_counter()
-    predicted = np.zeros(len(truth), np.int64)
-    steps = min(CV_STEPS, cfg.how_many_training_steps)
+    raw = np.zeros((len(truth), classes), np.float64)  # out-of-fold logits before any adjustment
+    adjusted = False
+    steps = min(candidate.steps, cfg.how_many_training_steps)
     nothing = np.zeros((0, matrix.shape[1]), np.float32)
     # Each fold traces the head's step anew, by design (as the label check's folds do).
     tf_logger = logging.getLogger("tensorflow")
     level = tf_logger.level
     tf_logger.setLevel(logging.ERROR)
     try:
-        for held_out in range(FOLDS):
+        for held_out in range(int(fold.max()) + 1):
             train, test = fold != held_out, fold == held_out
             # The fold's head is trained and decides as the run's would (balance.py's --class_weights).
             chosen = balance(cfg.class_weights, truth[train], classes)
@@ -162,11 +195,24 @@ def _cross_validate(cfg, name: str, matrix: np.ndarray, rows: np.ndarray, truth:
             layer, _ = train_head(Rows(matrix, truth[train], rows[train]), Rows(nothing, truth[:0]), classes,
                                   schedule, cfg.head(), class_weights=chosen.weights,
                                   logit_offsets=chosen.offsets)
-            predicted[test] = layer.logits(matrix[rows[test]]).argmax(axis=1)
+            raw[test] = layer.logits(matrix[rows[test]])
+            if chosen.offsets is not None:  # train_head put them in the biases: take them out again
+                raw[test] -= chosen.offsets
+                adjusted = True
     finally:
         tf_logger.setLevel(level)
-    return Scored(name, macro_f1(truth, predicted), float(np.mean(predicted == truth)),
-                  time.perf_counter() - started)
+    best = None
+    for tau in (TAUS if adjusted else (None,)):
+        predicted = raw.copy()
+        if tau is not None:  # each fold adjusted by its own training photos' priors, as balance() does
+            for held_out in range(int(fold.max()) + 1):
+                test = fold == held_out
+                predicted[test] += logit_offsets(truth[~test], classes, tau)
+        guess = predicted.argmax(axis=1)
+        score = macro_f1(truth, guess)
+        if best is None or score > best[0]:
+            best = (score, float(np.mean(guess == truth)), tau)
+    return Scored(candidate.name, best[0], best[1], time.perf_counter() - started, best[2], steps)
 
 
 def macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
