@@ -51,9 +51,12 @@ class ClassesAnswers:
 
     kind = "classes"
 
-    def __init__(self, classifier):
+    def __init__(self, classifier, frames_run=None):
         self.classifier = classifier
         self.labels = list(classifier.labels)
+        # What scores a frame: camera_model's choice (the TFLite float model of this graph, when
+        # DIR has one), else the classifier itself.
+        self.frames_run = frames_run or getattr(classifier, "run", None)
         # Graphs fed decoded batches take frames at their input size (squashed, as the pipeline
         # resizes a photo); an old graph fed JPEG bytes takes photos only (the page sends JPEGs).
         batch_fed = getattr(classifier, "mode", "batch") == "batch" and hasattr(classifier, "run")
@@ -73,7 +76,7 @@ class ClassesAnswers:
 
     def score_frames(self, frames: list[Frame]) -> list[dict]:
         pixels = np.stack([frame.pixels for frame in frames]).astype(np.float32) * np.float32(1 / 255)
-        scores = np.asarray(self.classifier.run(pixels), np.float64).reshape(len(frames), -1)
+        scores = np.asarray(self.frames_run(pixels), np.float64).reshape(len(frames), -1)
         return [{"label": label, "score": score, "scores": dict(ranked)}
                 for ranked in map(self.classifier.ranked, scores) for label, score in ranked[:1]]
 
@@ -146,10 +149,11 @@ class PointsAnswers:
         return {"kind": self.kind, "labels": self.labels, "frame": None, "skeleton": bones}
 
 
-def answers_for(model) -> ClassesAnswers | PointsAnswers:
-    """The answers of the model serve was given: a points scorer has point names, a classifier labels."""
+def answers_for(model, frames_run=None) -> ClassesAnswers | PointsAnswers:
+    """The answers of the model serve was given: a points scorer has point names, a classifier labels
+    (`frames_run`: what scores a classes model's camera frames, when not the classifier)."""
     return PointsAnswers(model) if hasattr(model, "names") and hasattr(model, "skeleton") \
-        else ClassesAnswers(model)
+        else ClassesAnswers(model, frames_run)
 
 
 def signature_def(answers: ClassesAnswers | PointsAnswers) -> dict:
