@@ -31,6 +31,7 @@ import asyncio
 import base64
 import binascii
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -180,9 +181,10 @@ class _Api:
         try:
             width, height = (_frame_side(request.query_params.get(side), side)
                              for side in ("width", "height"))
+            box = _frame_box(request.query_params.get("box"))
             body = await self._body(request)
             try:
-                frame = frame_of(body, width, height)
+                frame = frame_of(body, width, height, box)
                 self.answers.check_frame(frame)
             except FrameRefused as refused:
                 raise BadPhoto(400, str(refused)) from None
@@ -340,6 +342,20 @@ class _Api:
                 where = name.format(index)
                 raise BadPhoto(answer.status, answer.message.replace("the photo", where, 1))
         return answers
+
+
+def _frame_box(value: str | None) -> tuple[float, float, float, float] | None:
+    """box=x0,y0,x1,y1 (the last answer's next_box), or None when not given."""
+    if value is None:
+        return None
+    try:
+        numbers = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        numbers = ()
+    if len(numbers) != 4 or not all(math.isfinite(number) for number in numbers):
+        raise BadPhoto(400, f"box= takes four numbers x0,y0,x1,y1 (the last answer's next_box), not "
+                            f"{printable(value[:60])!r}")
+    return numbers  # type: ignore[return-value]
 
 
 def _frame_side(value: str | None, side: str) -> int:
