@@ -278,6 +278,8 @@ def test_the_camera_runs_the_tflite_model_of_this_graph_and_the_graph_when_it_is
     from tensorguess.export.formats import read_graph
     from tensorguess.export.tflite import write_tflite
     from tensorguess.model_dir import FINAL_TENSOR
+    from tensorguess.score.models import open_classifier
+    from tensorguess.serve.camera_model import camera_model
 
     driver, photo = browser
     source, _, _ = trained
@@ -307,18 +309,13 @@ def test_the_camera_runs_the_tflite_model_of_this_graph_and_the_graph_when_it_is
     finally:
         running.stop()
 
-    running = ServerProcess(stale, log=folder / "stale.log")
-    try:
-        said = running.lines.get(timeout=30)
-        assert said.startswith("Camera frames: the graph (") and "is not of this graph (its scores differ" \
-            in said, said
-        graph_sha1 = hashlib.sha1((stale / "retrained_graph.pb").read_bytes()).hexdigest()
-        assert running.request("GET", "/healthz")[1]["camera_model"] == graph_sha1
-        status, answer, _ = running.request("POST", "/predict/frame?width=224&height=224",
-                                            body=bytes(224 * 224 * 3))
-        assert status == 200 and set(answer["scores"]) == set(labels)
-    finally:
-        running.stop()
+    # The stale one, in this process (serve's own choice, without a second server's start).
+    with open_classifier(stale) as classifier:
+        camera = camera_model(classifier, stale, "pb")
+        assert camera.said.startswith("Camera frames: the graph (") and \
+            "is not of this graph (its scores differ" in camera.said, camera.said
+        assert camera.digest == hashlib.sha1((stale / "retrained_graph.pb").read_bytes()).hexdigest()
+        assert camera.run == classifier.run
 
 
 def test_a_stopped_server_clears_the_label_and_the_error_goes_once_it_is_back(browser, page_server):
