@@ -5,18 +5,20 @@ from a frame's capture to its label (or points) drawn, today's page and server b
                            [--baseline 2b57efb]
 
 Trains a classes model on the superheroes set (200 steps) and a two-stage points model on 80
-sign-digits hands (3 epochs, the locate stage on); neither is timed. For each model a server is
-started (`python -m tensorguess serve DIR --port 0`, a process of its own) and a Chromium whose
-camera is a 30 frames/s video of a photo neither model trained on; the camera mode is opened and,
-after 3 s to warm up, measured for --seconds. The same instrument for both pages, installed
-before the page's own script runs: a frame's capture is the page's drawImage of the video
-(CanvasRenderingContext2D.drawImage, wrapped), the label drawn is the next setting of
-#camera-fps's text, which both pages write right after the label (the textContent setter,
-wrapped; the browser paints after that). Beside it: the page's own data-latency-ms, the requests' times in
-the browser (Resource Timing), the server's own time a request (its log's ms) and its CPU
-time a frame (from /proc: a figure the machine's load hardly moves), and where the old path
-spends its time (the JPEG encode, toBlob, wrapped too); beside them, the graph alone on one
-frame in the benchmark's process.
+sign-digits hands (3 epochs, the locate stage on), and exports a copy of the classes model's float
+.tflite (export.sh --format tflite); none of it is timed. The way classes:new-tflite serves that
+copy (the camera's frames through LiteRT, serve/camera_model.py), classes:new the graph alone. For
+each model a server is started (`python -m tensorguess serve DIR --port 0`, a process of its own)
+and a Chromium whose camera is a 30 frames/s video of a photo neither model trained on; the camera
+mode is opened and, after 3 s to warm up, measured for --seconds. The same instrument for both
+pages, installed before the page's own script runs: a frame's capture is the page's drawImage of
+the video (CanvasRenderingContext2D.drawImage, wrapped), the label drawn is the next setting of
+#camera-fps's text, which both pages write right after the label (the textContent setter, wrapped;
+the browser paints after that). Beside it: the page's own data-latency-ms, the requests' times in
+the browser (Resource Timing), the server's own time a request (its log's ms) and its CPU time a
+frame (from /proc: a figure the machine's load hardly moves), and where the old path spends its
+time (the JPEG encode, toBlob, wrapped too); beside them, the graph alone on one frame in the
+benchmark's process.
 
 The baseline is the page and server of commit --baseline (the main this issue was filed
 against: JPEG frames of 320 px through POST /predict, a batcher that waits 5 ms for others,
@@ -196,12 +198,43 @@ def graph_alone(model: Path, kind: str, frame: tuple[int, int]) -> dict:
     return {**percentiles(times), "cpu_ms_per_frame": round(cpu_ms, 2)}
 
 
+def with_tflite(classes: Path, folder: Path) -> Path:
+    """A copy of the classes model with export.sh's float .tflite beside its graph (not timed)."""
+    from tensorguess.deploy import export
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("retrained_graph.pb", "retrained_labels.txt", "train_log.json", "model_kind"):
+        shutil.copy(classes / name, folder / name)
+    export(folder, ["tflite"], say=lambda line: None, warn=lambda line: None)
+    return folder
+
+
+def tflite_alone(model: Path) -> dict:
+    """The float .tflite's own time for one 224 frame, as serve runs it for the camera (LiteRT,
+    XNNPACK, a thread a core)."""
+    from tensorguess.score.lite import LiteClassifier
+
+    lite = LiteClassifier(model / "retrained_graph.tflite", model / "retrained_labels.txt")
+    feed = np.zeros((1, lite.size, lite.size, 3), np.float32)
+    for _ in range(5):
+        lite.run(feed)
+    times = []
+    cpu = time.process_time()
+    for _ in range(50):
+        started = time.perf_counter()
+        lite.run(feed)
+        times.append((time.perf_counter() - started) * 1000)
+    cpu_ms = (time.process_time() - cpu) * 1000 / 50
+    lite.close()
+    return {**percentiles(times), "cpu_ms_per_frame": round(cpu_ms, 2)}
+
+
 def main() -> None:
     arguments = common.parser(__doc__)
     arguments.add_argument("--seconds", type=float, default=10)
     arguments.add_argument("--rounds", type=int, default=2)
     arguments.add_argument("--baseline", default="2b57efb")
-    arguments.add_argument("--ways", default="classes:baseline,classes:new,points:new",
+    arguments.add_argument("--ways", default="classes:baseline,classes:new,classes:new-tflite,points:new",
                            help="which runs, kind:way, comma-separated")
     arguments.add_argument("--work", type=Path, help="keep the trained models in this folder and reuse them")
     args = arguments.parse_args()
@@ -218,12 +251,18 @@ def main() -> None:
             train_classifier(models / "classes")
         if not (models / "points" / "retrained_graph.pb").exists():
             train_points(models / "points")
+        if not (models / "classes-tflite" / "retrained_graph.tflite").exists():
+            with_tflite(models / "classes", models / "classes-tflite")
         photos = {"classes": CAMERA_PHOTO["classes"], "points": held_out_hand()}
         old_src = baseline_source(args.baseline, work)
         new_src = common.REPO / "src"
         results["graph_alone_ms"] = {"classes": graph_alone(models / "classes", "classes", (224, 224)),
+                                     "classes_tflite": tflite_alone(models / "classes-tflite"),
                                      "points": graph_alone(models / "points", "points", (320, 240))}
-        sources = {"baseline": old_src, "new": new_src}
+        sources = {"baseline": old_src, "new": new_src, "new-tflite": new_src}
+        # new-tflite: today's server on the classes model with export.sh's float .tflite beside its
+        # graph (the camera's frames then run through LiteRT); new: the same graph, no .tflite.
+        folders = {"new-tflite": "classes-tflite"}
         ways = [(kind, way, sources[way]) for kind, way in (item.split(":") for item in args.ways.split(","))]
         for kind, way, _ in ways:
             results.setdefault(kind, {})[way] = []
@@ -233,7 +272,7 @@ def main() -> None:
                 browser_folder.mkdir()
                 video = fake_camera_video(photos[kind], browser_folder / "camera.y4m")
                 log = browser_folder / "server.log"
-                process, url = start_server(models / kind, src, log)
+                process, url = start_server(models / folders.get(way, kind), src, log)
                 driver = chromium_with_camera(browser_folder, video)
                 try:
                     figures = measure(driver, url, args.seconds, log, process.pid)
@@ -253,10 +292,12 @@ def main() -> None:
                                      "p50_ms": chosen["capture_to_drawn_ms"].get("p50"),
                                      "p95_ms": chosen["capture_to_drawn_ms"].get("p95")}
     results["best_round"] = best
-    if "classes baseline" in best and "classes new" in best:
-        old, new = best["classes baseline"], best["classes new"]
-        results["classes_ratio"] = {"frames_per_s": round(new["frames_per_s"] / old["frames_per_s"], 2),
-                                    "p50": round(old["p50_ms"] / new["p50_ms"], 2)}
+    for name, (before, after) in {"classes_ratio": ("classes baseline", "classes new"),
+                                  "tflite_over_graph": ("classes new", "classes new-tflite")}.items():
+        if before in best and after in best:
+            old, new = best[before], best[after]
+            results[name] = {"frames_per_s": round(new["frames_per_s"] / old["frames_per_s"], 2),
+                             "p50": round(old["p50_ms"] / new["p50_ms"], 2)}
     results["medians_of_rounds"] = {f"{kind} {way}": statistics.median(run["frames_per_s"] for run in runs)
                                     for kind in ("classes", "points")
                                     for way, runs in results.get(kind, {}).items()}

@@ -39,6 +39,7 @@ class ServerProcess:
             [sys.executable, "-m", "tensorguess", "serve", str(folder), "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env, preexec_fn=_as_from_a_terminal)
         lines: queue.Queue = queue.Queue()
+        self.lines = lines  # what it prints after the first line (serve's other start-up lines)
         threading.Thread(target=lambda: [lines.put(line) for line in self.process.stdout] + [lines.put("")],
                          daemon=True).start()
         self.first_line = lines.get(timeout=180)  # TensorFlow's start and the graph's first run

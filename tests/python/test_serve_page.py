@@ -247,6 +247,77 @@ def test_clicking_camera_twice_during_the_prompt_gives_one_stream_at_most(browse
     WebDriverWait(driver, 10).until(lambda d: d.execute_script(LIVE_TRACKS) == 0)
 
 
+def copy_of_model(source: Path, folder: Path, biases_added=None) -> Path:
+    """The model of `source` in `folder` (its graph, labels, log, kind); with `biases_added`, its
+    graph's last layer's biases moved by that much: another training's graph, of the same network."""
+    import tensorflow as tf
+
+    from tensorguess.export.formats import read_graph
+
+    folder.mkdir()
+    for name in ("retrained_graph.pb", "retrained_labels.txt", "train_log.json", "model_kind"):
+        shutil.copy(source / name, folder / name)
+    if biases_added is not None:
+        graph = read_graph(folder / "retrained_graph.pb")
+        node = next(node for node in graph.node if node.name == "final_training_ops/biases")
+        moved = tf.make_ndarray(node.attr["value"].tensor) + np.asarray(biases_added, np.float32)
+        node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(moved))
+        (folder / "retrained_graph.pb").write_bytes(graph.SerializeToString())
+    return folder
+
+
+def test_the_camera_runs_the_tflite_model_of_this_graph_and_the_graph_when_it_is_stale(
+        browser, trained, tmp_path_factory):
+    """export.sh's float .tflite of the graph scores the camera's frames (serve says so, /healthz
+    names its sha1); the same .tflite beside another training's graph is left alone."""
+    import hashlib
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tensorguess.export.formats import read_graph
+    from tensorguess.export.tflite import write_tflite
+    from tensorguess.model_dir import FINAL_TENSOR
+    from tensorguess.score.models import open_classifier
+    from tensorguess.serve.camera_model import camera_model
+
+    driver, photo = browser
+    source, _, _ = trained
+    folder = tmp_path_factory.mktemp("camera-tflite")
+    fresh = copy_of_model(source, folder / "fresh")
+    labels = (fresh / "retrained_labels.txt").read_text().split("\n")[:-1]
+    write_tflite(read_graph(fresh / "retrained_graph.pb"), labels, fresh / "retrained_graph.tflite",
+                 FINAL_TENSOR)  # what export.sh --format tflite writes
+    lite_sha1 = hashlib.sha1((fresh / "retrained_graph.tflite").read_bytes()).hexdigest()
+    stale = copy_of_model(source, folder / "stale", biases_added=[4.0, -4.0])
+    shutil.copy(fresh / "retrained_graph.tflite", stale / "retrained_graph.tflite")
+    expected = guess_json(source, [photo])[0]
+
+    running = ServerProcess(fresh, log=folder / "fresh.log")
+    try:
+        said = running.lines.get(timeout=30)
+        assert said.startswith("Camera frames: ") and "retrained_graph.tflite (TFLite float, of this graph)" \
+            in said, said
+        assert running.request("GET", "/healthz")[1]["camera_model"] == lite_sha1
+        driver.get(running.url)
+        driver.find_element(By.ID, "mode-camera").click()
+        label = driver.find_element(By.ID, "camera-label")
+        WebDriverWait(driver, 60).until(lambda d: camera_numbers(d)[0] >= 3)
+        assert label.text == expected["label"]
+        driver.find_element(By.ID, "mode-photos").click()
+        assert running.log.read_text().count('"POST /predict/frame?" 200') >= 3
+    finally:
+        running.stop()
+
+    # The stale one, in this process (serve's own choice, without a second server's start).
+    with open_classifier(stale) as classifier:
+        camera = camera_model(classifier, stale, "pb")
+        assert camera.said.startswith("Camera frames: the graph (") and \
+            "is not of this graph (its scores differ" in camera.said, camera.said
+        assert camera.digest == hashlib.sha1((stale / "retrained_graph.pb").read_bytes()).hexdigest()
+        assert camera.run == classifier.run
+
+
 def test_a_stopped_server_clears_the_label_and_the_error_goes_once_it_is_back(browser, page_server):
     """Last in this module: it stops the page's server and starts it again on the same port."""
     from selenium.webdriver.common.by import By

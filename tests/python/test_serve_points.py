@@ -78,6 +78,43 @@ def test_a_points_model_is_served_with_guess_s_answer_and_tf_serving_s_outputs(p
     assert status == 501 and "classifies nothing" in refused["error"]
 
 
+# The page's frames as it sends them: each POST /predict/frame's address kept in window.sentFrames.
+SENT_FRAMES = """
+window.sentFrames = [];
+const realFetch = window.fetch.bind(window);
+window.fetch = (url, ...rest) => {
+  if (String(url).includes("/predict/frame")) window.sentFrames.push(String(url));
+  return realFetch(url, ...rest);
+};
+"""
+
+
+def test_a_frame_with_a_box_is_read_in_that_box_and_a_bad_box_is_a_400(points_server, hand):
+    """The camera's tracking, stateless: an answer gives next_box (the model's crop rule around its
+    points); a frame sent with a box has its points read in that box (the answer's box is it), the
+    locate stage not run; a box that is not four numbers, or not over the frame, is a 400."""
+    pixels = np.asarray(Image.open(hand).convert("RGB").resize((320, 240)))
+    body = pixels.tobytes()
+    status, located, raw = points_server.request("POST", "/predict/frame?width=320&height=240", body=body)
+    assert status == 200, raw
+    x0, y0, x1, y1 = located["next_box"]
+    assert 0 < x1 - x0 == pytest.approx(y1 - y0, abs=0.02)  # a square, as the model crops
+    moved = [x0 + 12.5, y0 - 7.25, x1 + 12.5, y1 - 7.25]  # not the box the locate stage would find
+    query = ",".join(f"{value:g}" for value in moved)
+    status, tracked, raw = points_server.request("POST", f"/predict/frame?width=320&height=240&box={query}",
+                                                 body=body)
+    assert status == 200, raw
+    assert tracked["box"] == pytest.approx([moved[0], moved[1], moved[2] - moved[0], moved[3] - moved[1]],
+                                           abs=1e-3)
+    assert len(tracked["keypoints"]) == len(located["keypoints"]) and len(tracked["next_box"]) == 4
+    for box, says in (("1,2,3", "box= takes four numbers"), ("nan,1,100,100", "box= takes four numbers"),
+                      ("400,300,500,400", "is not a box over this 320x240 frame"),
+                      ("10,10,12,12", "is not a box over this 320x240 frame")):
+        status, answer, raw = points_server.request(
+            "POST", f"/predict/frame?width=320&height=240&box={box}", body=body)
+        assert status == 400 and says in answer["error"] and "\n" not in answer["error"], raw
+
+
 def test_the_camera_draws_the_box_points_and_skeleton_of_a_hand_and_names_them(points_model, points_server,
                                                                               hand, tmp_path_factory,
                                                                               record_property):
@@ -97,6 +134,7 @@ def test_the_camera_draws_the_box_points_and_skeleton_of_a_hand_and_names_them(p
     try:
         driver.get(points_server.url)
         WebDriverWait(driver, 30).until(lambda d: "points:" in d.find_element(By.ID, "model").text)
+        driver.execute_script(SENT_FRAMES)
         driver.find_element(By.ID, "mode-camera").click()
         WebDriverWait(driver, 60).until(lambda d: camera_numbers(d)[0] > 2)
         frames, _ = camera_numbers(driver)
@@ -106,6 +144,11 @@ def test_the_camera_draws_the_box_points_and_skeleton_of_a_hand_and_names_them(p
         record_property("points_camera_latency_ms", latency)
         print(f"points camera: {(later - frames) / 3:.1f} frames/s, last latency {latency:.1f} ms")
         assert later > frames and latency > 0
+        # Tracked: frames go with the last answer's next_box (the locate stage skipped), and every
+        # tenth without one (the hand found again).
+        sent = driver.execute_script("return window.sentFrames")
+        tracked = [url for url in sent if "&box=" in url]
+        assert len(tracked) >= 2 and len(sent) - len(tracked) >= 1, sent
         listed = driver.execute_script(  # at once: the list is drawn again with each frame
             "return [...document.querySelectorAll('#points-list li')].map((item) => item.dataset.name)")
         assert listed == names

@@ -70,11 +70,21 @@ def run(args) -> int:
     kind = model_of(args)
     build_app = kind.function("serve_app")
     with open_scorer(args, kind) as classifier:
-        app = build_app(classifier, limits, access=access)
-        server.run(app, args.host, args.port, str(args.dir / args.output_graph),
-                   say=lambda line: print(line, flush=True), warn=warn,
-                   shown_host=args.shown_host, timeout_s=args.timeout, header_timeout_s=args.header_timeout,
-                   needs_token=access.token is not None)
+        camera = None
+        if kind.name == "classes" and getattr(args, "engine", "local") == "local":
+            from tensorguess.serve.camera_model import camera_model
+
+            camera = camera_model(classifier, args.dir, args.model, args.output_labels)
+        try:
+            app = build_app(classifier, limits, access=access, camera=camera)
+            server.run(app, args.host, args.port, str(args.dir / args.output_graph),
+                       say=lambda line: print(line, flush=True), warn=warn,
+                       shown_host=args.shown_host, timeout_s=args.timeout,
+                       header_timeout_s=args.header_timeout, needs_token=access.token is not None,
+                       then=[camera.said] if camera else [])
+        finally:
+            if camera is not None:
+                camera.close()
     return 0
 
 

@@ -32,6 +32,8 @@ from tensorguess.model_dir import (
     POINTS_SKELETON,
     POINTS_TENSOR,
     SAVED_MODEL,
+    TRAIN_LOG,
+    TrainLog,
 )
 from tensorguess.score import graph_check
 from tensorguess.score.predict import ClassifierError
@@ -101,7 +103,33 @@ def graph_run(graph_def, path: Path) -> tuple[Run, Callable[[], None]]:
                               f"({str(error).strip().splitlines()[0][:200]}); train again with train.sh"
                               ) from error
     session = tf.compat.v1.Session(graph=graph)
-    return (lambda pixels: tuple(session.run(fetches, {photos: pixels}))), session.close
+
+    def run(pixels):
+        return tuple(session.run(fetches, {photos: pixels}))
+
+    box = crop_box_tensor(graph)
+    if box is not None:
+        # The box fed: the session runs only what the outputs need beyond it (the points stage in
+        # that crop), not the locate stage: the camera's tracking (serve, POST /predict/frame?box=).
+        run.in_boxes = lambda pixels, boxes: tuple(session.run(fetches, {photos: pixels, box: boxes}))
+    return run, session.close
+
+
+def crop_box_tensor(graph):
+    """A two-stage graph's crop box [N,4] (x0, y0, x1, y1 in photo pixels), which the points stage
+    reads its crop in: the input of the `box` output, when the points depend on it; else None (a
+    graph of one stage reads the whole photo: no box to give it)."""
+    box = graph.get_tensor_by_name(f"{BOX_TENSOR}:0").op.inputs[0]
+    seen, waiting = set(), [graph.get_tensor_by_name(f"{POINTS_TENSOR}:0").op]
+    while waiting:
+        op = waiting.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        if box.op.name == op.name:
+            return box
+        waiting.extend(tensor.op for tensor in op.inputs)
+    return None
 
 
 def saved_model_run(directory: Path, trusted: bool) -> tuple[Run, list[str], str]:
@@ -173,6 +201,12 @@ class PointsScorer:
     def __init__(self, run: Run, names: list[str], digest: str, close: Callable[[], None] = lambda: None,
                  skeleton: Skeleton | None = None):
         self.run, self.names, self.digest, self._close = run, names, digest, close
+        # (pixels, boxes [N,4]) -> the outputs, the points read in those boxes: a two-stage .pb's
+        # (graph_run); None where the locate stage cannot be skipped (one stage, a SavedModel).
+        self.run_in_boxes = getattr(run, "in_boxes", None)
+        # The locate stage's crop rule (points_model.crop_box's margin and min_side, from the log):
+        # the box the next camera frame's points are read in, from this frame's points.
+        self.crop_rule: tuple[float, float] | None = None
         self.skeleton = skeleton or Skeleton(problem="this points model was opened without its skeleton")
 
     def close(self) -> None:
@@ -276,4 +310,9 @@ def open_points_model(folder: Path, model: str = "pb", graph: str = GRAPH, label
         names = point_names(graph_def, path)
         skeleton = read_skeleton(where((folder / graph).parent / POINTS_SKELETON), names)
         run, close = graph_run(graph_def, path)
-        return PointsScorer(run, names, hashlib.sha1(data).hexdigest(), close, skeleton)
+        scorer = PointsScorer(run, names, hashlib.sha1(data).hexdigest(), close, skeleton)
+        log = TrainLog.read(where(folder / TRAIN_LOG))
+        locate = log.locate if log is not None else {}
+        if scorer.run_in_boxes is not None and "margin" in locate and "min_side" in locate:
+            scorer.crop_rule = (float(locate["margin"]), float(locate["min_side"]))
+        return scorer

@@ -27,23 +27,30 @@ SERVING_DEFAULT = "serving_default"
 
 @dataclass(frozen=True)
 class Frame:
-    """A camera frame: uint8 pixels [H, W, 3], as the page drew them."""
+    """A camera frame: uint8 pixels [H, W, 3], as the page drew them; for a two-stage points model,
+    the `box` (x0, y0, x1, y1 in the frame's pixels) to read the points in, skipping the locate stage:
+    the previous answer's `next_box`, which the page echoes (the server keeps no state)."""
 
     pixels: np.ndarray
+    box: tuple[float, float, float, float] | None = None
+
+
+# A box smaller than this a side is no crop to read points in (the points stage's input is 224).
+MIN_BOX_SIDE = 8
 
 
 class FrameRefused(Exception):
     """A frame this model cannot take (its size); the message says which it takes."""
 
 
-def frame_of(body: bytes, width: int, height: int) -> Frame:
+def frame_of(body: bytes, width: int, height: int, box: tuple[float, ...] | None = None) -> Frame:
     """The pixels of a frame body: RGBA (a canvas's ImageData, 4 bytes a pixel) or RGB (3)."""
     channels, left = divmod(len(body), width * height) if width * height else (0, 1)
     if left or channels not in (3, 4):
         raise FrameRefused(f"the frame body has {len(body)} bytes; a {width}x{height} frame is "
                            f"{width * height * 4} (RGBA) or {width * height * 3} (RGB)")
     pixels = np.frombuffer(body, np.uint8).reshape(height, width, channels)
-    return Frame(np.ascontiguousarray(pixels[:, :, :3]))
+    return Frame(np.ascontiguousarray(pixels[:, :, :3]), box)
 
 
 class ClassesAnswers:
@@ -51,9 +58,12 @@ class ClassesAnswers:
 
     kind = "classes"
 
-    def __init__(self, classifier):
+    def __init__(self, classifier, frames_run=None):
         self.classifier = classifier
         self.labels = list(classifier.labels)
+        # What scores a frame: camera_model's choice (the TFLite float model of this graph, when
+        # DIR has one), else the classifier itself.
+        self.frames_run = frames_run or getattr(classifier, "run", None)
         # Graphs fed decoded batches take frames at their input size (squashed, as the pipeline
         # resizes a photo); an old graph fed JPEG bytes takes photos only (the page sends JPEGs).
         batch_fed = getattr(classifier, "mode", "batch") == "batch" and hasattr(classifier, "run")
@@ -64,6 +74,9 @@ class ClassesAnswers:
         return {"label": ranked[0][0], "score": ranked[0][1], "scores": dict(ranked)}
 
     def check_frame(self, frame: Frame) -> None:
+        if frame.box is not None:
+            raise FrameRefused("box= is for a points model with a locate stage; a classes model's frame "
+                               "takes none")
         if self.frame_size is None:
             raise FrameRefused("this model's graph takes photos, not frames: POST the photo to /predict")
         width, height = self.frame_size
@@ -73,7 +86,7 @@ class ClassesAnswers:
 
     def score_frames(self, frames: list[Frame]) -> list[dict]:
         pixels = np.stack([frame.pixels for frame in frames]).astype(np.float32) * np.float32(1 / 255)
-        scores = np.asarray(self.classifier.run(pixels), np.float64).reshape(len(frames), -1)
+        scores = np.asarray(self.frames_run(pixels), np.float64).reshape(len(frames), -1)
         return [{"label": label, "score": score, "scores": dict(ranked)}
                 for ranked in map(self.classifier.ranked, scores) for label, score in ranked[:1]]
 
@@ -110,21 +123,49 @@ class PointsAnswers:
         if min(width, height) < 32:
             raise FrameRefused(f"a {width}x{height} frame is too small to find points in; send 32 "
                                "pixels a side at least")
+        if frame.box is None:
+            return
+        if getattr(self.scorer, "run_in_boxes", None) is None:
+            raise FrameRefused("this model reads the whole frame (one stage, or --model saved_model): "
+                               "send no box=")
+        x0, y0, x1, y1 = frame.box
+        if not (x1 - x0 >= MIN_BOX_SIDE and y1 - y0 >= MIN_BOX_SIDE and x0 < width and y0 < height
+                and x1 > 0 and y1 > 0):
+            raise FrameRefused(f"box={x0:g},{y0:g},{x1:g},{y1:g} is not a box over this {width}x{height} "
+                               f"frame (x0,y0,x1,y1 in its pixels, {MIN_BOX_SIDE} a side at least); send "
+                               "the last answer's next_box, or none")
 
     def score_frames(self, frames: list[Frame]) -> list[dict | Skipped]:
-        from tensorguess.score.points import PointsResult, runs
+        from tensorguess.score.points import runs
 
-        answers: list[dict] = []
+        answers: list[dict | Skipped] = [None] * len(frames)  # type: ignore[list-item]
+        located = [index for index, frame in enumerate(frames) if frame.box is None]
         # Frames of one size run together (the graph's batches are of one size), in order.
-        for run in runs(((Path("frame"), frame.pixels) for frame in frames), len(frames)):
-            points, confidence, box = self.scorer.run(np.stack([pixels for _, pixels in run]))
-            for row in range(len(run)):
-                result = PointsResult(Path("frame"), points[row], confidence[row], box[row])
-                usable = np.isfinite(points[row]).all() and np.isfinite(box[row]).all()
-                answers.append(self.answer(result) if usable else Skipped(
-                    result.path, "the graph gave no usable points (NaN or infinite); the model is broken: "
-                    "train it again"))
+        for run in runs(((index, frames[index].pixels) for index in located), len(located)):
+            outputs = self.scorer.run(np.stack([pixels for _, pixels in run]))
+            for row, (index, pixels) in enumerate(run):
+                answers[index] = self._answer(pixels, *(output[row] for output in outputs))
+        for index, frame in enumerate(frames):  # tracked: the points stage alone, in the box given
+            if frame.box is not None:
+                outputs = self.scorer.run_in_boxes(frame.pixels[None], np.asarray([frame.box], np.float32))
+                answers[index] = self._answer(frame.pixels, *(output[0] for output in outputs))
         return answers
+
+    def _answer(self, pixels: np.ndarray, points, confidence, box) -> dict | Skipped:
+        from tensorguess.head.points_model import crop_box
+        from tensorguess.score.points import PointsResult
+
+        result = PointsResult(Path("frame"), points, confidence, box)
+        if not (np.isfinite(points).all() and np.isfinite(box).all()):
+            return Skipped(result.path, "the graph gave no usable points (NaN or infinite); the model is "
+                           "broken: train it again")
+        answer = self.answer(result)
+        rule = getattr(self.scorer, "crop_rule", None)
+        if rule is not None:  # the box the next frame's points are read in: the model's own crop rule
+            height, width = pixels.shape[:2]
+            corners = crop_box(points, np.ones(len(points), bool), width, height, *rule)
+            answer["next_box"] = [round(float(value), 2) for value in corners]
+        return answer
 
     def prediction(self, answer) -> dict:
         """TF Serving's prediction for one photo: one value per output of the graph."""
@@ -146,10 +187,11 @@ class PointsAnswers:
         return {"kind": self.kind, "labels": self.labels, "frame": None, "skeleton": bones}
 
 
-def answers_for(model) -> ClassesAnswers | PointsAnswers:
-    """The answers of the model serve was given: a points scorer has point names, a classifier labels."""
+def answers_for(model, frames_run=None) -> ClassesAnswers | PointsAnswers:
+    """The answers of the model serve was given: a points scorer has point names, a classifier labels
+    (`frames_run`: what scores a classes model's camera frames, when not the classifier)."""
     return PointsAnswers(model) if hasattr(model, "names") and hasattr(model, "skeleton") \
-        else ClassesAnswers(model)
+        else ClassesAnswers(model, frames_run)
 
 
 def signature_def(answers: ClassesAnswers | PointsAnswers) -> dict:

@@ -31,6 +31,7 @@ import asyncio
 import base64
 import binascii
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -74,16 +75,17 @@ CLIENT_GONE = 499  # nginx's status for a client that closed its connection befo
 
 
 def build_app(classifier, limits: Limits | None = None, log: Callable[[str], None] | None = None,
-              access: Access | None = None):
+              access: Access | None = None, camera=None):
     """The ASGI app serving `classifier`: a classes model (predict.Classifier's interface:
     score_files, labels, ranked) or a points model (score.points.PointsScorer); with `access`, only
-    requests that name this server (and carry its token, if it has one). kinds' serve_app for both."""
+    requests that name this server (and carry its token, if it has one); `camera`: what scores a
+    classes model's camera frames (serve.camera_model.CameraModel). kinds' serve_app for both."""
     limits = limits or Limits()
-    answers = answers_for(classifier)
+    answers = answers_for(classifier, camera.run if camera is not None else None)
     scorer = PhotoScorer(answers, limits.max_batch)
     scorer.warm_up()
     batcher = Batcher(scorer, limits.max_batch, limits.batch_wait_ms / 1000, limits.queue_size)
-    api = _Api(answers, scorer, batcher, limits)
+    api = _Api(answers, scorer, batcher, limits, getattr(camera, "digest", None))
 
     @asynccontextmanager
     async def lifespan(app):
@@ -138,12 +140,14 @@ async def _not_allowed(request: Request, exc) -> Response:
 
 
 class _Api:
-    def __init__(self, answers, scorer: PhotoScorer, batcher: Batcher, limits: Limits):
+    def __init__(self, answers, scorer: PhotoScorer, batcher: Batcher, limits: Limits,
+                 camera_digest: str | None = None):
         self.answers = answers
         self.classifier = scorer.classifier
         self.scorer = scorer
         self.batcher = batcher
         self.limits = limits
+        self.camera_digest = camera_digest or getattr(self.classifier, "digest", None)
 
     async def page(self, request: Request) -> Response:
         return FileResponse(PAGE / "index.html", headers={"Cache-Control": "no-cache"})
@@ -157,6 +161,7 @@ class _Api:
     async def healthz(self, request: Request) -> Response:
         return json_response({"status": "ok", "kind": self.answers.kind, "labels": len(self.answers.labels),
                               "model": getattr(self.classifier, "digest", None),
+                              "camera_model": self.camera_digest,  # the file that scores the frames
                               "queued": self.batcher.queue.qsize(),
                               "photos_scored": self.batcher.photos_scored, "batches": self.batcher.batches,
                               "largest_batch": self.batcher.largest_batch})
@@ -176,9 +181,10 @@ class _Api:
         try:
             width, height = (_frame_side(request.query_params.get(side), side)
                              for side in ("width", "height"))
+            box = _frame_box(request.query_params.get("box"))
             body = await self._body(request)
             try:
-                frame = frame_of(body, width, height)
+                frame = frame_of(body, width, height, box)
                 self.answers.check_frame(frame)
             except FrameRefused as refused:
                 raise BadPhoto(400, str(refused)) from None
@@ -336,6 +342,20 @@ class _Api:
                 where = name.format(index)
                 raise BadPhoto(answer.status, answer.message.replace("the photo", where, 1))
         return answers
+
+
+def _frame_box(value: str | None) -> tuple[float, float, float, float] | None:
+    """box=x0,y0,x1,y1 (the last answer's next_box), or None when not given."""
+    if value is None:
+        return None
+    try:
+        numbers = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        numbers = ()
+    if len(numbers) != 4 or not all(math.isfinite(number) for number in numbers):
+        raise BadPhoto(400, f"box= takes four numbers x0,y0,x1,y1 (the last answer's next_box), not "
+                            f"{printable(value[:60])!r}")
+    return numbers  # type: ignore[return-value]
 
 
 def _frame_side(value: str | None, side: str) -> int:

@@ -120,10 +120,11 @@ class HeaderDeadline(H11Protocol):
 
 def run(app, host: str, port: int, what: str, say: Callable[[str], None], warn: Callable[[str], None],
         shown_host: str | None = None, timeout_s: float = 30.0, header_timeout_s: float = 10.0,
-        needs_token: bool = False) -> None:
+        needs_token: bool = False, then: list[str] | tuple[str, ...] = ()) -> None:
     """Serve `app` on host:port until a signal; `shown_host` is the address users reach it
     at when it differs (the host side of Docker's published port); `needs_token`: the app
-    asks for TG_SERVE_TOKEN, which the line after `Serving` tells how to give."""
+    asks for TG_SERVE_TOKEN, which the line after `Serving` tells how to give; `then`: more lines said
+    after those (which model scores the camera's frames)."""
     sock = bind(host, port)
     port = sock.getsockname()[1]
     shown = shown_host or host
@@ -147,6 +148,8 @@ def run(app, host: str, port: int, what: str, say: Callable[[str], None], warn: 
             if needs_token:
                 say("Requests need the token in TG_SERVE_TOKEN: 'Authorization: Bearer TOKEN'; "
                     f"for the page, open {url(shown, port)}?token=TOKEN once")
+            for line in then:
+                say(line)
         await serving
 
     try:

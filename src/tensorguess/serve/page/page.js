@@ -6,6 +6,10 @@
 
 const $ = (id) => document.getElementById(id);
 const CAMERA_FRAME_SIDE = 320; // a points model's frames are sent at most this wide
+// A two-stage points model tracks, as MediaPipe's hand landmarker does: a frame is sent with the
+// last answer's next_box (the model's crop rule around its points), so only the points stage runs;
+// every LOCATE_EVERY-th frame, and after any failure, the locate stage finds the object again.
+const LOCATE_EVERY = 10;
 
 async function predict(body) {
   const response = await fetch("/predict", { method: "POST", body,
@@ -96,7 +100,8 @@ function setUpPhotos() {
 // time: no JPEG to encode here nor to decode there (docs/benchmarks.md measured why).
 // `generation` numbers each start: whatever resolves for an older one (a stream the browser gave
 // late, an answer for a frame of a camera since stopped) is stopped or dropped, never shown.
-const camera = { stream: null, wanted: false, generation: 0, frames: 0, times: [], failing: false };
+const camera = { stream: null, wanted: false, generation: 0, frames: 0, times: [], failing: false,
+  box: null, tracked: 0 };
 let model = { kind: "classes", labels: [], frame: null, skeleton: [] };
 
 function stopTracks(stream) {
@@ -150,6 +155,7 @@ function stopCamera() {
   camera.generation++;
   stopTracks(camera.stream);
   camera.stream = null;
+  camera.box = null; // a new start finds the object again
   $("video").srcObject = null;
   clearAnswer();
 }
@@ -192,11 +198,18 @@ async function scoreFrame(video, canvas) {
     return { answer: await predict(await jpegOf(canvas)), width, height };
   }
   const pixels = context.getImageData(0, 0, width, height).data;
-  const response = await fetch(`/predict/frame?width=${width}&height=${height}`, { method: "POST",
+  const track = camera.box && camera.box.size === `${width}x${height}` && camera.tracked < LOCATE_EVERY - 1;
+  const box = track ? `&box=${camera.box.corners.join(",")}` : "";
+  camera.box = null; // until this frame's answer gives the next one
+  const response = await fetch(`/predict/frame?width=${width}&height=${height}${box}`, { method: "POST",
     body: pixels, headers: { "Content-Type": "application/octet-stream" } });
   let answer;
   try { answer = await response.json(); } catch { answer = { error: `HTTP ${response.status}` }; }
   if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
+  if (answer.next_box) {
+    camera.tracked = track ? camera.tracked + 1 : 0;
+    camera.box = { corners: answer.next_box, size: `${width}x${height}` };
+  }
   return { answer, width, height };
 }
 
