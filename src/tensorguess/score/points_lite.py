@@ -47,7 +47,10 @@ def crop_square(photo: np.ndarray, box, size: int) -> np.ndarray:
     left, columns = axis_weights(float(box[0]), side, size, width)
     top, rows = axis_weights(float(box[1]), side, size, height)
     part = photo[top:top + rows.shape[1], left:left + columns.shape[1]].astype(np.float64)
-    return np.einsum("ih,hwc,jw->ijc", rows, part, columns).astype(np.float32)
+    # Two matrix products (rows, then columns), not one three-way einsum, which numpy runs as nested
+    # loops over all four indices (minutes for a crop of a 640x480 photo).
+    mixed = np.tensordot(rows, part, axes=1)  # [size, w, 3]
+    return np.tensordot(mixed, columns, axes=([1], [1])).transpose(0, 2, 1).astype(np.float32)
 
 
 def whole_square(width: float, height: float) -> np.ndarray:
