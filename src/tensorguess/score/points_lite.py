@@ -63,9 +63,20 @@ class LiteStage:
 
     def __init__(self, path: Path):
         from tensorguess.export.litert import interpreter_class
+        from tensorguess.score.lite import prepare
 
-        self.runner = interpreter_class()(model_path=str(path)).get_signature_runner()
-        self.detail = self.runner.get_input_details()["image"]
+        try:
+            interpreter = interpreter_class()(model_content=Path(path).read_bytes())
+        except (OSError, ValueError, RuntimeError) as error:
+            raise ClassifierError(f"{path} is not a TFLite model LiteRT can load ({str(error)[:200]}); "
+                                  "write it again with export.sh") from error
+        prepare(interpreter, path)  # as the classes' files: builtin ops only, said in one line
+        try:
+            self.runner = interpreter.get_signature_runner()
+            self.detail = self.runner.get_input_details()["image"]
+        except (ValueError, KeyError) as error:
+            raise ClassifierError(f"{path} has no serving signature taking `image` (not written by "
+                                  "export.sh for a points model); write it again with export.sh") from error
         self.size = int(self.detail["shape"][1])
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
