@@ -9,6 +9,7 @@ share of the box side: for the whole-photo stage these files hold, the photo's l
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,15 @@ from tensorguess.errors import TensorGuessError
 from tensorguess.export import points_coreml, points_lite
 from tensorguess.export.formats import CALIBRATION_PHOTOS, FILES, ExportError, evenly_chosen, read_graph
 from tensorguess.export.points_graph import write_points_saved_model
-from tensorguess.model_dir import GRAPH, POINT_NAMES, SAVED_MODEL, TRAIN_LOG, TrainLog
+from tensorguess.model_dir import (
+    GRAPH,
+    LOCATE_EXPORTS,
+    POINT_NAMES,
+    POINTS_CROP,
+    SAVED_MODEL,
+    TRAIN_LOG,
+    TrainLog,
+)
 from tensorguess.score import graph_check
 from tensorguess.score.points import point_names
 
@@ -67,29 +76,41 @@ def _export(folder: Path, chosen: list[str], graph: str, trust_graph: bool, say,
         if not (folder / SAVED_MODEL).exists():
             write_points_saved_model(graph_def, publication.new_folder(folder / SAVED_MODEL))
             say(f"Wrote {folder / SAVED_MODEL}")
-    for name in chosen:
-        target = folder / FILES[name]
-        started = time.perf_counter()
+    rule = points_lite.crop_rule(graph_def) if points_lite.two_stage(graph_def) else None
+    if rule is not None and any(name != "saved_model" for name in chosen):
         with publish.Publication(folder) as publication:
-            if name == "coreml":
-                built = publication.scratch(target) / target.name
-                skeleton = log.skeleton if log is not None else []
-                points_coreml.write_points_mlpackage(graph_def, names, skeleton, size, built)
-                points_coreml.check(built, names, size)
-                publication.adopt(target, built)
-            else:
-                calibration = None
-                if name == "tflite-int8":
-                    paths = evenly_chosen(photos["training"], CALIBRATION_PHOTOS)
-                    say(f"Calibrating int8 on {len(paths)} training photos")
-                    calibration = squashed_photos(paths, size)
-                points_lite.write_points_tflite(graph_def, names, target, size, calibration,
-                                                publication.write)
-        say(f"Wrote {target} ({time.perf_counter() - started:.1f} s)")
+            publication.write(folder / POINTS_CROP, (json.dumps(rule, indent=1) + "\n").encode())
+    for name in chosen:
+        if name == "saved_model":
+            continue
+        # Each stage's file: a two-stage model's locate stage (on the whole photo) beside its points
+        # stage (on the crop); a one-stage model's whole-photo stage alone.
+        files = [(folder / FILES[name], "whole")] if rule is None else \
+            [(folder / LOCATE_EXPORTS[name], "whole"), (folder / FILES[name], "crop")]
+        for target, stage in files:
+            started = time.perf_counter()
+            side = size if stage == "whole" else rule["points_size"]
+            with publish.Publication(folder) as publication:
+                if name == "coreml":
+                    built = publication.scratch(target) / target.name
+                    skeleton = log.skeleton if log is not None else []
+                    points_coreml.write_points_mlpackage(graph_def, names, skeleton, side, built, stage)
+                    points_coreml.check(built, names, side)
+                    publication.adopt(target, built)
+                else:
+                    calibration = None
+                    if name == "tflite-int8":
+                        paths = evenly_chosen(photos["training"], CALIBRATION_PHOTOS)
+                        say(f"Calibrating int8 on {len(paths)} training photos")
+                        calibration = (squashed_photos(paths, size) if stage == "whole"
+                                       else cropped_photos(graph_def, paths))
+                    points_lite.write_points_tflite(graph_def, names, target, side, calibration,
+                                                    publication.write, stage, rule)
+            say(f"Wrote {target} ({time.perf_counter() - started:.1f} s)")
     if not photos.get("testing"):
         say(f"No comparison per format: {log_path} is missing or its test split is empty")
         return []
-    table = compare(folder, graph_def, [n for n in chosen if n != "coreml"],
+    table = compare(folder, graph_def, [n for n in chosen if n in ("tflite", "tflite-int8")],
                     evenly_chosen(photos["testing"], COMPARED_PHOTOS), size)
     for line in table_lines(table, "coreml" in chosen):
         (warn if line.startswith("WARNING") else say)(line)
@@ -138,23 +159,48 @@ def squashed_photos(paths: list[Path], size: int) -> Callable:
     return images
 
 
-def compare(folder: Path, graph_def, formats: list[str], paths: list[Path], size: int) -> list[dict]:
-    """Each TFLite file's points against the .pb's (its network: the same squashed photo in), as
-    shares of the box side: the mean, the largest, and the share of points within AGREEMENT_SHARE."""
-    from tensorguess.export.litert import interpreter_class, quantized
+def cropped_photos(graph_def, paths: list[Path]) -> Callable:
+    """A generator factory of a two-stage model's crops [S,S,3] of `paths`, as its graph cuts them
+    (located, then crop_box): what its points stage's int8 file is calibrated on."""
+    import tensorflow as tf
 
-    function, _keep = points_lite.stage_function(graph_def)
-    photos = [(image, shape) for image, shape in _photos(paths, size)]
-    reference = [function(image[None])["points"].numpy()[0] for image, _ in photos]
+    from tensorguess.export.points_graph import CROP_INPUT
+    from tensorguess.model_dir import PHOTOS
+
+    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    crop = wrapped.prune(feeds=wrapped.graph.get_tensor_by_name(f"{PHOTOS}:0"),
+                         fetches=wrapped.graph.get_tensor_by_name(f"{CROP_INPUT}:0"))
+
+    def images():
+        for path in paths:
+            try:
+                yield crop(tf.constant(read_image(path)[None])).numpy()[0]
+            except Exception:  # noqa: BLE001  (an unreadable photo calibrates nothing)
+                continue
+
+    return images
+
+
+def compare(folder: Path, graph_def, formats: list[str], paths: list[Path], size: int) -> list[dict]:
+    """Each TFLite format's points (run as guess --model runs it: score/points_lite.py, the crop on the
+    host for a two-stage model) against the .pb's, as shares of the .pb's box side: the mean, the
+    largest, and the share of points within AGREEMENT_SHARE."""
+    from tensorguess.score.points import graph_run
+    from tensorguess.score.points_lite import open_lite_run
+
+    run_pb, close = graph_run(graph_def, folder / GRAPH)
+    try:
+        photos = [image for image in _photos(paths)]
+        reference = [run_pb(image[None]) for image in photos]
+    finally:
+        close()
     table = []
     for name in formats:
-        interpreter = interpreter_class()(model_path=str(folder / FILES[name]))
-        runner = interpreter.get_signature_runner()
-        detail = runner.get_input_details()["image"]
+        run, _digest = open_lite_run(folder, name)
         distances = []
-        for (image, (height, width)), expected in zip(photos, reference, strict=True):
-            points = runner(image=quantized(image[None], detail))["points"][0]
-            moved = (points - expected) * [width, height] / max(width, height)
+        for image, (expected, _confidence, box) in zip(photos, reference, strict=True):
+            points, _, _ = run(image[None])
+            moved = (points[0] - expected[0]) / float(box[0, 2] - box[0, 0])
             distances.extend(np.hypot(moved[:, 0], moved[:, 1]).tolist())
         distances = np.array(distances)
         table.append({"format": name, "file": FILES[name], "photos": len(photos),
@@ -164,15 +210,12 @@ def compare(folder: Path, graph_def, formats: list[str], paths: list[Path], size
     return table
 
 
-def _photos(paths: list[Path], size: int):
-    from tensorguess.features.modules import resize_image
-
+def _photos(paths: list[Path]):
     for path in paths:
         try:
-            image = read_image(path)
+            yield read_image(path)
         except Exception:  # noqa: BLE001  (a photo gone since training: compared on the others)
             continue
-        yield resize_image(image, size).numpy(), image.shape[:2]
 
 
 def table_lines(table: list[dict], coreml: bool) -> list[str]:

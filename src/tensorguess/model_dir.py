@@ -31,6 +31,13 @@ POINTS_SKELETON = "points_skeleton.json"  # {"names", "skeleton", "flip_pairs"}:
 # ---- what export writes beside the graph, by --format name
 EXPORTS = {"tflite": "retrained_graph.tflite", "tflite-int8": "retrained_graph_int8.tflite",
            "coreml": "retrained_graph.mlpackage"}
+# A points model that locates first (two stages) exports each stage as its own file, since LiteRT and
+# Core ML have no operation for the crop between them: EXPORTS' file holds the points stage (on the
+# crop), these the locate stage (on the whole photo), and POINTS_CROP says how a host crops between.
+LOCATE_EXPORTS = {"tflite": "retrained_graph_locate.tflite",
+                  "tflite-int8": "retrained_graph_locate_int8.tflite",
+                  "coreml": "retrained_graph_locate.mlpackage"}
+POINTS_CROP = "points_crop.json"  # {"margin", "min_side", "locate_size", "points_size"}: crop_box's rule
 # What guess, guessDir, evaluate and serve can score with (--model): the graph, the SavedModel
 # and the TFLite exports (Core ML runs only on macOS).
 SCORED_FORMATS = ("pb", "saved_model", "tflite", "tflite-int8")
@@ -42,7 +49,7 @@ REPORT = "report"  # the test split's report (and export's accuracy per format)
 FINE_TUNE_CHECKPOINT = "fine_tune_checkpoint"  # an interrupted --fine_tune resumes from it
 # Every name train and export publish into DIR (their leftovers are found by these names).
 PUBLISHED = (GRAPH, LABELS, SAVED_MODEL, TRAIN_LOG, MODEL_KIND, TRAIN_INPUTS, POINT_NAMES, POINTS_SKELETON,
-             *EXPORTS.values())
+             *EXPORTS.values(), *LOCATE_EXPORTS.values(), POINTS_CROP)
 
 # ---- the frozen graph's tensors (export/frozen.py builds them; guess, export and serve feed them)
 INPUT_BYTES = "DecodeJpeg/contents"  # encoded photo bytes: label_image.py's input

@@ -413,13 +413,97 @@ def test_core_ml_of_a_points_model_has_the_points_and_box_and_the_names(trained_
     assert shapes["points"][-1] == 2
 
 
-def test_a_model_that_locates_first_is_refused_in_one_line(exported, capsys):
-    from tensorguess import cli
+@pytest.fixture(scope="module")
+def two_stage_files(exported, hands, tmp_path_factory):
+    """The two-stage model exported to every format by `export DIR`, as the command runs it, with the
+    train_log.json a training would have written: its keypoint file (the hand photos' first 64), the
+    40 photos its locate head trained on as the training split (int8 calibrates on them) and those of
+    the 64 it never saw as the test split (the table compares on them). (DIR, printed lines, test photos.)"""
+    import shutil
+    from contextlib import redirect_stderr, redirect_stdout
+    from io import StringIO
 
-    assert cli.main(["export", str(exported), "--format", "tflite"]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "crops the full-size photo" in err and "saved_model" in err, err
-    assert not (exported / FILES["tflite"]).exists()
+    from test_train_points import hands_subset
+
+    from tensorguess import cli
+    from tensorguess.data.images import content_hash
+
+    folder = tmp_path_factory.mktemp("two_stage_formats") / "model"
+    shutil.copytree(exported, folder)
+    hands_subset(folder / "hands.json", 64)
+    listed = read_keypoints(folder / "hands.json", SIGN_DIGITS, warn=lambda line: None, say=lambda line: None)
+    trained = {i.path for i in hands[1][:48]}
+    unseen = sorted({i.path for i in listed.instances} - trained)
+    log = {"kind": "points", "flags": {"image_dir": str(SIGN_DIGITS)},
+           "keypoints": {"source": str(folder / "hands.json")},
+           "split_digests": {"training": [content_hash(i.path) for i in hands[1][:40]],
+                             "testing": [content_hash(path) for path in unseen]},
+           "skeleton": [[0, 1]]}
+    (folder / model_dir.TRAIN_LOG).write_text(json.dumps(log))
+    printed = StringIO()
+    with redirect_stdout(printed), redirect_stderr(printed):
+        status = cli.main(["export", str(folder)])
+    lines = printed.getvalue().splitlines()
+    assert status == 0, lines
+    return folder, lines, unseen
+
+
+def test_a_model_that_locates_first_exports_each_stage_and_the_crop_rule(two_stage_files, models):
+    """TFLite float and int8 and Core ML: a file a stage (LiteRT and Core ML cannot crop between them)
+    and points_crop.json, what a host needs to crop as the graph does."""
+    import coremltools as ct
+
+    folder, lines, _ = two_stage_files
+    for name in ("tflite", "tflite-int8", "coreml"):
+        assert (folder / FILES[name]).exists() and (folder / model_dir.LOCATE_EXPORTS[name]).exists(), name
+    rule = json.loads((folder / model_dir.POINTS_CROP).read_text())
+    model = models["two-stage"]
+    assert rule == {"margin": model.margin, "min_side": pytest.approx(model.min_side), "locate_size": 160,
+                    "points_size": 224}
+    for path, side in ((folder / model_dir.LOCATE_EXPORTS["coreml"], 160), (folder / FILES["coreml"], 224)):
+        image = ct.utils.load_spec(str(path)).description.input[0]
+        assert (image.type.imageType.width, image.type.imageType.height) == (side, side), path
+    header = lines.index("format         mean      max   within 1%")
+    table = {row[0]: row for row in map(str.split, lines[header + 1:]) if row}
+    assert float(table["tflite"][2].rstrip("%")) < 0.01, lines  # both float files and the host's crop
+    assert "tflite-int8" in table
+
+
+@pytest.mark.parametrize("name", ["tflite", "tflite-int8"])
+def test_guess_runs_both_stages_files_with_the_crop_on_the_host(two_stage_files, name):
+    """`--model tflite` / `tflite-int8` on a two-stage model: the locate file, crop_box and the numpy
+    crop, then the points file, give the .pb's box and points (float: to 0.05 px; int8: a looser
+    bound, its distance is what export's table and bench/points_int8.py measure)."""
+    folder, _, unseen = two_stage_files
+    photos = [*unseen[:4], MOUSE_FRAME]
+    results = {}
+    for model in ("pb", name):
+        with open_points_model(folder, model) as scorer:
+            results[model] = list(scorer.score_files(photos))
+    for pb, lite in zip(results["pb"], results[name], strict=True):
+        side = pb.box[2] - pb.box[0]
+        if name == "tflite":
+            np.testing.assert_allclose(lite.box, pb.box, atol=0.05)
+            np.testing.assert_allclose(lite.points, pb.points, atol=0.05)
+        else:
+            assert np.hypot(*(lite.points - pb.points).T).mean() < 0.25 * side, lite.path
+    done = guess(str(folder), str(MOUSE_FRAME), "--json", "--model", name)
+    assert done.returncode == 0, done.stderr
+    (found,) = json.loads(done.stdout)
+    np.testing.assert_allclose([[p["x"], p["y"]] for p in found["keypoints"]], results[name][-1].points,
+                               atol=1e-3)
+
+
+def test_the_host_crop_is_the_graph_crop():
+    """score/points_lite.crop_square (numpy) equals crop_squares (ImageProjectiveTransformV3) on a real
+    frame, for boxes inside, across the border and larger than the photo: bilinear, black outside."""
+    from tensorguess.score.points_lite import crop_square
+
+    photo = read_image(MOUSE_FRAME).astype(np.float32) / 255
+    for box in ([-50.3, 400.2, 120.9, 571.4], [100.25, 80.5, 228.75, 209.0], [600.1, -30.2, 700.5, 70.2],
+                [-100.0, -100.0, 800.0, 800.0], [10.0, 10.0, 12.0, 12.0]):
+        expected = crop_squares(tf.constant(photo[None]), tf.constant([box], tf.float32), 224).numpy()[0]
+        np.testing.assert_allclose(crop_square(photo, np.array(box, np.float32), 224), expected, atol=1e-4)
 
 
 def test_a_moved_keypoint_file_still_exports_float_and_int8_says_why_not(trained_points, tmp_path, capsys):

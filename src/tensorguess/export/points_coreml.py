@@ -23,11 +23,12 @@ NAMES_KEY, SKELETON_KEY = "point_names", "skeleton"
 
 
 def write_points_mlpackage(graph_def, names: list[str], skeleton: list[list[int]], size: int,
-                           path: Path) -> None:
-    """Convert and write the package `path` (a folder that must not exist yet, as coreml's)."""
+                           path: Path, stage: str = "whole") -> None:
+    """Convert `stage` (points_lite.STAGES: a two-stage model's locate and points stages are a package
+    each) and write the package `path` (a folder that must not exist yet, as coreml's)."""
     import coremltools as ct
 
-    function, _keep = stage_function(graph_def, batch=1)
+    function, _keep = stage_function(graph_def, batch=1, stage=stage)
     source = function.inputs[0].name.split(":")[0]
     model = ct.convert([function], source="tensorflow", convert_to="mlprogram",
                        minimum_deployment_target=ct.target.iOS15,
@@ -42,11 +43,14 @@ def write_points_mlpackage(graph_def, names: list[str], skeleton: list[list[int]
         ct.utils.rename_feature(spec, output.name, keys[output.name])
     model = ct.models.MLModel(spec, weights_dir=model.weights_dir, skip_model_load=True)
     model.short_description = f"tensor-guess points model: {len(names)} points on a {size}x{size} photo"
-    model.input_description[INPUT] = f"RGB photo squashed to {size}x{size}"
-    model.output_description["points"] = ("each point's (x / width, y / height) of the photo, in "
-                                           "point_names' order")
+    whole = stage == "whole"
+    model.input_description[INPUT] = (f"RGB photo squashed to {size}x{size}" if whole else
+                                      f"RGB crop of the photo (crop_box of the locate package's points, "
+                                      f"see points_crop.json) resampled to {size}x{size}")
+    meaning = "(x / width, y / height) of the photo" if whole else "(x, y) / side of the crop"
+    model.output_description["points"] = f"each point's {meaning}, in point_names' order"
     model.output_description["confidence"] = "each point's heatmap peak (NaN for a direct head)"
-    model.output_description["box"] = "x0, y0, x1, y1 of the part of the photo read: the whole photo"
+    model.output_description["box"] = "x0, y0, x1, y1 of the part of the input read: all of it"
     model.user_defined_metadata[NAMES_KEY] = json.dumps(list(names))
     model.user_defined_metadata[SKELETON_KEY] = json.dumps([list(map(int, bone)) for bone in skeleton])
     if os.path.lexists(path):  # coremltools would rmtree it (through a link, even)

@@ -50,6 +50,14 @@ OUTPUTS = {"points": POINTS_TENSOR, "confidence": CONFIDENCE_TENSOR, "box": BOX_
 WHOLE_INPUT = "whole_stage_input"
 WHOLE_POINTS = "whole_stage_points"
 WHOLE_CONFIDENCE = "whole_stage_confidence"
+# With `locate`, the points stage's own tensors likewise (its input the crop [N,S,S,3] in [0,1], its
+# points normalised to the crop) and the crop rule's numbers as constants, so that export.sh can write
+# each stage as its own TFLite/Core ML file and tell a host how to crop between them.
+CROP_INPUT = "crop_stage_input"
+CROP_POINTS = "crop_stage_points"
+CROP_CONFIDENCE = "crop_stage_confidence"
+CROP_MARGIN = "crop_margin"
+CROP_MIN_SIDE = "crop_min_side"
 
 # One graph function a tap, called by every stage that reads it: the module's weights stored once.
 # False imports the pruned module into the graph at each call, once a stage (bench/points_export.py's
@@ -189,8 +197,12 @@ def points_graph(spec: ModuleSpec, loaded, model: PointsModel):
             points = found
         else:
             box = crop_boxes(found, width, height, model.margin, model.min_side)
-            crop = crop_squares(pixels, box, model.points.size)
+            crop = tf.identity(crop_squares(pixels, box, model.points.size), name=CROP_INPUT)
             normalised, confidence = stage_points(heads[id(model.points)], trunks[model.points.tap], crop)
+            normalised = tf.identity(normalised, name=CROP_POINTS)
+            confidence = tf.identity(confidence, name=CROP_CONFIDENCE)
+            tf.constant(float(model.margin), tf.float32, name=CROP_MARGIN)
+            tf.constant(float(model.min_side), tf.float32, name=CROP_MIN_SIDE)
             points = box[:, None, :2] + normalised * (box[:, 2] - box[:, 0])[:, None, None]
         tf.identity(points, name=POINTS_TENSOR)
         tf.identity(confidence, name=CONFIDENCE_TENSOR)

@@ -28,6 +28,7 @@ from tensorguess.model_dir import (
     GRAPH,
     LABELS,
     PHOTOS,
+    POINT_NAMES,
     POINT_NAMES_TENSOR,
     POINTS_SKELETON,
     POINTS_TENSOR,
@@ -39,7 +40,7 @@ from tensorguess.score import graph_check
 from tensorguess.score.predict import ClassifierError
 
 # What --model opens for a points model.
-POINTS_FORMATS = ("pb", "saved_model")
+POINTS_FORMATS = ("pb", "saved_model", "tflite", "tflite-int8")
 # At most this many pixels in one run of the graph (its float copy is 4 bytes a channel): a run
 # of large photos is cut short, and a photo larger than this runs alone.
 RUN_PIXELS = 1 << 24
@@ -66,6 +67,18 @@ def read_bytes(path: Path) -> bytes:
     except OSError as error:
         raise ClassifierError(f"cannot read {path} ({error.strerror or error}); train first with "
                               "train.sh") from error
+
+
+def read_names(path: Path) -> list[str]:
+    """The point names train wrote beside the graph (model_dir.POINT_NAMES), one a line."""
+    try:
+        names = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ClassifierError(f"{path} cannot be read ({error.__class__.__name__}): train again with "
+                              "train.sh") from error
+    if not names:
+        raise ClassifierError(f"{path} names no point: train again with train.sh")
+    return names
 
 
 def point_names(graph_def, path: Path) -> list[str]:
@@ -295,6 +308,13 @@ def open_points_model(folder: Path, model: str = "pb", graph: str = GRAPH, label
     with publish.steady(folder) as where:
         if model == "saved_model":
             run, names, digest = saved_model_run(where(folder / SAVED_MODEL), trust_graph)
+            return PointsScorer(run, names, digest, skeleton=read_skeleton(where(folder / POINTS_SKELETON),
+                                                                           names))
+        if model in ("tflite", "tflite-int8"):  # the names and skeleton: the graph's, beside the files
+            from tensorguess.score.points_lite import open_lite_run
+
+            names = read_names(where(folder / POINT_NAMES))
+            run, digest = open_lite_run(folder, model, where)
             return PointsScorer(run, names, digest, skeleton=read_skeleton(where(folder / POINTS_SKELETON),
                                                                            names))
         import tensorflow as tf
