@@ -530,3 +530,35 @@ def test_a_moved_keypoint_file_still_exports_float_and_int8_says_why_not(trained
     err = capsys.readouterr().err.splitlines()
     assert "gone.json" in err[0] and "int8 is calibrated" in err[-1] and len(err) == 2, err
     assert not (moved / FILES["tflite-int8"]).exists()
+
+
+def test_serve_model_tflite_tracks_a_two_stage_model_in_its_files(two_stage_files):
+    """serve --model tflite on a two-stage model: a camera frame is answered as the graph answers it,
+    with the next frame's box by the files' own crop rule (points_crop.json); a frame sent with that
+    box is read in it, by the points file alone, as the graph reads it in that box."""
+    from PIL import Image
+
+    from tensorguess.serve.answers import Frame, PointsAnswers
+
+    folder, _, unseen = two_stage_files
+    pixels = np.asarray(Image.fromarray(read_image(unseen[0])).resize((320, 240)))
+    with open_points_model(folder, "tflite") as lite, open_points_model(folder, "pb") as graph:
+        located = PointsAnswers(lite).score_frames([Frame(pixels)])[0]
+        by_graph = PointsAnswers(graph).score_frames([Frame(pixels)])[0]
+        assert np.allclose(_xy(located), _xy(by_graph), atol=0.05)
+        box = tuple(located["next_box"])
+        answers = PointsAnswers(lite)
+        answers.check_frame(Frame(pixels, box))  # a box is taken: the files can skip locating
+        tracked = answers.score_frames([Frame(pixels, box)])[0]
+        in_graph = graph.run_in_boxes(pixels[None], np.asarray([box], np.float32))
+        assert np.allclose(_corners(tracked["box"]), box, atol=0.01)
+        assert np.allclose(_xy(tracked), in_graph[0][0], atol=0.05)
+
+
+def _xy(answer: dict) -> list[list[float]]:
+    return [[point["x"], point["y"]] for point in answer["keypoints"]]
+
+
+def _corners(box_xywh) -> list[float]:
+    x, y, width, height = box_xywh
+    return [x, y, x + width, y + height]

@@ -315,8 +315,10 @@ def open_points_model(folder: Path, model: str = "pb", graph: str = GRAPH, label
 
             names = read_names(where(folder / POINT_NAMES))
             run, digest = open_lite_run(folder, model, where)
-            return PointsScorer(run, names, digest, skeleton=read_skeleton(where(folder / POINTS_SKELETON),
-                                                                           names))
+            scorer = PointsScorer(run, names, digest, skeleton=read_skeleton(where(folder / POINTS_SKELETON),
+                                                                             names))
+            scorer.crop_rule = run.crop_rule  # the files' own (POINTS_CROP): the camera tracks with them
+            return scorer
         import tensorflow as tf
 
         path = where(folder / graph)
