@@ -14,7 +14,10 @@ Ways, all on the same cached MobileNet v1 bottlenecks and the product's schedule
 SGD 0.01, batches of 100):
 - old:        --class_weights none, retrain.py's class-uniform batches (the default before)
 - balanced:   --class_weights balanced
-- adjusted:   --class_weights adjusted, the new default (head/balance.py)
+- adjusted:   --class_weights adjusted (head/balance.py), tau 1.5, the linear head
+- default:    what a default train.sh runs: --recipe_mode auto's choice (head/recipe_choice.py: its
+              candidates and logit adjustment's tau chosen by cross-validation on the training
+              part only), then that recipe trained with that tau
 - sklearn_lr: LogisticRegression(class_weight="balanced") on L2-normalised bottlenecks
 - ncm:        nearest class mean of the L2-normalised bottlenecks (cosine)
 Reported: accuracy, macro F1, per-class recall, and the classes at zero recall.
@@ -56,6 +59,27 @@ def head_way(mode: str):
     return fit
 
 
+def default_way(photos: longtail_data.Photos, seed: int):
+    from tensorguess.config import TrainConfig
+    from tensorguess.head import recipe_choice
+    from tensorguess.head.balance import balance
+    from tensorguess.head.train import Rows, Schedule, train_head
+
+    classes = len(photos.labels)
+    truth = photos.training.y
+    choice = recipe_choice.choose(TrainConfig(), photos.training.x, np.arange(len(truth)), truth, classes,
+                                  seed)
+    cfg = choice.cfg
+    chosen = balance(cfg.class_weights, truth, classes, choice.tau)
+    schedule = Schedule(cfg.how_many_training_steps, cfg.learning_rate, cfg.train_batch_size,
+                        cfg.validation_batch_size, cfg.eval_step_interval, seed)
+    layer, _ = train_head(Rows(photos.training.x, truth), Rows(photos.validation.x, photos.validation.y),
+                          classes, schedule, cfg.head(), class_weights=chosen.weights,
+                          logit_offsets=chosen.offsets)
+    print(f"    {choice.line}", flush=True)
+    return layer.logits(photos.testing.x).argmax(axis=1)
+
+
 def sklearn_lr(photos: longtail_data.Photos, seed: int):
     from sklearn.linear_model import LogisticRegression
 
@@ -71,7 +95,7 @@ def ncm(photos: longtail_data.Photos, seed: int):
 
 
 WAYS = {"old": head_way("none"), "balanced": head_way("balanced"), "adjusted": head_way("adjusted"),
-        "sklearn_lr": sklearn_lr, "ncm": ncm}
+        "default": default_way, "sklearn_lr": sklearn_lr, "ncm": ncm}
 
 
 def judged(photos: longtail_data.Photos, predicted: np.ndarray) -> dict:

@@ -79,9 +79,8 @@ def test_the_adjustments_strength_is_chosen_on_the_training_folds_alone(tail):
     training, testing = tail["training"], tail["testing"]
     matrix = np.concatenate([training.matrix, testing.matrix])
     rows = np.arange(len(training.truth))
-    # The linear heads only (a pinned --hidden_units), and short folds: the choice is what is tested.
+    # Short folds: the choice is what is tested.
     cfg = TrainConfig(how_many_training_steps=200)
-    cfg.given_flags = frozenset({"hidden_units"})
     choice = choose(cfg, matrix, rows, training.truth, len(TAIL), seed=1)
     scrambled = matrix.copy()
     scrambled[len(rows):] = np.random.default_rng(0).permutation(scrambled[len(rows):].ravel()).reshape(

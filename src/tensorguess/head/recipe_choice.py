@@ -2,8 +2,9 @@
 
 Each candidate recipe (CANDIDATES, the one list to extend) is trained FOLDS times on the
 cached bottlenecks of the training photos, each time on all folds but one, and predicts the
-fold it did not see; the candidate whose out-of-fold predictions have the best macro F1
-wins, ties going to the earlier (simpler) one. The validation and test photos are never
+fold it did not see; the earliest (simplest) candidate whose out-of-fold macro F1 is within
+one standard error of the best one's wins (the bootstrap's, over the photos): a lead smaller
+than the score's own noise is no reason to leave the simpler recipe. The validation and test photos are never
 read here: validation still judges the chosen recipe afterwards (and calibrates it), and
 the test split stays what no choice has seen.
 
@@ -21,13 +22,16 @@ Time: a fixed amount of work, so that the choice never depends on how busy the m
 LARGE_SET training photos on: each held-out fold still holds 500 photos or more to score),
 each of the candidate's own `steps` (the run's own steps when fewer), on the cached
 bottlenecks only (no photo is decoded). The budget, said in the log line: at most
-3 x 1,000 steps of the linear heads and 3 x 300 of the hidden layer's (Adam converges
-in far fewer steps than plain SGD; its 1,000 steps cost three quarters of the choice).
+3 x 1,000 steps of the linear head and 3 x 300 of the hidden layer's (Adam converges
+in far fewer steps than plain SGD; its 1,000 steps cost three quarters of the choice);
+on a long tail the linear head's folds take the run's own steps (3 x 4,000 by default),
+so that the adjustment's strength is chosen on heads fit as far as the run's.
 Measured on sign-digits (1,276 training photos, MobileNet v1): docs/benchmarks.md, section 20.
 
 Logit adjustment's strength (balance.py's tau) is chosen here too, at no training cost: a
 fold's head decides on its own logits plus the offsets, so each of TAUS is scored on the same
-out-of-fold logits, and the candidate keeps its best (ties to the earlier, the default first).
+out-of-fold logits, and the candidate keeps the first of TAUS (the default first) within one
+standard error of its best.
 Only the training part's folds see it, as for the recipe.
 """
 
@@ -53,6 +57,7 @@ CV_STEPS = 1000
 HIDDEN_CV_STEPS = 300  # Adam 1e-3: measured as good as 1,000 on sign-digits (benchmarks, section 20)
 TAUS = (TAU, 1.0, 2.0, 0.0)  # the default first: a tie keeps it
 MIN_PHOTOS = 2 * FOLDS  # fewer, and a fold's head learns from next to nothing
+BOOTSTRAP = 200  # resamples for a score's standard error (a few milliseconds)
 
 
 @dataclass(frozen=True)
@@ -62,14 +67,20 @@ class Candidate:
     name: str
     settings: dict
     steps: int = CV_STEPS  # a fold's training steps (the run's own when fewer)
+    # On a long tail (logit-adjusted), a fold's head trains as long as the run's: the adjustment's
+    # right strength depends on how far the head has fit the priors, and tau chosen on heads of a
+    # quarter of the steps was too weak for the head the run trains (long-tails.md).
+    run_steps_on_tail: bool = False
 
 
 # The recipes --recipe_mode auto tries, cheapest first (the first is the default head and the
 # baseline the others must beat; each decides with --class_weights' default, logit adjustment
 # on a long tail). Measured: docs/benchmarks.md, sections 8, 17 and 20.
 CANDIDATES: tuple[Candidate, ...] = (
-    Candidate("linear head", {}),
-    Candidate("balanced class weights", {"class_weights": "balanced"}),
+    Candidate("linear head", {}, run_steps_on_tail=True),
+    # Not "balanced class weights": for the linear head its loss is, in expectation, the class-uniform
+    # batches' (the default's on a near-balanced set: the same optimum), and on a long tail it lost to
+    # logit adjustment on every cut, where its out-of-fold score led (long-tails.md).
     Candidate("512 hidden, Adam 1e-3, dropout 0.2, smoothing 0.1",
               {"hidden_units": 512, "dropout_rate": 0.2, "label_smoothing": 0.1, "optimizer": "adam",
                "learning_rate": 0.001}, HIDDEN_CV_STEPS),
@@ -87,10 +98,12 @@ class Scored:
     seconds: float
     tau: float | None = None  # logit adjustment's strength chosen on the folds; None: no adjustment
     steps: int = 0
+    se: float = 0.0  # the bootstrap standard error of macro_f1
 
     def as_json(self) -> dict:
         return {"name": self.name, "macro_f1": round(self.macro_f1, 4), "accuracy": round(self.accuracy, 4),
-                "seconds": round(self.seconds, 2), "tau": self.tau, "steps": self.steps}
+                "standard_error": round(self.se, 4), "seconds": round(self.seconds, 2), "tau": self.tau,
+                "steps": self.steps}
 
 
 @dataclass
@@ -147,14 +160,21 @@ def choose(cfg, matrix: np.ndarray, rows: np.ndarray, truth: np.ndarray, classes
     fold = stratified_folds(truth, folds, seed)
     scored = [(_cross_validate(config, candidate, matrix, rows, truth, classes, fold, seed), config)
               for candidate, config in tried]
-    ranked = sorted(range(len(scored)), key=lambda i: (-scored[i][0].macro_f1, i))
-    best, chosen_cfg = scored[ranked[0]]
-    runner = scored[ranked[1]][0] if len(ranked) > 1 else None
+    # One standard error (Hastie, Tibshirani and Friedman, section 7.10): the first candidate, the
+    # cheapest, that scores within the best's noise; a lead smaller than the noise is no lead, and
+    # on long tails of a few photos a class, picking the top score picked the noise (long-tails.md).
+    top = max(scored, key=lambda item: item[0].macro_f1)[0]
+    chosen_at = next(i for i, (s, _) in enumerate(scored) if s.macro_f1 >= top.macro_f1 - top.se)
+    best, chosen_cfg = scored[chosen_at]
+    others = [s for i, (s, _) in enumerate(scored) if i != chosen_at]
+    runner = max(others, key=lambda s: s.macro_f1)
     seconds = time.perf_counter() - started
     adjusted = f", logit adjustment tau {best.tau:g}" if best.tau is not None else ""
     budget = " + ".join(f"{folds} x {s.steps}" for s, _ in scored)
+    kept = (f"; within one standard error ({top.se:.3f}) of {top.name}'s, so the simpler is kept"
+            if best is not top else "")
     line = (f"Recipe: chose {best.name}{adjusted} ({METRIC} {best.macro_f1:.3f} out-of-fold, {folds} folds "
-            f"of the {len(truth)} training photos; runner-up {runner.name} {runner.macro_f1:.3f}); "
+            f"of the {len(truth)} training photos; runner-up {runner.name} {runner.macro_f1:.3f}{kept}); "
             f"{len(scored)} recipes in {seconds:.0f} s (budget: {budget} steps on the cached bottlenecks)")
     log = {**as_given, "candidates": [s.as_json() for s, _ in scored], "chosen": best.name,
            "runner_up": runner.as_json() if runner else None, "folds": folds,
@@ -181,6 +201,8 @@ def _cross_validate(cfg, candidate: Candidate, matrix: np.ndarray, rows: np.ndar
     raw = np.zeros((len(truth), classes), np.float64)  # out-of-fold logits before any adjustment
     adjusted = False
     steps = min(candidate.steps, cfg.how_many_training_steps)
+    if candidate.run_steps_on_tail and balance(cfg.class_weights, truth, classes).offsets is not None:
+        steps = cfg.how_many_training_steps
     nothing = np.zeros((0, matrix.shape[1]), np.float32)
     # Each fold traces the head's step anew, by design (as the label check's folds do).
     tf_logger = logging.getLogger("tensorflow")
@@ -201,7 +223,7 @@ def _cross_validate(cfg, candidate: Candidate, matrix: np.ndarray, rows: np.ndar
                 adjusted = True
     finally:
         tf_logger.setLevel(level)
-    best = None
+    tried = []
     for tau in (TAUS if adjusted else (None,)):
         predicted = raw.copy()
         if tau is not None:  # each fold adjusted by its own training photos' priors, as balance() does
@@ -209,10 +231,33 @@ def _cross_validate(cfg, candidate: Candidate, matrix: np.ndarray, rows: np.ndar
                 test = fold == held_out
                 predicted[test] += logit_offsets(truth[~test], classes, tau)
         guess = predicted.argmax(axis=1)
-        score = macro_f1(truth, guess)
-        if best is None or score > best[0]:
-            best = (score, float(np.mean(guess == truth)), tau)
-    return Scored(candidate.name, best[0], best[1], time.perf_counter() - started, best[2], steps)
+        tried.append((macro_f1(truth, guess), float(np.mean(guess == truth)), tau, guess))
+    # One standard error: the first of TAUS (the default first) that scores within the noise of the best.
+    top = max(tried, key=lambda t: t[0])
+    noise = standard_error(truth, top[3], classes, seed)
+    score, accuracy, tau, _ = next(t for t in tried if t[0] >= top[0] - noise)
+    return Scored(candidate.name, score, accuracy, time.perf_counter() - started, tau, steps, noise)
+
+
+def standard_error(truth: np.ndarray, predicted: np.ndarray, classes: int, seed: int,
+                   resamples: int = BOOTSTRAP) -> float:
+    """The bootstrap standard error of macro F1 (the photos drawn again with replacement): how far
+    the out-of-fold score would move on another draw of as many photos. With a handful of photos
+    in a class, one photo moves its F1 by a third, and the choices' scores by several points."""
+    truth, predicted = np.asarray(truth, np.int64), np.asarray(predicted, np.int64)
+    counts = np.random.default_rng(seed).multinomial(len(truth), np.full(len(truth), 1 / len(truth)),
+                                                     size=resamples).astype(np.float64)  # [B, photos]
+    hit = truth == predicted
+    scores = np.zeros(resamples)
+    present = np.zeros(resamples)
+    for k in range(classes):
+        actual = counts[:, truth == k].sum(axis=1)
+        guessed = counts[:, predicted == k].sum(axis=1)
+        hits = counts[:, hit & (truth == k)].sum(axis=1)
+        both = actual + guessed
+        scores += np.where(actual > 0, 2 * hits / np.maximum(both, 1), 0.0)
+        present += actual > 0
+    return float(np.std(scores / np.maximum(present, 1)))
 
 
 def macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
