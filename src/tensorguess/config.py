@@ -123,8 +123,9 @@ class TrainConfig:
     fine_tune_batch_size: int = setting(16, "photos per step of --fine_tune")
     # imbalance and calibration
     class_weights: str = setting("adjusted",
-        "adjusted: draw training images uniformly, then lower each class's logit by 1.5 x log(its share "
-        "of the training photos) (logit adjustment; docs/long-tails.md); balanced: draw them uniformly "
+        "adjusted: draw training images uniformly, then lower each class's logit by tau x log(its share "
+        "of the training photos) (logit adjustment; tau 1.5, or chosen from the training photos by "
+        "--recipe_mode auto; docs/long-tails.md); balanced: draw them uniformly "
         "and weight the loss by inverse class frequency; none: draw each batch class-uniformly, as "
         "retrain.py (the default before issue 23)", choices=CLASS_WEIGHTS)
     calibrate: str = setting("auto",
