@@ -184,17 +184,23 @@ def graph_alone(model: Path, kind: str, frame: tuple[int, int]) -> dict:
 
     scorer = kinds.named(kind).function("open_model")(model)
     pixels = np.zeros((1, frame[1], frame[0], 3), np.uint8)
-    feed = pixels if kind == "points" else pixels.astype(np.float32)
+    try:
+        return run_timed(scorer.run, pixels if kind == "points" else pixels.astype(np.float32))
+    finally:
+        scorer.close()
+
+
+def run_timed(run, feed: np.ndarray) -> dict:
+    """`run(feed)` 50 times after 5 to warm up: its wall-clock percentiles and CPU ms a run."""
     for _ in range(5):
-        scorer.run(feed)
+        run(feed)
     times = []
     cpu = time.process_time()
     for _ in range(50):
         started = time.perf_counter()
-        scorer.run(feed)
+        run(feed)
         times.append((time.perf_counter() - started) * 1000)
     cpu_ms = (time.process_time() - cpu) * 1000 / 50
-    scorer.close()
     return {**percentiles(times), "cpu_ms_per_frame": round(cpu_ms, 2)}
 
 
@@ -215,18 +221,10 @@ def tflite_alone(model: Path) -> dict:
     from tensorguess.score.lite import LiteClassifier
 
     lite = LiteClassifier(model / "retrained_graph.tflite", model / "retrained_labels.txt")
-    feed = np.zeros((1, lite.size, lite.size, 3), np.float32)
-    for _ in range(5):
-        lite.run(feed)
-    times = []
-    cpu = time.process_time()
-    for _ in range(50):
-        started = time.perf_counter()
-        lite.run(feed)
-        times.append((time.perf_counter() - started) * 1000)
-    cpu_ms = (time.process_time() - cpu) * 1000 / 50
-    lite.close()
-    return {**percentiles(times), "cpu_ms_per_frame": round(cpu_ms, 2)}
+    try:
+        return run_timed(lite.run, np.zeros((1, lite.size, lite.size, 3), np.float32))
+    finally:
+        lite.close()
 
 
 def main() -> None:
