@@ -534,7 +534,11 @@ EOF
   job=$!
   wait_until 180 grep -q '^Serving ' "$serve_dir/stdout" || { cat "$serve_dir/stderr"; false; }
   pid=$(cat "$serve_dir/pid")
-  [ "$(cat "$serve_dir/stdout")" = "Serving $WORK/tf files/retrained_graph.pb at http://127.0.0.1:$port/ (Ctrl-C stops)" ]
+  [ "$(head -n 1 "$serve_dir/stdout")" = "Serving $WORK/tf files/retrained_graph.pb at http://127.0.0.1:$port/ (Ctrl-C stops)" ]
+  # and which model scores the camera's frames (no .tflite exported here: the graph, and why)
+  wait_until 30 grep -q '^Camera frames: ' "$serve_dir/stdout"
+  grep -q "^Camera frames: the graph (no retrained_graph.tflite; export.sh $WORK/tf files --format tflite" "$serve_dir/stdout"
+  [ "$(wc -l <"$serve_dir/stdout")" -eq 2 ]
   run ! grep -q "not on the loopback address" "$serve_dir/stderr"
   # Published on the loopback address only: the engine's port map, and another address of this host.
   cid=$(docker ps --quiet --filter "publish=$port" --filter "ancestor=$TG_IMAGE_NAME:$(tg_version)-cpu")
