@@ -4,9 +4,9 @@ Each candidate recipe (CANDIDATES, the one list to extend) is trained FOLDS time
 cached bottlenecks of the training photos, each time on all folds but one, and predicts the
 fold it did not see; the earliest (simplest) candidate whose out-of-fold macro F1 is within
 one standard error of the best one's wins (the bootstrap's, over the photos): a lead smaller
-than the score's own noise is no reason to leave the simpler recipe. The validation and test photos are never
-read here: validation still judges the chosen recipe afterwards (and calibrates it), and
-the test split stays what no choice has seen.
+than the score's own noise is no reason to leave the simpler recipe. The validation and test
+photos are never read here: validation still judges the chosen recipe afterwards (and
+calibrates it), and the test split stays what no choice has seen.
 
 Why macro F1: on an imbalanced set accuracy rewards a recipe that serves the big classes
 and forgets the small ones; macro F1 weighs every class alike, and on a balanced set it

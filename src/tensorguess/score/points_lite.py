@@ -43,8 +43,8 @@ def axis_weights(start: float, side: float, size: int, length: int) -> tuple[int
 def crop_square(photo: np.ndarray, box, size: int) -> np.ndarray:
     """photo [H,W,3] -> its square box (x0, y0, x1, y1 in pixels) at [size,size,3], float32 in the
     photo's own scale (uint8 pixels give 0-255: divide by 255 after, it is linear). Only the part
-    of the photo the box reads is converted, and the sums run in float32 (a camera frame's crop:
-    about 2 ms, where float64 over the whole frame took 13)."""
+    of the photo the box reads is converted, and the sums run in float32 (a 320x240 camera
+    frame's crop: 5-6 ms on the loaded 2 cores, where float64 over the whole frame took 13)."""
     height, width = photo.shape[:2]
     side = float(box[2] - box[0])
     left, columns = axis_weights(float(box[0]), side, size, width)
