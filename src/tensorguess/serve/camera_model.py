@@ -58,7 +58,7 @@ def camera_model(classifier, folder: Path, model: str, labels: str = LABELS) -> 
     graph = CameraModel(classifier.run, "Camera frames: the graph ({why})", classifier.digest)
     if not path.is_file():
         graph.said = graph.said.format(why=f"no {path.name}; export.sh {folder} --format tflite "
-                                           "makes the camera about twice as fast")
+                                           "runs the camera's model in about half the time")
         return graph
     from tensorguess.score.lite import LiteClassifier
     from tensorguess.score.predict import ClassifierError
