@@ -77,16 +77,24 @@ setup() {
   in_docker=$output
   run --separate-stderr env TG_RUNTIME=local bash "$REPO/guess.sh" "hands model" "to guess"/* --json
   [ "$status" -eq 0 ]
-  "$REPO/.venv/bin/python" - "$in_docker" "$output" <<'EOF2'
-import json, sys
+  same_points "$in_docker" "$output"
+}
 
-import numpy as np
-
-docker, local = (json.loads(text) for text in sys.argv[1:3])
-assert [d["image"] for d in docker] == [l["image"] for l in local] and len(docker) == 3
-for d, l in zip(docker, local):
-    np.testing.assert_allclose(d["box"], l["box"], atol=1e-3)
-    np.testing.assert_allclose([[p["x"], p["y"], p["score"]] for p in d["keypoints"]],
-                               [[p["x"], p["y"], p["score"]] for p in l["keypoints"]], atol=1e-3)
-EOF2
+@test "docker: export.sh on a points model writes every format for the user; --model tflite-int8 gives the local runtime's points" {
+  run as_user bash "$REPO/export.sh" "hands model" --format tflite,tflite-int8,coreml
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output == *"Points per format against the .pb, on "*" test photos"* ]]
+  [[ $output =~ tflite-int8\ +[0-9.]+%\ +[0-9.]+% ]]
+  [ -s "$WORK/hands model/retrained_graph.tflite" ]
+  [ -s "$WORK/hands model/retrained_graph_int8.tflite" ]
+  [ -d "$WORK/hands model/retrained_graph.mlpackage" ]
+  [ "$(not_owned "$WORK/hands model")" = "" ]
+  cd "$WORK"
+  run --separate-stderr as_user bash "$REPO/guess.sh" "hands model" "to guess"/* --json --model tflite-int8
+  [ "$status" -eq 0 ]
+  in_docker=$output
+  run --separate-stderr env TG_RUNTIME=local bash "$REPO/guess.sh" "hands model" "to guess"/* --json --model tflite-int8
+  [ "$status" -eq 0 ]
+  same_points "$in_docker" "$output"
 }

@@ -175,3 +175,20 @@ EOF2
   [[ $output == *"Skipped 3 photos of $WORK/to guess already sorted"* ]]
   [ "$(sha1sum "$dest/keypoints.json")" = "$before" ]
 }
+
+# same_points JSON JSON: two guess.sh --json outputs of the 3 photos in "to guess" hold
+# the same images, boxes and points (scores included), to 1e-3 pixel.
+same_points() {
+  "$REPO/.venv/bin/python" - "$1" "$2" <<'EOF2'
+import json, sys
+
+import numpy as np
+
+first, second = (json.loads(text) for text in sys.argv[1:3])
+assert [d["image"] for d in first] == [l["image"] for l in second] and len(first) == 3
+for d, l in zip(first, second):
+    np.testing.assert_allclose(d["box"], l["box"], atol=1e-3)
+    np.testing.assert_allclose([[p["x"], p["y"], p["score"]] for p in d["keypoints"]],
+                               [[p["x"], p["y"], p["score"]] for p in l["keypoints"]], atol=1e-3)
+EOF2
+}

@@ -169,6 +169,28 @@ def test_connections_that_never_finish_their_headers_are_closed_by_the_server(lo
     assert local.request("GET", "/healthz")[0] == 200
 
 
+def test_a_pipelined_request_whose_head_came_whole_is_not_closed_while_its_body_comes(local):
+    """The second request's head arrives with the first; its body only after the header deadline
+    (1 s) has passed since the first answer: the body has its own --timeout (20 s), so it is
+    answered. httptools parses a pipelined head while the first is answered, so a deadline armed
+    on that answer closed it."""
+    port = local.port
+    body = photo()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(f"GET /labels HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+                     f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode())
+        received = b""
+        while b"elsa" not in received and (part := sock.recv(65536)):
+            received += part
+        assert received.startswith(b"HTTP/1.1 200 "), received[:200]
+        time.sleep(2.5)
+        sock.sendall(body)
+        while b'"label": "elsa"' not in received and (part := sock.recv(65536)):
+            received += part
+    assert received.count(b"HTTP/1.1 200 ") == 2 and b'"label": "elsa"' in received, received[-300:]
+
+
 @pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
 def test_a_client_gone_mid_body_is_one_log_line_and_not_a_server_error(local, reset):
     port = local.port

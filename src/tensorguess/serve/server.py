@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tensorguess.errors import TensorGuessError
 from tensorguess.serve.access import is_loopback
@@ -72,14 +72,17 @@ class _Server(uvicorn.Server):
             super().handle_exit(sig, frame)
 
 
-class HeaderDeadline(H11Protocol):
-    """uvicorn's h11 protocol, closing a connection whose request head is not complete within
+class HeaderDeadline(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing a connection whose request head is not complete within
     `header_timeout_s` of the connection or of the previous answer (a subclass per value:
-    uvicorn makes the protocol from its class)."""
+    uvicorn makes the protocol from its class).
+
+    httptools (llhttp, in C) and not h11 (pure Python): a camera frame is a 200-300 KB body, and
+    h11 parsing it in Python cost 1.5 to 3 ms of a camera frame's 16 to 29 (docs/benchmarks.md, the
+    camera's section)."""
 
     header_timeout_s: float = 10.0
     _deadline: asyncio.TimerHandle | None = None
-    _cycle_when_armed = None
 
     @classmethod
     def within(cls, seconds: float) -> type[HeaderDeadline]:
@@ -88,7 +91,6 @@ class HeaderDeadline(H11Protocol):
     def _arm(self) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(self.header_timeout_s, self._too_slow)
-        self._cycle_when_armed = self.cycle
 
     def _disarm(self) -> None:
         if self._deadline is not None:
@@ -104,14 +106,20 @@ class HeaderDeadline(H11Protocol):
         super().connection_made(transport)
         self._arm()
 
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self.cycle is not self._cycle_when_armed:  # a request's head has arrived whole
-            self._disarm()
+    def on_headers_complete(self) -> None:
+        self._disarm()  # a request's head has arrived whole
+        super().on_headers_complete()
 
     def on_response_complete(self) -> None:
-        self._arm()  # before the base class runs a pipelined request, whose head disarms it
+        # httptools parses a pipelined request's head as it arrives, while the one before is being
+        # answered, and queues it: its head is whole already, so only a connection with nothing
+        # queued waits for a head again.
+        queued = bool(self.pipeline)
         super().on_response_complete()
+        if queued:
+            self._disarm()
+        else:
+            self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
