@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import common
-from recipes import DATASETS
+from hidden_steps import chosen_head, sign_digits_split
 
 WAYS = {"single": (1, 4000), "mean3-split": (3, 1333), "mean3": (3, 4000)}
 
@@ -37,20 +37,10 @@ def main() -> None:
     parse.add_argument("--cache", type=Path, default=Path("/tmp/hidden-steps"))
     args = parse.parse_args()
     common.quiet_tensorflow()
-    from tensorguess.data import dataset
-    from tensorguess.features import bottlenecks, modules
-    from tensorguess.head.train import HeadSpec, Rows, Schedule, train_head
+    from tensorguess.head.train import Rows, Schedule, train_head
 
-    spec, loaded = modules.resolve(str(common.SHARED / "models" / "mobilenet_v1_100_224" / "feature_vector"))
-    image_set = dataset.discover(DATASETS["sign-digits"])
-    extraction = bottlenecks.extract(image_set.all_files(), spec, loaded,
-                                     bottlenecks.BottleneckCache(args.cache, spec))
-    parts = dataset.split(image_set, image_set.files, 10, 10)
-    paths, truth = parts.files("training")
-    val_x, val_y = parts.arrays("validation", extraction.matrix)
-    test_x, test_y = parts.arrays("testing", extraction.matrix)
-    head = HeadSpec(512, 0.2, 0.1, "adam")
-    training = Rows(extraction.features, truth, extraction.row_of(paths))
+    training, (val_x, val_y), (test_x, test_y), classes = sign_digits_split(args.cache)
+    head = chosen_head()
     results: dict = {"machine": common.machine(), "test_n": len(test_y), "runs": []}
     for seed in args.seeds:
         for way in args.ways:
@@ -58,7 +48,7 @@ def main() -> None:
             started = time.perf_counter()
             val_logits, test_logits = 0.0, 0.0
             for member in range(members):
-                layer, _ = train_head(training, Rows(val_x, val_y), len(image_set.labels),
+                layer, _ = train_head(training, Rows(val_x, val_y), classes,
                                       Schedule(steps, 0.001, 100, -1, steps, seed + 1000 * member), head)
                 val_logits = val_logits + layer.logits(val_x) / members
                 test_logits = test_logits + layer.logits(test_x) / members

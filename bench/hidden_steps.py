@@ -21,6 +21,31 @@ import common
 from recipes import DATASETS
 
 
+def chosen_head():
+    """The recipe --recipe_mode auto chooses on sign-digits (batches of 100, Adam 1e-3)."""
+    from tensorguess.head.train import HeadSpec
+
+    return HeadSpec(512, 0.2, 0.1, "adam")
+
+
+def sign_digits_split(cache: Path):
+    """(training Rows, (validation x, y), (test x, y), classes): sign-digits' bottlenecks (MobileNet
+    v1 from ../shared, cached in `cache`) on train.sh's split without its near-duplicate groups."""
+    from tensorguess.data import dataset
+    from tensorguess.features import bottlenecks, modules
+    from tensorguess.head.train import Rows
+
+    spec, loaded = modules.resolve(str(common.SHARED / "models" / "mobilenet_v1_100_224" / "feature_vector"))
+    image_set = dataset.discover(DATASETS["sign-digits"])
+    extraction = bottlenecks.extract(image_set.all_files(), spec, loaded,
+                                     bottlenecks.BottleneckCache(cache, spec))
+    parts = dataset.split(image_set, image_set.files, 10, 10)
+    paths, truth = parts.files("training")
+    return (Rows(extraction.features, truth, extraction.row_of(paths)),
+            parts.arrays("validation", extraction.matrix), parts.arrays("testing", extraction.matrix),
+            len(image_set.labels))
+
+
 def main() -> None:
     parse = common.parser(__doc__.splitlines()[0])
     parse.add_argument("--steps", nargs="+", type=int, default=[1500, 4000])
@@ -28,25 +53,14 @@ def main() -> None:
     parse.add_argument("--cache", type=Path, default=Path("/tmp/hidden-steps"))
     args = parse.parse_args()
     common.quiet_tensorflow()
-    from tensorguess.data import dataset
-    from tensorguess.features import bottlenecks, modules
-    from tensorguess.head.train import HeadSpec, Rows, Schedule, train_head
+    from tensorguess.head.train import Rows, Schedule, train_head
 
-    spec, loaded = modules.resolve(str(common.SHARED / "models" / "mobilenet_v1_100_224" / "feature_vector"))
-    image_set = dataset.discover(DATASETS["sign-digits"])
-    extraction = bottlenecks.extract(image_set.all_files(), spec, loaded,
-                                     bottlenecks.BottleneckCache(args.cache, spec))
-    parts = dataset.split(image_set, image_set.files, 10, 10)
-    paths, truth = parts.files("training")
-    val_x, val_y = parts.arrays("validation", extraction.matrix)
-    test_x, test_y = parts.arrays("testing", extraction.matrix)
-    head = HeadSpec(512, 0.2, 0.1, "adam")
+    training, (val_x, val_y), (test_x, test_y), classes = sign_digits_split(args.cache)
     results: dict = {"machine": common.machine(), "runs": []}
     for seed in args.seeds:
         for steps in args.steps:
-            wall, (layer, _) = common.timed(
-                train_head, Rows(extraction.features, truth, extraction.row_of(paths)), Rows(val_x, val_y),
-                len(image_set.labels), Schedule(steps, 0.001, 100, -1, steps, seed), head)
+            wall, (layer, _) = common.timed(train_head, training, Rows(val_x, val_y), classes,
+                                            Schedule(steps, 0.001, 100, -1, steps, seed), chosen_head())
             row = {"seed": seed, "steps": steps, "seconds": round(wall, 1),
                    "validation": float(np.mean(layer.logits(val_x).argmax(1) == val_y)),
                    "test": float(np.mean(layer.logits(test_x).argmax(1) == test_y))}
