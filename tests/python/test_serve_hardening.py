@@ -176,6 +176,7 @@ def test_a_pipelined_request_whose_head_came_whole_is_not_closed_while_its_body_
     on that answer closed it."""
     port = local.port
     body = photo()
+    before = len(local.log.read_text().splitlines())
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         sock.sendall(f"GET /labels HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
                      f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
@@ -189,6 +190,8 @@ def test_a_pipelined_request_whose_head_came_whole_is_not_closed_while_its_body_
         while b'"label": "elsa"' not in received and (part := sock.recv(65536)):
             received += part
     assert received.count(b"HTTP/1.1 200 ") == 2 and b'"label": "elsa"' in received, received[-300:]
+    # Requests are logged after their answers: wait for its line, or the next test would count it.
+    log_lines(local, '"POST /predict" 200 ', after=before)
 
 
 @pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
@@ -205,7 +208,9 @@ def test_a_client_gone_mid_body_is_one_log_line_and_not_a_server_error(local, re
     assert len(mine) == 1 and '"POST /predict" 499 0 B' in mine[0], new
     assert all(re.match(r'\S+:\d+ "[A-Z]+ [^"]*" \d{3} \d+ B [\d.]+ ms$', line) for line in new), new
     assert not any("Traceback" in line or " 500 " in line or "Exception" in line for line in new), new
+    after = len(local.log.read_text().splitlines())
     assert local.request("POST", "/predict", photo())[0] == 200  # and the server goes on
+    log_lines(local, '"POST /predict" 200 ', after=after)  # its line, before the next test counts lines
 
 
 def test_every_route_serving_the_page_carries_its_csp_and_security_headers(local):
