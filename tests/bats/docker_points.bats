@@ -2,8 +2,8 @@
 # A points model through the Docker runtime, as a non-root user, as docker.bats runs
 # the classes: train.sh DIR with DIR/keypoints.json, train.sh with --keypoints and
 # --image_dir elsewhere (mounted read-only), then guess.sh's text, --json and --draw
-# (its folder mounted writable), against the local runtime's points. points.bats
-# runs the same checks locally. TG_TEST_DOCKER=0 skips them.
+# (its folder mounted writable), export.sh's formats and guessDir.sh, against the local
+# runtime's points. points.bats runs the same checks locally. TG_TEST_DOCKER=0 skips them.
 
 bats_require_minimum_version 1.5.0
 
@@ -80,16 +80,13 @@ setup() {
   same_points "$in_docker" "$output"
 }
 
-@test "docker: export.sh on a points model writes every format for the user; --model tflite-int8 gives the local runtime's points" {
-  run as_user bash "$REPO/export.sh" "hands model" --format tflite,tflite-int8,coreml
-  echo "$output"
-  [ "$status" -eq 0 ]
-  [[ $output == *"Points per format against the .pb, on "*" test photos"* ]]
-  [[ $output =~ tflite-int8\ +[0-9.]+%\ +[0-9.]+% ]]
-  [ -s "$WORK/hands model/retrained_graph.tflite" ]
-  [ -s "$WORK/hands model/retrained_graph_int8.tflite" ]
-  [ -d "$WORK/hands model/retrained_graph.mlpackage" ]
+@test "docker: export.sh on a points model writes every format for the user; guessDir.sh sorts with int8 as guess.sh scores" {
+  check_points_export
   [ "$(not_owned "$WORK/hands model")" = "" ]
+  [ "$(not_owned "$WORK/sorted by int8")" = "" ]
+}
+
+@test "docker: guess.sh --model tflite-int8 on a points model gives the local runtime's points" {
   cd "$WORK"
   run --separate-stderr as_user bash "$REPO/guess.sh" "hands model" "to guess"/* --json --model tflite-int8
   [ "$status" -eq 0 ]

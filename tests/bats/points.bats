@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # A points model through the wrappers, in the runtime under test (TG_RUNTIME_UNDER_TEST,
 # default local): train.sh DIR with DIR/keypoints.json, then guess.sh's text, --json
-# and --draw. docker_points.bats runs the same checks through the Docker runtime.
+# and --draw, guessDir.sh, and export.sh's formats. docker_points.bats runs the same
+# checks through the Docker runtime.
 
 bats_require_minimum_version 1.5.0
 
@@ -39,4 +40,8 @@ as_user() {
 
 @test "guessDir.sh on a points model copies, draws and writes keypoints.json train reads; a rerun skips" {
   check_points_guessdir "sorted hands"
+}
+
+@test "export.sh on a points model writes TFLite float and int8 and Core ML; guessDir.sh sorts with int8 as guess.sh scores" {
+  check_points_export
 }

@@ -130,21 +130,23 @@ for guess in guesses:
 EOF
 }
 
-# check_points_guessdir DEST: guessDir.sh on the points model copies each photo of
-# "to guess" whole into DEST, draws it into DEST/drawn, and writes DEST/keypoints.json
-# that train's reader reads back, the points guess.sh --json gives; a rerun skips
-# them all and leaves keypoints.json as it was.
+# check_points_guessdir DEST [FLAGS...]: guessDir.sh on the points model (with FLAGS,
+# e.g. --model tflite-int8) copies each photo of "to guess" whole into DEST, draws it
+# into DEST/drawn, and writes DEST/keypoints.json that train's reader reads back, the
+# points guess.sh --json gives with the same FLAGS; a rerun skips them all and leaves
+# keypoints.json as it was.
 # shellcheck disable=SC2154  # status and output are set by bats's run
 check_points_guessdir() {
   local dest=$1
+  shift
   cd "$WORK" || return
-  run as_user bash "$REPO/guessDir.sh" "hands model" "to guess" "$dest"
+  run as_user bash "$REPO/guessDir.sh" "hands model" "to guess" "$dest" "$@"
   echo "$output"
   [ "$status" -eq 0 ]
   [[ $output == *"Copied 3 images into $WORK/$dest"* ]]
   [[ $output == *"Wrote $WORK/$dest/keypoints.json (3 photos, 3 new;"* ]]
   [ "$(find "$dest/drawn" -name '*.JPG.png' | wc -l)" -eq 3 ]
-  run --separate-stderr env TG_RUNTIME=local bash "$REPO/guess.sh" "hands model" "to guess"/* --json
+  run --separate-stderr env TG_RUNTIME=local bash "$REPO/guess.sh" "hands model" "to guess"/* --json "$@"
   [ "$status" -eq 0 ]
   PYTHONPATH="$REPO/src" "$REPO/.venv/bin/python" - "$output" "$WORK" "$dest" <<'EOF2'
 import json, sys
@@ -170,10 +172,27 @@ read = read_keypoints(dest / "keypoints.json", say=lambda line: None)
 assert len(read.instances) == 3 and len(read.names) == 21
 EOF2
   before=$(sha1sum "$dest/keypoints.json")
-  run as_user bash "$REPO/guessDir.sh" "hands model" "to guess" "$dest"
+  run as_user bash "$REPO/guessDir.sh" "hands model" "to guess" "$dest" "$@"
   [ "$status" -eq 0 ]
   [[ $output == *"Skipped 3 photos of $WORK/to guess already sorted"* ]]
   [ "$(sha1sum "$dest/keypoints.json")" = "$before" ]
+}
+
+# check_points_export: export.sh writes the points model's TFLite float and int8 files
+# and its Core ML package, and says how far each format's points are from the .pb's;
+# guessDir.sh then sorts with the int8 file, as guess.sh --model tflite-int8 scores.
+# shellcheck disable=SC2154  # status and output are set by bats's run
+check_points_export() {
+  cd "$WORK" || return
+  run as_user bash "$REPO/export.sh" "hands model" --format tflite,tflite-int8,coreml
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output == *"Points per format against the .pb, on "*" test photos"* ]]
+  [[ $output =~ tflite-int8\ +[0-9.]+%\ +[0-9.]+% ]]
+  [ -s "$WORK/hands model/retrained_graph.tflite" ]
+  [ -s "$WORK/hands model/retrained_graph_int8.tflite" ]
+  [ -d "$WORK/hands model/retrained_graph.mlpackage" ]
+  check_points_guessdir "sorted by int8" --model tflite-int8
 }
 
 # same_points JSON JSON: two guess.sh --json outputs of the 3 photos in "to guess" hold
