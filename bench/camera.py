@@ -6,8 +6,9 @@ from a frame's capture to its label (or points) drawn, today's page and server b
 
 Trains a classes model on the superheroes set (200 steps) and a two-stage points model on 80
 sign-digits hands (3 epochs, the locate stage on), and exports a copy of the classes model's float
-.tflite (export.sh --format tflite); none of it is timed. The way classes:new-tflite serves that
-copy (the camera's frames through LiteRT, serve/camera_model.py), classes:new the graph alone. For
+.tflite (export.sh --format tflite), and of the points model's float files; none of it is timed. The
+ways classes:new-tflite and points:new-tflite serve those copies (the camera's frames through LiteRT,
+serve/camera_model.py), classes:new and points:new the graph alone. For
 each model a server is started (`python -m tensorguess serve DIR --port 0`, a process of its own)
 and a Chromium whose camera is a 30 frames/s video of a photo neither model trained on; the camera
 mode is opened and, after 3 s to warm up, measured for --seconds. The same instrument for both
@@ -215,6 +216,29 @@ def with_tflite(classes: Path, folder: Path) -> Path:
     return folder
 
 
+def with_points_tflite(points: Path, folder: Path) -> Path:
+    """A copy of the points model with export.sh's float files beside its graph (not timed)."""
+    from tensorguess.deploy_points import export
+
+    shutil.copytree(points, folder, ignore=shutil.ignore_patterns("bottlenecks", ".tensor-guess.lock"),
+                    dirs_exist_ok=True)
+    export(folder, ["tflite"], say=lambda line: None, warn=lambda line: None)
+    return folder
+
+
+def tracked_alone(model: Path, model_format: str, photo: Path) -> dict:
+    """A tracked camera frame's own time (the points stage alone, in the box the last answer gave) in
+    this process: the graph in the box fed (`pb`), or the host's crop and the points file (`tflite`)."""
+    from PIL import Image
+
+    from tensorguess.score.points import open_points_model
+
+    pixels = np.asarray(Image.open(photo).convert("RGB").resize((320, 240)))[None]
+    with open_points_model(model, model_format) as scorer:
+        _, _, box = scorer.run(pixels)
+        return run_timed(lambda feed: scorer.run_in_boxes(feed, box), pixels)
+
+
 def tflite_alone(model: Path) -> dict:
     """The float .tflite's own time for one 224 frame, as serve runs it for the camera (LiteRT,
     XNNPACK, a thread a core)."""
@@ -232,7 +256,8 @@ def main() -> None:
     arguments.add_argument("--seconds", type=float, default=10)
     arguments.add_argument("--rounds", type=int, default=2)
     arguments.add_argument("--baseline", default="2b57efb")
-    arguments.add_argument("--ways", default="classes:baseline,classes:new,classes:new-tflite,points:new",
+    arguments.add_argument("--ways", default="classes:baseline,classes:new,classes:new-tflite,points:new,"
+                           "points:new-tflite",
                            help="which runs, kind:way, comma-separated")
     arguments.add_argument("--work", type=Path, help="keep the trained models in this folder and reuse them")
     args = arguments.parse_args()
@@ -251,16 +276,22 @@ def main() -> None:
             train_points(models / "points")
         if not (models / "classes-tflite" / "retrained_graph.tflite").exists():
             with_tflite(models / "classes", models / "classes-tflite")
+        if not (models / "points-tflite" / "retrained_graph.tflite").exists():
+            with_points_tflite(models / "points", models / "points-tflite")
         photos = {"classes": CAMERA_PHOTO["classes"], "points": held_out_hand()}
         old_src = baseline_source(args.baseline, work)
         new_src = common.REPO / "src"
+        hand = photos["points"]
         results["graph_alone_ms"] = {"classes": graph_alone(models / "classes", "classes", (224, 224)),
                                      "classes_tflite": tflite_alone(models / "classes-tflite"),
-                                     "points": graph_alone(models / "points", "points", (320, 240))}
+                                     "points": graph_alone(models / "points", "points", (320, 240)),
+                                     "points_tracked": tracked_alone(models / "points", "pb", hand),
+                                     "points_tracked_tflite": tracked_alone(models / "points-tflite",
+                                                                            "tflite", hand)}
         sources = {"baseline": old_src, "new": new_src, "new-tflite": new_src}
-        # new-tflite: today's server on the classes model with export.sh's float .tflite beside its
-        # graph (the camera's frames then run through LiteRT); new: the same graph, no .tflite.
-        folders = {"new-tflite": "classes-tflite"}
+        # new-tflite: today's server on the model with export.sh's float .tflite (points: files) beside
+        # its graph (the camera's frames then run through LiteRT); new: the same graph, no .tflite.
+        folders = {("classes", "new-tflite"): "classes-tflite", ("points", "new-tflite"): "points-tflite"}
         ways = [(kind, way, sources[way]) for kind, way in (item.split(":") for item in args.ways.split(","))]
         for kind, way, _ in ways:
             results.setdefault(kind, {})[way] = []
@@ -270,7 +301,7 @@ def main() -> None:
                 browser_folder.mkdir()
                 video = fake_camera_video(photos[kind], browser_folder / "camera.y4m")
                 log = browser_folder / "server.log"
-                process, url = start_server(models / folders.get(way, kind), src, log)
+                process, url = start_server(models / folders.get((kind, way), kind), src, log)
                 driver = chromium_with_camera(browser_folder, video)
                 try:
                     figures = measure(driver, url, args.seconds, log, process.pid)
@@ -291,7 +322,8 @@ def main() -> None:
                                      "p95_ms": chosen["capture_to_drawn_ms"].get("p95")}
     results["best_round"] = best
     for name, (before, after) in {"classes_ratio": ("classes baseline", "classes new"),
-                                  "tflite_over_graph": ("classes new", "classes new-tflite")}.items():
+                                  "tflite_over_graph": ("classes new", "classes new-tflite"),
+                                  "points_tflite_over_graph": ("points new", "points new-tflite")}.items():
         if before in best and after in best:
             old, new = best[before], best[after]
             results[name] = {"frames_per_s": round(new["frames_per_s"] / old["frames_per_s"], 2),

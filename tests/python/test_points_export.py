@@ -562,3 +562,54 @@ def _xy(answer: dict) -> list[list[float]]:
 def _corners(box_xywh) -> list[float]:
     x, y, width, height = box_xywh
     return [x, y, x + width, y + height]
+
+
+def test_the_camera_runs_a_points_model_s_float_files_of_this_graph_and_the_graph_when_stale(
+        two_stage_files, v1, trunks, models, tmp_path):
+    """serve's default (--model pb) on a two-stage model whose float files export.sh wrote: the camera's
+    frames run the files (serve says so; /healthz names their sha1), located and tracked as the graph
+    would answer; files of another graph (a training after the export), or none, leave the graph, and
+    the line says why."""
+    import shutil
+
+    from PIL import Image
+
+    from tensorguess.serve.answers import Frame, answers_for
+    from tensorguess.serve.camera_model import points_camera_model
+
+    folder, _, unseen = two_stage_files
+    pixels = np.asarray(Image.fromarray(read_image(unseen[1])).resize((320, 240)))
+    with open_points_model(folder, "pb") as graph, open_points_model(folder, "tflite") as lite:
+        camera = points_camera_model(graph, folder, "pb")
+        try:
+            assert camera.said == f"Camera frames: {folder / FILES['tflite']} (TFLite float, of this graph)"
+            assert camera.digest == lite.digest != graph.digest
+            answers = answers_for(graph, camera)
+            assert answers.frames is camera.points and type(camera.points.run).__name__ == "LiteRun"
+            located = answers.score_frames([Frame(pixels)])[0]
+            np.testing.assert_allclose(_xy(located), graph.run(pixels[None])[0][0], atol=0.05)
+            box = tuple(located["next_box"])
+            tracked = answers.score_frames([Frame(pixels, box)])[0]
+            in_graph = graph.run_in_boxes(pixels[None], np.float32([box]))
+            np.testing.assert_allclose(_xy(tracked), in_graph[0][0], atol=0.05)
+        finally:
+            camera.close()
+
+    stale = tmp_path / "stale"
+    shutil.copytree(folder, stale)
+    spec, loaded = v1
+    other = models["two-stage"]
+    crop_head = DirectHead(trunks[224].shape[-1], len(other.names), seed=6)  # another training's
+    retrained = PointsModel(names=other.names, skeleton=other.skeleton, flip_pairs=[], locate=other.locate,
+                            min_side=other.min_side, points=PointsStage(crop_head, 224, other.points.tap))
+    (stale / model_dir.GRAPH).write_bytes(points_graph(spec, loaded, retrained).SerializeToString())
+    with open_points_model(stale, "pb") as graph:
+        camera = points_camera_model(graph, stale, "pb")
+        assert camera.said.startswith("Camera frames: the graph (") and "is not of this graph (its points " \
+            "differ by up to" in camera.said, camera.said
+        assert camera.points is graph and camera.digest == graph.digest
+        (stale / FILES["tflite"]).unlink()
+        camera = points_camera_model(graph, stale, "pb")
+        assert camera.said == (f"Camera frames: the graph (no {FILES['tflite']}; export.sh {stale} --format "
+                               "tflite runs the camera's model in about two thirds of the time)")
+        assert points_camera_model(graph, stale, "saved_model").said == "Camera frames: saved_model (--model)"

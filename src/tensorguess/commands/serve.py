@@ -71,10 +71,11 @@ def run(args) -> int:
     build_app = kind.function("serve_app")
     with open_scorer(args, kind) as classifier:
         camera = None
-        if kind.name == "classes" and getattr(args, "engine", "local") == "local":
-            from tensorguess.serve.camera_model import camera_model
+        if getattr(args, "engine", "local") == "local":
+            from tensorguess.serve.camera_model import camera_model, points_camera_model
 
-            camera = camera_model(classifier, args.dir, args.model, args.output_labels)
+            camera = points_camera_model(classifier, args.dir, args.model) if kind.name == "points" \
+                else camera_model(classifier, args.dir, args.model, args.output_labels)
         try:
             app = build_app(classifier, limits, access=access, camera=camera)
             server.run(app, args.host, args.port, str(args.dir / args.output_graph),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,37 +24,39 @@ from tensorguess.model_dir import EXPORTS, LOCATE_EXPORTS, POINTS_CROP
 from tensorguess.score.predict import ClassifierError
 
 
-def axis_weights(start: float, side: float, size: int, length: int) -> tuple[int, np.ndarray]:
-    """(first, weights [size, n]): output pixel i of the crop along one axis as a mix of the photo's
-    pixels first..first+n-1. Pixel i reads the photo at index start + (i + 0.5) side / size - 0.5
-    (points_model.crop_transforms), linearly between its two neighbours; a neighbour outside the
-    photo adds nothing (black), as ImageProjectiveTransformV3's constant fill."""
+def axis_taps(start: float, side: float, size: int, length: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Output pixel i of the crop along one axis as a mix of two of the photo's pixels: ((index [size],
+    weight [size]) of the lower neighbour, the same of the upper). Pixel i reads the photo at
+    start + (i + 0.5) side / size - 0.5 (points_model.crop_transforms), linearly between its two
+    neighbours; a neighbour outside the photo adds nothing (black), as ImageProjectiveTransformV3's
+    constant fill: its weight is 0 (its index is clipped into the photo only to be readable)."""
     where = start + (np.arange(size) + 0.5) * side / size - 0.5
     low = np.floor(where).astype(np.int64)
-    share = where - low
-    first = int(np.clip(low.min(), 0, length - 1))
-    last = int(np.clip(low.max() + 1, 0, length - 1))
-    weights = np.zeros((size, last - first + 1), np.float64)
-    for index, weight in ((low, 1 - share), (low + 1, share)):
-        inside = (index >= first) & (index <= last) & (index >= 0) & (index < length)
-        weights[np.nonzero(inside)[0], index[inside] - first] += weight[inside]
-    return first, weights
+    share = (where - low).astype(np.float32)
+    return tuple((np.clip(index, 0, length - 1), np.where((index >= 0) & (index < length), weight, 0)
+                  .astype(np.float32))
+                 for index, weight in ((low, 1 - share), (low + 1, share)))
 
 
 def crop_square(photo: np.ndarray, box, size: int) -> np.ndarray:
     """photo [H,W,3] -> its square box (x0, y0, x1, y1 in pixels) at [size,size,3], float32 in the
-    photo's own scale (uint8 pixels give 0-255: divide by 255 after, it is linear). Only the part
-    of the photo the box reads is converted, and the sums run in float32 (a 320x240 camera
-    frame's crop: 5-6 ms on the loaded 2 cores, where float64 over the whole frame took 13)."""
+    photo's own scale (uint8 pixels give 0-255: divide by 255 after, it is linear).
+
+    Gathers and weighted sums, no matrix product: NumPy hands a float32 product to OpenBLAS, whose
+    threads then spin for a while after it on the cores LiteRT's threads need for the points file
+    right after (a camera frame's crop and points file: 15.5 ms that way, 9.0 ms this way, on 2
+    cores; docs/benchmarks.md section 18). Only the columns the box reads are gathered."""
     height, width = photo.shape[:2]
     side = float(box[2] - box[0])
-    left, columns = axis_weights(float(box[0]), side, size, width)
-    top, rows = axis_weights(float(box[1]), side, size, height)
-    part = photo[top:top + rows.shape[1], left:left + columns.shape[1]].astype(np.float32)
-    # Two matrix products (rows, then columns), not one three-way einsum, which numpy runs as nested
-    # loops over all four indices (minutes for a crop of a 640x480 photo).
-    mixed = np.tensordot(rows.astype(np.float32), part, axes=1)  # [size, w, 3]
-    return np.tensordot(mixed, columns.astype(np.float32), axes=([1], [1])).transpose(0, 2, 1)
+    (left_index, left_weight), (right_index, right_weight) = axis_taps(float(box[0]), side, size, width)
+    (top_index, top_weight), (bottom_index, bottom_weight) = axis_taps(float(box[1]), side, size, height)
+    first, last = int(left_index.min()), int(right_index.max()) + 1
+    part = photo[:, first:last]
+    rows = part[top_index].astype(np.float32) * top_weight[:, None, None]  # [size, columns, 3]
+    rows += part[bottom_index] * bottom_weight[:, None, None]
+    crop = rows[:, left_index - first] * left_weight[None, :, None]
+    crop += rows[:, right_index - first] * right_weight[None, :, None]
+    return crop
 
 
 def whole_square(width: float, height: float) -> np.ndarray:
@@ -64,12 +67,15 @@ def whole_square(width: float, height: float) -> np.ndarray:
 class LiteStage:
     """One .tflite file's signature runner: float [S,S,3] in [0,1] -> (points [K,2], confidence [K])."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, threads: int | None = None):
         from tensorguess.export.litert import interpreter_class
         from tensorguess.score.lite import prepare
 
         try:
-            interpreter = interpreter_class()(model_content=Path(path).read_bytes())
+            # All the cores, as score/lite.py's: LiteRT's default is one thread (12.0 ms a 224 crop
+            # here, 7.5 on two).
+            interpreter = interpreter_class()(model_content=Path(path).read_bytes(),
+                                              num_threads=threads or os.cpu_count() or 1)
         except (OSError, ValueError, RuntimeError) as error:
             raise ClassifierError(f"{path} is not a TFLite model LiteRT can load ({str(error)[:200]}); "
                                   "write it again with export.sh") from error

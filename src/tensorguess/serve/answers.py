@@ -111,9 +111,12 @@ class PointsAnswers:
     kind = "points"
     frame_size = None  # any size: the graph reads the photo at its own size
 
-    def __init__(self, scorer):
+    def __init__(self, scorer, frames_scorer=None):
         self.scorer = scorer
         self.labels = list(scorer.names)
+        # What scores a frame: camera_model's choice (the TFLite float files of this graph, when DIR
+        # has them), else the scorer itself; with its own run_in_boxes and crop_rule.
+        self.frames = frames_scorer or scorer
 
     def answer(self, result) -> dict:
         return points_document(result, self.scorer.names)
@@ -125,7 +128,7 @@ class PointsAnswers:
                                "pixels a side at least")
         if frame.box is None:
             return
-        if getattr(self.scorer, "run_in_boxes", None) is None:
+        if getattr(self.frames, "run_in_boxes", None) is None:
             raise FrameRefused("this model reads the whole frame (one stage, or --model saved_model): "
                                "send no box=")
         x0, y0, x1, y1 = frame.box
@@ -142,12 +145,12 @@ class PointsAnswers:
         located = [index for index, frame in enumerate(frames) if frame.box is None]
         # Frames of one size run together (the graph's batches are of one size), in order.
         for run in runs(((index, frames[index].pixels) for index in located), len(located)):
-            outputs = self.scorer.run(np.stack([pixels for _, pixels in run]))
+            outputs = self.frames.run(np.stack([pixels for _, pixels in run]))
             for row, (index, pixels) in enumerate(run):
                 answers[index] = self._answer(pixels, *(output[row] for output in outputs))
         for index, frame in enumerate(frames):  # tracked: the points stage alone, in the box given
             if frame.box is not None:
-                outputs = self.scorer.run_in_boxes(frame.pixels[None], np.asarray([frame.box], np.float32))
+                outputs = self.frames.run_in_boxes(frame.pixels[None], np.asarray([frame.box], np.float32))
                 answers[index] = self._answer(frame.pixels, *(output[0] for output in outputs))
         return answers
 
@@ -160,7 +163,7 @@ class PointsAnswers:
             return Skipped(result.path, "the graph gave no usable points (NaN or infinite); the model is "
                            "broken: train it again")
         answer = self.answer(result)
-        rule = getattr(self.scorer, "crop_rule", None)
+        rule = getattr(self.frames, "crop_rule", None)
         if rule is not None:  # the box the next frame's points are read in: the model's own crop rule
             height, width = pixels.shape[:2]
             corners = crop_box(points, np.ones(len(points), bool), width, height, *rule)
@@ -187,11 +190,12 @@ class PointsAnswers:
         return {"kind": self.kind, "labels": self.labels, "frame": None, "skeleton": bones}
 
 
-def answers_for(model, frames_run=None) -> ClassesAnswers | PointsAnswers:
+def answers_for(model, camera=None) -> ClassesAnswers | PointsAnswers:
     """The answers of the model serve was given: a points scorer has point names, a classifier labels
-    (`frames_run`: what scores a classes model's camera frames, when not the classifier)."""
-    return PointsAnswers(model) if hasattr(model, "names") and hasattr(model, "skeleton") \
-        else ClassesAnswers(model, frames_run)
+    (`camera`: serve.camera_model.CameraModel, what scores the camera's frames, when not the model)."""
+    if hasattr(model, "names") and hasattr(model, "skeleton"):
+        return PointsAnswers(model, camera.points if camera is not None else None)
+    return ClassesAnswers(model, camera.run if camera is not None else None)
 
 
 def signature_def(answers: ClassesAnswers | PointsAnswers) -> dict:

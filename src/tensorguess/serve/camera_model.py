@@ -1,17 +1,19 @@
-"""Which model scores the camera's frames of a classes model: the TFLite float model export.sh wrote
-from this very graph when DIR has one, else the graph serve runs.
+"""Which model scores the camera's frames: the TFLite float model export.sh wrote from this very graph
+when DIR has one, else the graph serve runs. For a classes model the .tflite; for a points model its
+float files (the points file, and the locate file of a model that locates first).
 
 On this 2-core AVX2 machine LiteRT (XNNPACK) runs MobileNet v1 on one 224 frame in about half the
 graph's time (10.6 ms against 20.3, docs/benchmarks.md, the camera's section), and the graph was
 most of a frame's time; so the camera is fast by default, with nothing to ask for, wherever the
-model was exported. Photos (POST /predict, TF Serving's API) still go through --model's format, as
-guess.sh scores them.
+model was exported. A points model's tracked frame (the points stage alone, in the box the page
+sends) is the same: the host's crop and the points file take 9 ms where the graph takes 15.
+Photos (POST /predict, TF Serving's API) still go through --model's format, as guess.sh scores them.
 
-A .tflite is used only when it is this graph's: a training after the export leaves an older
-network in DIR. The file keeps no record of the graph it came from (export.sh writes the same
-metadata for any graph), so the check is what both compute: the same check frames through both,
-their scores within SAME_SCORES of each other. Float TFLite agrees with its graph to about 1e-6;
-two trainings differ by far more than 1e-3 on some frame (different heads, different scores).
+A file is used only when it is this graph's: a training after the export leaves an older network
+in DIR. The file keeps no record of the graph it came from (export.sh writes the same metadata for
+any graph), so the check is what both compute: the same check frames through both, their scores
+within SAME_SCORES of each other (points: within SAME_POINTS pixels). Float TFLite agrees with its
+graph to about 1e-6 (points: 1e-4 px); two trainings differ by far more on some frame.
 """
 
 from __future__ import annotations
@@ -22,22 +24,27 @@ from pathlib import Path
 
 import numpy as np
 
+from tensorguess.errors import UsageError
 from tensorguess.export.formats import FILES
 from tensorguess.model_dir import LABELS
 
 SAME_SCORES = 1e-3  # the largest difference of a label's score on a check frame between the two
+SAME_POINTS = 0.05  # the same of a point's place, in the check frame's pixels
+POINTS_CHECK_FRAME = (320, 240)  # the page's frame (width, height)
 
 
 @dataclass
 class CameraModel:
-    """What runs the camera's frames: `run` (a float batch [N,S,S,3] in [0,1] -> scores [N, labels]),
-    `said` (serve's start-up line), `digest` (the sha1 of the file run, /healthz's camera_model),
-    and what to close with the server (`close`)."""
+    """What runs the camera's frames: `run` (classes: a float batch [N,S,S,3] in [0,1] -> scores
+    [N, labels]) or `points` (a points model: a score.points.PointsScorer, whose run, run_in_boxes and
+    crop_rule score the frames), `said` (serve's start-up line), `digest` (the sha1 of the files
+    run, /healthz's camera_model), and what to close with the server (`close`)."""
 
-    run: Callable[[np.ndarray], np.ndarray]
+    run: Callable[[np.ndarray], np.ndarray] | None
     said: str
     digest: str | None = None
     close: Callable[[], None] = lambda: None
+    points: object | None = None
 
 
 def check_frames(size: int) -> np.ndarray:
@@ -87,3 +94,51 @@ def _differs(classifier, lite) -> str:
     frames = check_frames(classifier.size)
     gap = float(np.abs(np.asarray(lite.run(frames)) - np.asarray(classifier.run(frames))).max())
     return f"its scores differ by up to {gap:.3g}" if gap > SAME_SCORES else ""
+
+
+def points_camera_model(scorer, folder: Path, model: str) -> CameraModel:
+    """The camera's model for the points model `scorer` (opened from `folder` as --model `model`): its
+    float TFLite files when export.sh wrote them from this graph, else the scorer itself."""
+    graph = CameraModel(None, "Camera frames: the graph ({why})", scorer.digest, points=scorer)
+    if model != "pb":  # the user chose a format: it runs everything, the camera included
+        graph.said = f"Camera frames: {model} (--model)"
+        return graph
+    from tensorguess.score.points import open_points_model
+    from tensorguess.score.predict import ClassifierError
+
+    path = Path(folder) / FILES["tflite"]
+    if not path.is_file():
+        graph.said = graph.said.format(why=f"no {path.name}; export.sh {folder} --format tflite "
+                                           "runs the camera's model in about two thirds of the time")
+        return graph
+    try:
+        lite = open_points_model(folder, "tflite")
+    except (ClassifierError, UsageError) as problem:
+        graph.said = graph.said.format(why=f"{problem}")
+        return graph
+    why = _points_differ(scorer, lite)
+    if why:
+        lite.close()
+        graph.said = graph.said.format(why=f"{path} is not of this graph ({why}); export.sh {folder} "
+                                           "--format tflite writes it again")
+        return graph
+    return CameraModel(None, f"Camera frames: {path} (TFLite float, of this graph)", lite.digest, lite.close,
+                       points=lite)
+
+
+def _points_differ(graph, lite) -> str:
+    """Why `lite` is not `graph`'s network, or "" when it is: the same points on the check frames,
+    found in each whole frame, and, when both read a box they are given, read in the same box."""
+    if list(lite.names) != list(graph.names):
+        return "other points"
+    if (graph.run_in_boxes is None) != (lite.run_in_boxes is None):
+        return "one of them locates first, the other does not"
+    width, height = POINTS_CHECK_FRAME
+    frames = (check_frames(max(width, height))[:, :height, :width] * 255).astype(np.uint8)
+    boxes = np.tile(np.array([[width / 4, height / 8, width * 3 / 4, height / 8 + width / 2]], np.float32),
+                    (len(frames), 1))
+    ways = [lambda scorer: scorer.run(frames)]
+    if graph.run_in_boxes is not None:
+        ways.append(lambda scorer: scorer.run_in_boxes(frames, boxes))
+    gap = max(float(np.abs(np.asarray(way(lite)[0]) - np.asarray(way(graph)[0])).max()) for way in ways)
+    return f"its points differ by up to {gap:.3g} px" if gap > SAME_POINTS else ""

@@ -78,10 +78,10 @@ def build_app(classifier, limits: Limits | None = None, log: Callable[[str], Non
               access: Access | None = None, camera=None):
     """The ASGI app serving `classifier`: a classes model (predict.Classifier's interface:
     score_files, labels, ranked) or a points model (score.points.PointsScorer); with `access`, only
-    requests that name this server (and carry its token, if it has one); `camera`: what scores a
-    classes model's camera frames (serve.camera_model.CameraModel). kinds' serve_app for both."""
+    requests that name this server (and carry its token, if it has one); `camera`: what scores the
+    camera's frames (serve.camera_model.CameraModel). kinds' serve_app for both."""
     limits = limits or Limits()
-    answers = answers_for(classifier, camera.run if camera is not None else None)
+    answers = answers_for(classifier, camera)
     scorer = PhotoScorer(answers, limits.max_batch)
     scorer.warm_up()
     batcher = Batcher(scorer, limits.max_batch, limits.batch_wait_ms / 1000, limits.queue_size)
