@@ -13,8 +13,9 @@ the logits of k layers is one layer of k x 512 hidden units (the second weights 
 an average exports as today's graph does.
 
 Ways, each per seed: `single` (today: one layer, 4,000 steps), `mean3-split` (3 layers of 1,333
-steps: the same steps in all), `mean3` (3 layers of 4,000: three times the steps). Validation and
-test accuracy of each, its wall seconds.
+steps: the same steps in all), `mean3` (3 layers of 4,000: three times the steps), `mean3-2000` (3 of
+2,000: one and a half times), `mean2` (2 of 4,000: twice). Validation and test accuracy of each, its
+wall seconds.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import numpy as np
 import common
 from hidden_steps import chosen_head, sign_digits_split
 
-WAYS = {"single": (1, 4000), "mean3-split": (3, 1333), "mean3": (3, 4000)}
+WAYS = {"single": (1, 4000), "mean3-split": (3, 1333), "mean3": (3, 4000), "mean3-2000": (3, 2000),
+        "mean2": (2, 4000)}
 
 
 def main() -> None:

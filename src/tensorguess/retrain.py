@@ -69,6 +69,9 @@ def _retrain(cfg: TrainConfig, publication: publish.Publication, say: Callable[[
     say(extraction.summary())
     checks, parts = _checked_split(cfg, image_set, extraction, spec, cache, say, warn)
     seed = _seed(cfg)
+    if cfg.random_seed is None:  # the test figure moves a photo or two with it (benchmarks, section 20)
+        say(f"Seed: {seed}, drawn (the head's first weights and batches); --random_seed {seed} repeats "
+            "this training")
     cfg, recipe = _recipe(cfg, image_set, parts, extraction, seed, say)  # on the training part only
     trained = _train(cfg, image_set, parts, extraction, spec, loaded, cache, seed, say, warn,
                      tau=recipe.get("tau"))
