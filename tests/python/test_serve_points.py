@@ -2,7 +2,8 @@
 here on 80 hand photos: its API answers guess --json's box and points, TF Serving's predict gives the
 graph's outputs and :classify says it classifies nothing; the page, in headless Chromium fed a
 640x480 video of a hand the model never saw, draws the box, the points and the skeleton over the
-video, lists the points' names and names the point under the pointer."""
+video, lists the points' names and names the point under the pointer: through the graph, and
+through export.sh's float files once DIR has them."""
 
 from __future__ import annotations
 
@@ -43,6 +44,21 @@ def points_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def points_server(points_model, tmp_path_factory):
     running = ServerProcess(points_model, log=tmp_path_factory.mktemp("points_serve") / "server.log")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def exported_points_server(points_model, tmp_path_factory):
+    """The same model with export.sh's float files beside its graph: the camera runs those."""
+    import shutil
+
+    from tensorguess.deploy_points import export
+
+    folder = tmp_path_factory.mktemp("hands_exported") / "model"
+    shutil.copytree(points_model, folder, ignore=shutil.ignore_patterns("bottlenecks"))
+    export(folder, ["tflite"], say=lambda line: None, warn=lambda line: None)
+    running = ServerProcess(folder, log=tmp_path_factory.mktemp("points_serve_files") / "server.log")
     yield running
     running.stop()
 
@@ -115,13 +131,22 @@ def test_a_frame_with_a_box_is_read_in_that_box_and_a_bad_box_is_a_400(points_se
         assert status == 400 and says in answer["error"] and "\n" not in answer["error"], raw
 
 
-def test_the_camera_draws_the_box_points_and_skeleton_of_a_hand_and_names_them(points_model, points_server,
+@pytest.mark.parametrize("served", ["points_server", "exported_points_server"], ids=["graph", "float files"])
+def test_the_camera_draws_the_box_points_and_skeleton_of_a_hand_and_names_them(points_model, served, request,
                                                                               hand, tmp_path_factory,
                                                                               record_property):
+    """Through the graph, and through export.sh's float files where DIR has them (serve's line says
+    which)."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    points_server = request.getfixturevalue(served)
+    said = points_server.lines.get(timeout=30).strip()
+    expected = {"points_server": ("Camera frames: the graph (no retrained_graph.tflite;", "of the time)"),
+                "exported_points_server": ("Camera frames: ",
+                                           "retrained_graph.tflite (TFLite float, of this graph)")}
+    assert said.startswith(expected[served][0]) and said.endswith(expected[served][1]), said
     folder = tmp_path_factory.mktemp("chromium_points")
     video = fake_camera_video(hand, folder / "hand.y4m")
     # What the camera shows: the photo at 640x480, scored by the model itself.
