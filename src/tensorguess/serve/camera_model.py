@@ -61,28 +61,37 @@ def camera_model(classifier, folder: Path, model: str, labels: str = LABELS) -> 
         return None
     if model != "pb":  # the user chose a format: it runs everything, the camera included
         return CameraModel(classifier.run, f"Camera frames: {model} (--model)", classifier.digest)
-    path = Path(folder) / FILES["tflite"]
-    graph = CameraModel(classifier.run, "Camera frames: the graph ({why})", classifier.digest)
-    if not path.is_file():
-        graph.said = graph.said.format(why=f"no {path.name}; export.sh {folder} --format tflite "
-                                           "runs the camera's model in about half the time")
-        return graph
     from tensorguess.score.lite import LiteClassifier
+
+    return _file_or_graph(CameraModel(classifier.run, "", classifier.digest), folder, "about half the time",
+                          lambda path: LiteClassifier(path, Path(folder) / labels),
+                          lambda lite: _differs(classifier, lite),
+                          lambda lite, said: CameraModel(lite.run, said, lite.digest, lite.close))
+
+
+def _file_or_graph(graph: CameraModel, folder: Path, faster: str, open_file, differs,
+                   camera_of) -> CameraModel:
+    """The camera's model of DIR's float .tflite (`open_file(path)`, made a CameraModel by `camera_of(lite,
+    said)`) when there is one that opens and computes what the graph does (`differs(lite)` is ""),
+    else `graph`, its line saying why not and what to do (`faster`: what the file would save)."""
     from tensorguess.score.predict import ClassifierError
 
-    try:
-        lite = LiteClassifier(path, Path(folder) / labels)
-    except ClassifierError as problem:
-        graph.said = graph.said.format(why=f"{problem}")
-        return graph
-    why = _differs(classifier, lite)
-    if why:
-        lite.close()
-        graph.said = graph.said.format(why=f"{path} is not of this graph ({why}); export.sh {folder} "
-                                           "--format tflite writes it again")
-        return graph
-    return CameraModel(lite.run, f"Camera frames: {path} (TFLite float, of this graph)", lite.digest,
-                       lite.close)
+    path = Path(folder) / FILES["tflite"]
+    why = f"no {path.name}; export.sh {folder} --format tflite runs the camera's model in {faster}"
+    if path.is_file():
+        try:
+            lite = open_file(path)
+        except (ClassifierError, UsageError) as problem:
+            why = f"{problem}"
+        else:
+            differs_by = differs(lite)
+            if not differs_by:
+                return camera_of(lite, f"Camera frames: {path} (TFLite float, of this graph)")
+            lite.close()
+            why = (f"{path} is not of this graph ({differs_by}); export.sh {folder} --format tflite "
+                   "writes it again")
+    graph.said = f"Camera frames: the graph ({why})"
+    return graph
 
 
 def _differs(classifier, lite) -> str:
@@ -99,31 +108,15 @@ def _differs(classifier, lite) -> str:
 def points_camera_model(scorer, folder: Path, model: str) -> CameraModel:
     """The camera's model for the points model `scorer` (opened from `folder` as --model `model`): its
     float TFLite files when export.sh wrote them from this graph, else the scorer itself."""
-    graph = CameraModel(None, "Camera frames: the graph ({why})", scorer.digest, points=scorer)
+    graph = CameraModel(None, f"Camera frames: {model} (--model)", scorer.digest, points=scorer)
     if model != "pb":  # the user chose a format: it runs everything, the camera included
-        graph.said = f"Camera frames: {model} (--model)"
         return graph
     from tensorguess.score.points import open_points_model
-    from tensorguess.score.predict import ClassifierError
 
-    path = Path(folder) / FILES["tflite"]
-    if not path.is_file():
-        graph.said = graph.said.format(why=f"no {path.name}; export.sh {folder} --format tflite "
-                                           "runs the camera's model in about two thirds of the time")
-        return graph
-    try:
-        lite = open_points_model(folder, "tflite")
-    except (ClassifierError, UsageError) as problem:
-        graph.said = graph.said.format(why=f"{problem}")
-        return graph
-    why = _points_differ(scorer, lite)
-    if why:
-        lite.close()
-        graph.said = graph.said.format(why=f"{path} is not of this graph ({why}); export.sh {folder} "
-                                           "--format tflite writes it again")
-        return graph
-    return CameraModel(None, f"Camera frames: {path} (TFLite float, of this graph)", lite.digest, lite.close,
-                       points=lite)
+    return _file_or_graph(graph, folder, "about two thirds of the time",
+                          lambda path: open_points_model(folder, "tflite"),
+                          lambda lite: _points_differ(scorer, lite),
+                          lambda lite, said: CameraModel(None, said, lite.digest, lite.close, points=lite))
 
 
 def _points_differ(graph, lite) -> str:
