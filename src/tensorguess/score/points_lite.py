@@ -67,7 +67,7 @@ def whole_square(width: float, height: float) -> np.ndarray:
 class LiteStage:
     """One .tflite file's signature runner: float [S,S,3] in [0,1] -> (points [K,2], confidence [K])."""
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path):
         from tensorguess.export.litert import interpreter_class
         from tensorguess.score.lite import prepare
 
@@ -75,7 +75,7 @@ class LiteStage:
             # All the cores, as score/lite.py's: LiteRT's default is one thread (12.0 ms a 224 crop
             # here, 7.5 on two).
             interpreter = interpreter_class()(model_content=Path(path).read_bytes(),
-                                              num_threads=threads or os.cpu_count() or 1)
+                                              num_threads=os.cpu_count() or 1)
         except (OSError, ValueError, RuntimeError) as error:
             raise ClassifierError(f"{path} is not a TFLite model LiteRT can load ({str(error)[:200]}); "
                                   "write it again with export.sh") from error
