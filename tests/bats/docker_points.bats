@@ -2,8 +2,9 @@
 # A points model through the Docker runtime, as a non-root user, as docker.bats runs
 # the classes: train.sh DIR with DIR/keypoints.json, train.sh with --keypoints and
 # --image_dir elsewhere (mounted read-only), then guess.sh's text, --json and --draw
-# (its folder mounted writable), export.sh's formats and guessDir.sh, against the local
-# runtime's points. points.bats runs the same checks locally. TG_TEST_DOCKER=0 skips them.
+# (its folder mounted writable), export.sh's formats and guessDir.sh, and serve.sh's camera
+# frames through the exported files, against the local runtime's points. points.bats runs the
+# same checks locally. TG_TEST_DOCKER=0 skips them.
 
 bats_require_minimum_version 1.5.0
 
@@ -28,6 +29,13 @@ setup() {
   load docker_helper
   load points_helper
   export TG_RUNTIME=docker TG_GPU=0
+}
+
+teardown() {
+  # serve.sh's wrapper (its client's death stops the container), whatever the outcome.
+  if [[ -n ${serve_dir:-} ]]; then
+    pid=$(cat "$serve_dir/pid" 2>/dev/null) && kill -9 "$pid" 2>/dev/null || true
+  fi
 }
 
 @test "docker: train.sh DIR trains a points model from DIR/keypoints.json; every output is the user's" {
@@ -94,4 +102,62 @@ setup() {
   run --separate-stderr env TG_RUNTIME=local bash "$REPO/guess.sh" "hands model" "to guess"/* --json --model tflite-int8
   [ "$status" -eq 0 ]
   same_points "$in_docker" "$output"
+}
+
+@test "docker: serve.sh on an exported points model runs the camera's frames through its float files, as the local runtime does" {
+  [ -s "$WORK/hands model/retrained_graph.tflite" ] # the export test's
+  port=$("$REPO/.venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  serve_dir=$(mktemp -d "$WORK/serve XXXXXX")
+  chown "$TEST_UID:$TEST_GID" "$serve_dir"
+  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
+  as_user setsid bash -c 'echo $$ >"$1/pid"; exec bash "$2/serve.sh" "hands model" --port "$3"' _ "$serve_dir" "$REPO" "$port" \
+    </dev/null >"$serve_dir/stdout" 2>"$serve_dir/stderr" 3>&- &
+  job=$!
+  wait_until 180 grep -q '^Camera frames: ' "$serve_dir/stdout" || { cat "$serve_dir/stderr"; false; }
+  pid=$(cat "$serve_dir/pid")
+  cat "$serve_dir/stdout"
+  grep -qx "Camera frames: $WORK/hands model/retrained_graph.tflite (TFLite float, of this graph)" "$serve_dir/stdout"
+  # A 320x240 frame of a hand, located, then read in the box its answer gives (a model that locates
+  # first): the local runtime's answers from the same files; /healthz names them.
+  PYTHONPATH="$REPO/src" "$REPO/.venv/bin/python" - "$port" "$WORK/hands model" "$WORK/to guess" <<'EOF'
+import json, sys, urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tensorguess.score.points import open_points_model
+from tensorguess.serve.answers import Frame, PointsAnswers
+
+port, folder, photos = int(sys.argv[1]), Path(sys.argv[2]), sorted(Path(sys.argv[3]).iterdir())
+pixels = np.asarray(Image.open(photos[0]).convert("RGB").resize((320, 240)))
+
+
+def served(query):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/predict/frame?width=320&height=240{query}",
+                                     data=pixels.tobytes(), method="POST")
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.loads(answer.read())
+
+
+def xy(answer):
+    return [[point["x"], point["y"]] for point in answer["keypoints"]]
+
+
+with open_points_model(folder, "tflite") as lite:
+    local = PointsAnswers(lite)
+    located = served("")
+    np.testing.assert_allclose(xy(located), xy(local.score_frames([Frame(pixels)])[0]), atol=1e-3)
+    if "next_box" in located:
+        box = located["next_box"]
+        tracked = served("&box=" + ",".join(map(str, box)))
+        np.testing.assert_allclose(xy(tracked), xy(local.score_frames([Frame(pixels, tuple(box))])[0]), atol=1e-3)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as answer:
+        assert json.loads(answer.read())["camera_model"] == lite.digest
+EOF
+  grep -q '"POST /predict/frame?" 200 ' "$serve_dir/stderr"
+  kill -TERM "$pid"
+  code=0
+  wait "$job" || code=$?
+  [ "$code" -eq 143 ]
 }
