@@ -524,31 +524,23 @@ for path in sys.argv[2:]:
 EOF
 }
 
+# shellcheck disable=SC2154  # serve_port, serve_job and serve_pid are set by serve_as_user
 @test "docker: serve.sh publishes its port on 127.0.0.1 only, scores like guess.sh; SIGTERM stops it and its container: 143" {
-  port=$("$REPO/.venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  serve_dir=$(mktemp -d "$WORK/serve XXXXXX")
-  chown "$TEST_UID:$TEST_GID" "$serve_dir"
-  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
-  as_user setsid bash -c 'echo $$ >"$1/pid"; exec bash "$2/serve.sh" "tf files" --port "$3"' _ "$serve_dir" "$REPO" "$port" \
-    </dev/null >"$serve_dir/stdout" 2>"$serve_dir/stderr" 3>&- &
-  job=$!
-  wait_until 180 grep -q '^Serving ' "$serve_dir/stdout" || { cat "$serve_dir/stderr"; false; }
-  pid=$(cat "$serve_dir/pid")
-  [ "$(head -n 1 "$serve_dir/stdout")" = "Serving $WORK/tf files/retrained_graph.pb at http://127.0.0.1:$port/ (Ctrl-C stops)" ]
+  serve_as_user "tf files"
+  [ "$(head -n 1 "$serve_dir/stdout")" = "Serving $WORK/tf files/retrained_graph.pb at http://127.0.0.1:$serve_port/ (Ctrl-C stops)" ]
   # and which model scores the camera's frames (no .tflite exported here: the graph, and why)
-  wait_until 30 grep -q '^Camera frames: ' "$serve_dir/stdout"
   grep -q "^Camera frames: the graph (no retrained_graph.tflite; export.sh $WORK/tf files --format tflite" "$serve_dir/stdout"
   [ "$(wc -l <"$serve_dir/stdout")" -eq 2 ]
   run ! grep -q "not on the loopback address" "$serve_dir/stderr"
   # Published on the loopback address only: the engine's port map, and another address of this host.
-  cid=$(docker ps --quiet --filter "publish=$port" --filter "ancestor=$TG_IMAGE_NAME:$(tg_version)-cpu")
+  cid=$(docker ps --quiet --filter "publish=$serve_port" --filter "ancestor=$TG_IMAGE_NAME:$(tg_version)-cpu")
   [ "$(wc -w <<<"$cid")" -eq 1 ]
-  [ "$(docker port "$cid")" = "$port/tcp -> 127.0.0.1:$port" ]
+  [ "$(docker port "$cid")" = "$serve_port/tcp -> 127.0.0.1:$serve_port" ]
   other=$(hostname -I | tr ' ' '\n' | grep -v -e '^127\.' -e ':' -e '^$' | head -n 1)
   if [[ -n $other ]]; then
-    run ! curl --silent --max-time 3 "http://$other:$port/healthz"
+    run ! curl --silent --max-time 3 "http://$other:$serve_port/healthz"
   fi
-  run curl --silent --show-error --fail --data-binary "@$WORK/to sort/elsa one.jpg" "http://127.0.0.1:$port/predict"
+  run curl --silent --show-error --fail --data-binary "@$WORK/to sort/elsa one.jpg" "http://127.0.0.1:$serve_port/predict"
   [ "$status" -eq 0 ]
   served=$output
   cd "$WORK"
@@ -560,14 +552,14 @@ assert served["label"] == guessed["label"] == "elsa", (served, guessed)
 assert all(abs(served["scores"][k] - v) <= 1e-4 for k, v in guessed["scores"].items()), (served, guessed)
 EOF
   grep -q '"POST /predict" 200 ' "$serve_dir/stderr"
-  kill -TERM "$pid"
+  kill -TERM "$serve_pid"
   code=0
-  wait "$job" || code=$?
+  wait "$serve_job" || code=$?
   cat "$serve_dir/stderr"
   [ "$code" -eq 143 ]
   [ "$(tail -n 1 "$serve_dir/stderr")" = "tensor-guess: terminated" ]
   # shellcheck disable=SC2016  # expanded by the inner bash
-  wait_until 15 bash -c '[ -z "$(docker ps --all --quiet --filter "publish=$1")" ]' _ "$port"
+  wait_until 15 bash -c '[ -z "$(docker ps --all --quiet --filter "publish=$1")" ]' _ "$serve_port"
   run as_user bash "$REPO/serve.sh" "tf files" --port 0
   [ "$status" -eq 1 ]
   [ "$output" = "tensor-guess: --port 0 (any free port) works with the local runtime only (TG_RUNTIME=local); give a port" ]

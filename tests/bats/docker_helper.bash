@@ -90,3 +90,21 @@ as_user() {
 not_owned() {
   find "$1" \( ! -uid "$TEST_UID" -o ! -gid "$TEST_GID" \) -print
 }
+
+# serve_as_user DIR: serve.sh DIR as the test user, on a free port, in the background in a
+# session of its own, until it has said which model scores the camera's frames (its second
+# line). Sets serve_port, serve_job and serve_pid (serve.sh's wrapper: SIGTERM stops it and its
+# container) and serve_dir (its stdout, stderr and pid files; the caller's teardown kills what
+# is left).
+# shellcheck disable=SC2034  # serve_job and serve_pid are read by the tests that call this
+serve_as_user() {
+  serve_port=$("$REPO/.venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  serve_dir=$(mktemp -d "$WORK/serve XXXXXX")
+  chown "$TEST_UID:$TEST_GID" "$serve_dir"
+  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
+  as_user setsid bash -c 'echo $$ >"$1/pid"; exec bash "$2/serve.sh" "$4" --port "$3"' _ "$serve_dir" "$REPO" \
+    "$serve_port" "$1" </dev/null >"$serve_dir/stdout" 2>"$serve_dir/stderr" 3>&- &
+  serve_job=$!
+  wait_until 180 grep -q '^Camera frames: ' "$serve_dir/stdout" || { cat "$serve_dir/stderr"; return 1; }
+  serve_pid=$(cat "$serve_dir/pid")
+}

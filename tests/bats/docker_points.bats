@@ -104,22 +104,15 @@ teardown() {
   same_points "$in_docker" "$output"
 }
 
+# shellcheck disable=SC2154  # serve_port, serve_job and serve_pid are set by serve_as_user
 @test "docker: serve.sh on an exported points model runs the camera's frames through its float files, as the local runtime does" {
   [ -s "$WORK/hands model/retrained_graph.tflite" ] # the export test's
-  port=$("$REPO/.venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  serve_dir=$(mktemp -d "$WORK/serve XXXXXX")
-  chown "$TEST_UID:$TEST_GID" "$serve_dir"
-  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
-  as_user setsid bash -c 'echo $$ >"$1/pid"; exec bash "$2/serve.sh" "hands model" --port "$3"' _ "$serve_dir" "$REPO" "$port" \
-    </dev/null >"$serve_dir/stdout" 2>"$serve_dir/stderr" 3>&- &
-  job=$!
-  wait_until 180 grep -q '^Camera frames: ' "$serve_dir/stdout" || { cat "$serve_dir/stderr"; false; }
-  pid=$(cat "$serve_dir/pid")
+  serve_as_user "hands model"
   cat "$serve_dir/stdout"
   grep -qx "Camera frames: $WORK/hands model/retrained_graph.tflite (TFLite float, of this graph)" "$serve_dir/stdout"
   # A 320x240 frame of a hand, located, then read in the box its answer gives (a model that locates
   # first): the local runtime's answers from the same files; /healthz names them.
-  PYTHONPATH="$REPO/src" "$REPO/.venv/bin/python" - "$port" "$WORK/hands model" "$WORK/to guess" <<'EOF'
+  PYTHONPATH="$REPO/src" "$REPO/.venv/bin/python" - "$serve_port" "$WORK/hands model" "$WORK/to guess" <<'EOF'
 import json, sys, urllib.request
 from pathlib import Path
 
@@ -156,8 +149,8 @@ with open_points_model(folder, "tflite") as lite:
         assert json.loads(answer.read())["camera_model"] == lite.digest
 EOF
   grep -q '"POST /predict/frame?" 200 ' "$serve_dir/stderr"
-  kill -TERM "$pid"
+  kill -TERM "$serve_pid"
   code=0
-  wait "$job" || code=$?
+  wait "$serve_job" || code=$?
   [ "$code" -eq 143 ]
 }
