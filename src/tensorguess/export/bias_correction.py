@@ -25,13 +25,12 @@ this removes as well.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import numpy as np
 
 from tensorguess.export.formats import evenly_chosen
-from tensorguess.export.litert import interpreter_class, quantized
+from tensorguess.export.litert import open_interpreter, quantized
 
 
 def _convolutions(tree) -> list:
@@ -62,8 +61,7 @@ class _Runner:
     model less well, and takes longer (docs/benchmarks.md, section 9, "Bias correction")."""
 
     def __init__(self, model: bytes):
-        self.interpreter = interpreter_class()(model_content=model, experimental_preserve_all_tensors=True,
-                                               num_threads=os.cpu_count() or 1)
+        self.interpreter = open_interpreter(model, experimental_preserve_all_tensors=True)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.details = {detail["index"]: detail for detail in self.interpreter.get_tensor_details()}

@@ -6,6 +6,8 @@ TFLite classifier (score/lite.py) run models: score/ imports export/, never the 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 
@@ -14,6 +16,13 @@ def interpreter_class():
     from ai_edge_litert.interpreter import Interpreter
 
     return Interpreter
+
+
+def open_interpreter(model_content: bytes, threads: int | None = None, **options):
+    """LiteRT's interpreter of a model's bytes, on `threads` threads, every core by default: LiteRT's
+    own default is one thread (a points file: 12.0 ms a 224 crop on one, 7.5 on two)."""
+    return interpreter_class()(model_content=model_content, num_threads=threads or os.cpu_count() or 1,
+                               **options)
 
 
 def quantized(pixels: np.ndarray, detail: dict) -> np.ndarray:

@@ -10,14 +10,13 @@ tensor's own scale and zero point (1/255 and 0 for ours: the pixel values).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
 from tensorguess import stderr_noise
-from tensorguess.export.litert import interpreter_class, quantized
+from tensorguess.export.litert import open_interpreter, quantized
 from tensorguess.export.tflite import packed_labels
 from tensorguess.score import tta as test_time
 from tensorguess.score.pixel_batches import PixelBatchClassifier
@@ -51,8 +50,7 @@ class LiteClassifier(PixelBatchClassifier):
         try:
             # A flatbuffer is data, not a program: the interpreter runs only its builtin ops.
             with stderr_noise.filtered():  # LiteRT's delegate notice
-                self.interpreter = interpreter_class()(model_content=data,
-                                                       num_threads=threads or os.cpu_count() or 1)
+                self.interpreter = open_interpreter(data, threads)
         except (ValueError, RuntimeError) as error:
             raise ClassifierError(f"{model_path} is not a TFLite model LiteRT can load "
                                   f"({str(error).strip().splitlines()[0][:200]})") from error

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -68,14 +67,11 @@ class LiteStage:
     """One .tflite file's signature runner: float [S,S,3] in [0,1] -> (points [K,2], confidence [K])."""
 
     def __init__(self, path: Path):
-        from tensorguess.export.litert import interpreter_class
+        from tensorguess.export.litert import open_interpreter
         from tensorguess.score.lite import prepare
 
         try:
-            # All the cores, as score/lite.py's: LiteRT's default is one thread (12.0 ms a 224 crop
-            # here, 7.5 on two).
-            interpreter = interpreter_class()(model_content=Path(path).read_bytes(),
-                                              num_threads=os.cpu_count() or 1)
+            interpreter = open_interpreter(Path(path).read_bytes())
         except (OSError, ValueError, RuntimeError) as error:
             raise ClassifierError(f"{path} is not a TFLite model LiteRT can load ({str(error)[:200]}); "
                                   "write it again with export.sh") from error
